@@ -1,0 +1,5 @@
+"""``python -m lsmcheck``."""
+
+from lsmcheck.cli import main
+
+main()

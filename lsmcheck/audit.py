@@ -1,0 +1,196 @@
+"""The engine: vectors x dtypes x implementations -> results.
+
+For each dtype, every vector is rounded to it; vectors that overflow on rounding are reported as
+``unrepresentable`` and vectors whose softmax is not a vector of numbers as ``undefined``.  The
+rest are batched by length, every implementation runs once per batch, and each output row is
+measured against the certified reference of its rounded input (computed once per vector and
+dtype, and shared by every implementation).  Results come back in input order: by vector, then
+dtype, then implementation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from lsmcheck import metrics
+from lsmcheck.algorithms import DEFAULT_ALGORITHMS, Algorithm, Kind, Trace, get_algorithm
+from lsmcheck.dtypes import DEFAULT_FORMATS, Format, get_format
+from lsmcheck.errors import UsageError
+from lsmcheck.gate import Thresholds, judge
+from lsmcheck.reference import Exact, exact
+from lsmcheck.results import ReferenceInfo, Report, Result, Status, summarise
+from lsmcheck.vectors import Vector
+
+#: The lowest and highest ``--precision`` accepted (bits of the first mpmath attempt).
+MIN_BITS, MAX_START_BITS = 64, 4096
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Options:
+    """What to audit and how.
+
+    Attributes:
+        dtypes: format names (see :mod:`lsmcheck.dtypes`).
+        algorithms: implementation names (see :mod:`lsmcheck.algorithms`).
+        precision_bits: the first mpmath working precision of the reference.
+        per_element: whether results carry per-element detail.
+        thresholds: the gate.
+    """
+
+    dtypes: tuple[str, ...] = DEFAULT_FORMATS
+    algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
+    precision_bits: int = 113
+    per_element: bool = False
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+    def __post_init__(self) -> None:
+        if not MIN_BITS <= self.precision_bits <= MAX_START_BITS:
+            raise UsageError(
+                f"--precision: expected bits between {MIN_BITS} and {MAX_START_BITS}, "
+                f"got {self.precision_bits}"
+            )
+        if not self.dtypes:
+            raise UsageError("--dtype: no dtype selected")
+        if not self.algorithms:
+            raise UsageError("--algorithm: no algorithm selected")
+
+    def formats(self) -> list[Format]:
+        return [get_format(n) for n in dict.fromkeys(self.dtypes)]
+
+    def implementations(self) -> list[Algorithm]:
+        return [get_algorithm(n) for n in dict.fromkeys(self.algorithms)]
+
+
+def audit(
+    vectors: Sequence[Vector],
+    options: Options | None = None,
+    progress: Progress | None = None,
+) -> Report:
+    """Audit every vector with every implementation in every dtype.
+
+    ``progress(done, total)`` is called as vectors are measured (total = vectors x dtypes).
+    """
+    from lsmcheck import __version__
+
+    options = options or Options()
+    formats, algorithms = options.formats(), options.implementations()
+    keyed: dict[tuple[int, int, int], Result] = {}
+    max_bits = options.precision_bits
+    done, total = 0, len(vectors) * len(formats)
+    for fi, fmt in enumerate(formats):
+        rounded = [fmt.cast(v.values) for v in vectors]
+        runnable: dict[int, list[int]] = {}
+        for vi, (v, x) in enumerate(zip(vectors, rounded, strict=True)):
+            reason = _unrepresentable(v.values, x, fmt)
+            status = Status.UNREPRESENTABLE
+            if reason is None:
+                reason = _undefined(x)
+                status = Status.UNDEFINED
+            if reason is None:
+                runnable.setdefault(len(x), []).append(vi)
+                continue
+            for ai, alg in enumerate(algorithms):
+                keyed[vi, fi, ai] = _skipped(v, alg, fmt, status, reason)
+            done += 1
+        for rows in runnable.values():
+            batch = np.stack([rounded[vi] for vi in rows])
+            traces = [alg.run(batch) for alg in algorithms]
+            for r, vi in enumerate(rows):
+                x = rounded[vi]
+                ref = exact(np.asarray(x, np.float64), fmt, options.precision_bits)
+                max_bits = max(max_bits, ref.bits)
+                for ai, (alg, trace) in enumerate(zip(algorithms, traces, strict=True)):
+                    res = _measure(vectors[vi], x, alg, trace, r, ref, fmt, options.per_element)
+                    keyed[vi, fi, ai] = judge(res, options.thresholds)
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+    results = tuple(keyed[k] for k in sorted(keyed))
+    return Report(
+        version=__version__,
+        reference=ReferenceInfo("mpmath", options.precision_bits, max_bits),
+        results=results,
+        groups=summarise(results),
+    )
+
+
+def _undefined(x: npt.NDArray[Any]) -> str | None:
+    from lsmcheck.reference import undefined_reason
+
+    return undefined_reason(np.asarray(x, np.float64))
+
+
+def _unrepresentable(
+    values: npt.NDArray[np.float64], rounded: npt.NDArray[Any], fmt: Format
+) -> str | None:
+    """Why ``values`` cannot be audited in ``fmt`` (a finite logit overflows), else None."""
+    bad = np.flatnonzero(np.isfinite(values) & ~np.isfinite(np.asarray(rounded, np.float64)))
+    if not bad.size:
+        return None
+    i = int(bad[0])
+    return f"x[{i}]={values[i]:.6g} overflows {fmt.name} (max {fmt.max:.6g})"
+
+
+def _skipped(v: Vector, alg: Algorithm, fmt: Format, status: Status, reason: str) -> Result:
+    return Result(
+        source=v.source,
+        vector=v.index,
+        line=v.line,
+        length=len(v.values),
+        algorithm=alg.name,
+        kind=alg.kind.value,
+        dtype=fmt.name,
+        status=status,
+        reason=reason,
+    )
+
+
+def _measure(
+    v: Vector,
+    x: npt.NDArray[Any],
+    alg: Algorithm,
+    trace: Trace,
+    row: int,
+    ref: Exact,
+    fmt: Format,
+    per_element: bool,
+) -> Result:
+    """The result of row ``row`` of ``trace`` (the vector ``v`` rounded to ``x``)."""
+    over, flush, nan_c = trace.overflow[row], trace.flush[row], trace.nan[row]
+    m = metrics.measure(alg.kind, trace.out[row], over, flush, ref, fmt)
+    inputs = np.asarray(x, np.float64)
+    worst = int(np.argmax(m.ulp))
+    mean = float(np.mean(m.ulp))
+    return Result(
+        source=v.source,
+        vector=v.index,
+        line=v.line,
+        length=len(v.values),
+        algorithm=alg.name,
+        kind=alg.kind.value,
+        dtype=fmt.name,
+        max_ulp=float(m.ulp[worst]),
+        mean_ulp=mean,
+        max_abs_error=float(np.max(m.abs_error)),
+        max_rel_error=float(np.max(m.rel_error)),
+        overflow=int(m.overflow.sum()),
+        underflow=int(m.underflow.sum()),
+        underflow_benign=int(m.benign.sum()),
+        nan=int(m.nan.sum()),
+        sum_error=metrics.sum_error(m.computed) if alg.kind is Kind.SOFTMAX else None,
+        argmax_preserved=None
+        if alg.kind.per_vector
+        else metrics.argmax_preserved(inputs, m.computed),
+        worst_index=worst,
+        findings=metrics.findings(m, over, flush, nan_c, trace.arg[row], fmt),
+        elements=metrics.elements(m, None if alg.kind.per_vector else inputs)
+        if per_element
+        else None,
+    )

@@ -1,0 +1,35 @@
+"""How text output should look; chosen by the CLI, used by the formatters."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Style:
+    """How text output should look.
+
+    Attributes:
+        color: whether to emit terminal colours.
+        width: the line width to lay tables out for.
+    """
+
+    color: bool = False
+    width: int = 120
+
+
+def fmt_ulp(x: float | None) -> str:
+    """A ULP figure for a table cell: ``0.41``, ``3.2e+15``, ``inf``; ``-`` when absent."""
+    if x is None or math.isnan(x):
+        return "-"
+    if math.isinf(x):
+        return "inf"
+    return f"{x:.2f}" if x < 1000 else f"{x:.3g}"
+
+
+def fmt_float(x: float | None) -> str:
+    """A float with 3 significant digits, ``-`` when absent."""
+    if x is None:
+        return "-"
+    return f"{x:.3g}"

@@ -1,0 +1,226 @@
+"""Error metrics of one output against its certified reference.
+
+Definitions (the README repeats them):
+
+* ``ulp(y) = 2**(max(floor(log2|y|), emin) - p + 1)`` in the audited format; ``ulp(0)`` is the
+  smallest subnormal.  The ULP error of an element is ``|computed - exact| / ulp(exact)``,
+  evaluated in mpmath (so it is exact to far better than 0.01 ulp).  A NaN, or an infinity where
+  the exact value rounds to a finite number, has infinite ULP error; an infinity where the exact
+  value lies beyond the format's range (it rounds to that same infinity) is the correctly rounded
+  answer and has error 0, as has ``-inf`` for a masked class's exact ``-inf``.
+* An element *overflowed* when its computation overflowed (a step of a built-in algorithm
+  turned finite operands into ``±inf``; for a black box, it returned ``±inf``) and its output is
+  not the correctly rounded exact value.
+* An element *underflowed* when a nonzero value on its way was flushed to 0 (or the output is
+  0, or ``-inf`` in the log domain) and the exact result rounds to a nonzero (finite) value.
+  Flushes whose exact result also rounds to 0 are *benign* and counted apart.
+
+These functions take plain values and return plain values: no I/O, no terminal.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import mpmath
+import numpy as np
+import numpy.typing as npt
+
+from lsmcheck.algorithms import Event, Kind, describe_event
+from lsmcheck.dtypes import Format
+from lsmcheck.reference import Exact, Mpf, mpf, round_to_format, ulp_exponent
+from lsmcheck.results import Element, Finding
+
+Bools = npt.NDArray[np.bool_]
+Codes = npt.NDArray[np.uint8]
+
+
+@dataclass(frozen=True)
+class Measured:
+    """Per-element metrics of one output vector (see the module docstring).
+
+    Attributes:
+        computed: the output as float64 (exact for formats up to float64).
+        exact: the reference values.
+        ulp, abs_error, rel_error: per-element errors.
+        overflow, underflow, benign, nan: per-element classifications.
+    """
+
+    computed: npt.NDArray[np.float64]
+    exact: tuple[Mpf, ...]
+    ulp: npt.NDArray[np.float64]
+    abs_error: npt.NDArray[np.float64]
+    rel_error: npt.NDArray[np.float64]
+    overflow: npt.NDArray[np.bool_]
+    underflow: npt.NDArray[np.bool_]
+    benign: npt.NDArray[np.bool_]
+    nan: npt.NDArray[np.bool_]
+
+
+def exact_values(kind: Kind, ref: Exact) -> tuple[Mpf, ...]:
+    """The reference values an implementation of ``kind`` is compared with."""
+    if kind is Kind.SOFTMAX:
+        return ref.softmax
+    if kind is Kind.LOG_SOFTMAX:
+        return ref.log_softmax
+    return (ref.logsumexp,)
+
+
+def element_error(c: float, v: Mpf, fmt: Format, bits: int) -> tuple[float, float, float]:
+    """``(ulp error, absolute error, relative error)`` of computed ``c`` against exact ``v``."""
+    if math.isnan(c):
+        return math.inf, math.inf, math.inf
+    if not mpmath.isfinite(v):  # exact -inf: a masked class's log-probability
+        return (0.0, 0.0, 0.0) if c == float(v) else (math.inf, math.inf, math.inf)
+    if math.isinf(c):
+        if round_to_format(v, fmt) == c:
+            return 0.0, 0.0, 0.0
+        return math.inf, math.inf, math.inf
+    with mpmath.workprec(bits + 16):
+        diff = abs(mpf(c) - v)
+        ulp = float(mpmath.ldexp(diff, -ulp_exponent(v, fmt)))
+        rel = 0.0 if diff == 0 else (math.inf if v == 0 else float(diff / abs(v)))
+        return ulp, float(diff), rel
+
+
+def measure(
+    kind: Kind,
+    out: npt.NDArray[Any],
+    overflow_codes: npt.NDArray[np.uint8],
+    flush_codes: npt.NDArray[np.uint8],
+    ref: Exact,
+    fmt: Format,
+) -> Measured:
+    """Metrics of one output vector ``out`` (in the dtype) against the reference ``ref``."""
+    c = np.asarray(out, np.float64)
+    exact = exact_values(kind, ref)
+    errors = [element_error(float(ci), v, fmt, ref.bits) for ci, v in zip(c, exact, strict=True)]
+    ulp, abs_err, rel_err = (np.array(col, np.float64) for col in zip(*errors, strict=True))
+    rounded = np.array([round_to_format(v, fmt) for v in exact], np.float64)
+    exact_zero = np.array([v == 0 or v == -mpmath.inf for v in exact], bool)
+    with np.errstate(invalid="ignore"):
+        wrong = ~(c == rounded)
+        if kind is Kind.SOFTMAX:
+            flushed = c == 0
+            looks_flushed = flushed & (rounded != 0)
+        else:
+            flushed = c == -np.inf
+            looks_flushed = flushed & np.isfinite(rounded)
+        traced_over = overflow_codes != 0
+        traced_flush = flush_codes != 0
+        overflow = wrong & (
+            traced_over | (~traced_flush & ~looks_flushed & np.isinf(c) & np.isfinite(rounded))
+        )
+        underflow = wrong & ~overflow & (traced_flush | looks_flushed)
+        benign = ~wrong & flushed & ~exact_zero & ~traced_over
+    return Measured(c, exact, ulp, abs_err, rel_err, overflow, underflow, benign, np.isnan(c))
+
+
+def sum_error(computed: npt.NDArray[np.float64]) -> float:
+    """``|sum(p) - 1|`` with the sum taken exactly (``math.fsum``) and rounded once."""
+    if not np.isfinite(computed).all():
+        return math.nan if np.isnan(computed).any() else math.inf
+    return abs(math.fsum([*computed.tolist(), -1.0]))
+
+
+def argmax_preserved(inputs: npt.NDArray[np.float64], computed: npt.NDArray[np.float64]) -> bool:
+    """Whether ``argmax(computed)`` is one of the maximal input logits (False on NaN)."""
+    if np.isnan(computed).any():
+        return False
+    top = inputs == np.max(inputs)
+    return bool(top[int(np.argmax(computed))])
+
+
+def findings(
+    m: Measured,
+    overflow_codes: npt.NDArray[np.uint8],
+    flush_codes: npt.NDArray[np.uint8],
+    nan_codes: npt.NDArray[np.uint8],
+    args: npt.NDArray[np.float64],
+    fmt: Format,
+) -> tuple[Finding, ...]:
+    """The events of one output, in words, with counts."""
+    out: list[Finding] = []
+
+    def add(
+        kind: str, mask: npt.NDArray[np.bool_], codes: npt.NDArray[np.uint8], blind: str
+    ) -> None:
+        hit = np.flatnonzero(mask)
+        for code in dict.fromkeys(int(codes[i]) for i in hit):
+            where = hit[codes[hit] == code]
+            if code == Event.NONE:
+                message = blind
+            else:
+                a = args[where][~np.isnan(args[where])]
+                lo, hi = (float(a.min()), float(a.max())) if a.size else (math.nan, math.nan)
+                message = describe_event(
+                    Event(code), lo, hi, fmt.name, fmt.max, fmt.smallest_subnormal
+                )
+            event = "output" if code == Event.NONE else Event(code).name.lower()
+            out.append(Finding(kind, event, message, len(where)))
+
+    add(
+        "overflow",
+        m.overflow,
+        overflow_codes,
+        "the output is ±inf although the exact value is finite",
+    )
+    add(
+        "underflow",
+        m.underflow,
+        flush_codes,
+        "the output is 0 (or -inf) but the exact value rounds to a nonzero finite number",
+    )
+    add("nan", m.nan, nan_codes, "NaN output")
+    n_benign = int(m.benign.sum())
+    if n_benign:
+        out.append(
+            Finding(
+                "underflow_benign",
+                "output",
+                f"flushed to 0 correctly: the exact value is below half of {fmt.name}'s "
+                f"smallest subnormal ({fmt.smallest_subnormal:.3g})",
+                n_benign,
+            )
+        )
+    return tuple(out)
+
+
+def elements(
+    m: Measured, inputs: npt.NDArray[np.float64] | None, digits: int = 30
+) -> tuple[Element, ...]:
+    """Per-element detail for ``--per-element`` and ``explain``."""
+    rows = []
+    for i, (c, v) in enumerate(zip(m.computed.tolist(), m.exact, strict=True)):
+        flags = tuple(
+            name
+            for name, mask in (
+                ("overflow", m.overflow),
+                ("underflow", m.underflow),
+                ("benign-underflow", m.benign),
+                ("nan", m.nan),
+            )
+            if mask[i]
+        )
+        rows.append(
+            Element(
+                index=i,
+                input=None if inputs is None else float(inputs[i]),
+                computed=c,
+                exact=format_exact(v, digits),
+                ulp=float(m.ulp[i]),
+                flags=flags,
+            )
+        )
+    return tuple(rows)
+
+
+def format_exact(v: Mpf, digits: int = 30) -> str:
+    """The reference value with ``digits`` significant digits (``inf``/``-inf``/``0``)."""
+    if mpmath.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    if v == 0:
+        return "0"
+    return str(mpmath.nstr(v, digits, min_fixed=-4, max_fixed=6, strip_zeros=False))

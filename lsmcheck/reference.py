@@ -1,0 +1,230 @@
+"""Certified exact values of softmax, log-softmax and logsumexp (mpmath).
+
+The reference is computed from the logits *as rounded to the audited dtype* (so the audit
+measures the algorithm, not the rounding of the input), in a cancellation-free form
+(Blanchard, Higham & Higham, "Accurately computing the log-sum-exp and softmax functions",
+IMA J. Numer. Anal. 41(4), 2021)::
+
+    m   = max x,  k = an index with x_k = m
+    d_j = x_j - m                       (exact: computed without rounding)
+    s   = sum_{j != k} exp(d_j)         (positive terms: no cancellation)
+    L   = log1p(s)
+    softmax_i     = exp(d_i) / (1 + s)
+    log_softmax_i = d_i - L             (both terms <= 0: no cancellation)
+    logsumexp     = m + L               (may cancel when m < 0: bounded below)
+
+At working precision ``P`` every mpmath operation has relative error at most
+``u = 2**(1-P)`` (basic arithmetic is correctly rounded; exp/log carry guard bits).  Summing the
+bounds gives a relative error of at most ``4(n+4)u`` for every softmax and log-softmax element
+(the factor 4 is a margin over the first-order sum), and for logsumexp an absolute error of at
+most ``4(n+2)u|L| + u|m + L|``.  A value is *certified* for a target format when its bound is
+below ``2**-80`` relative and the whole interval it allows rounds to the same value of the format
+with the same ulp; otherwise the precision is doubled and everything recomputed (as Herbie's
+ground truth does).  ``x = [710, 0]`` shows why: ``log_softmax[0] = -log1p(e**-710)`` is
+``-4.476e-309``, which ``x - logsumexp(x)`` evaluated at 200 digits returns as 0.
+
+Vectors whose softmax is not a number follow a policy and get no reference values:
+a NaN logit (every output is NaN), a ``+inf`` logit (softmax is only a limit), or no finite
+logit at all (every logit ``-inf``: softmax is 0/0).  ``-inf`` logits are masked classes:
+their probability is exactly 0 and their log-probability exactly ``-inf``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+import mpmath
+import numpy as np
+import numpy.typing as npt
+
+from lsmcheck.dtypes import Format
+
+#: Every certified value is within this relative distance of the true value.
+TARGET_REL_ERROR = mpmath.mpf(2) ** -80
+#: A bug guard: the doubling never needs to go this far for any float64 input.
+MAX_BITS = 1 << 16
+
+#: An mpmath number (mpmath ships no type hints); ``mpf`` builds one.
+Mpf: TypeAlias = Any
+mpf = mpmath.mpf
+
+
+@dataclass(frozen=True)
+class Exact:
+    """Reference values for one vector, certified for one format.
+
+    Attributes:
+        softmax: exact probabilities (``0`` for masked classes).
+        log_softmax: exact log-probabilities (``-inf`` for masked classes).
+        logsumexp: the exact log-sum-exp.
+        bits: the mpmath working precision that certified every value.
+        undefined: why the vector has no reference (the policy), else ``None``; the value
+            tuples are then empty.
+    """
+
+    softmax: tuple[Mpf, ...]
+    log_softmax: tuple[Mpf, ...]
+    logsumexp: Mpf
+    bits: int
+    undefined: str | None = None
+
+
+def undefined_reason(values: npt.NDArray[np.float64]) -> str | None:
+    """Why softmax of ``values`` is not a vector of numbers, or ``None`` when it is."""
+    nan = np.flatnonzero(np.isnan(values))
+    if nan.size:
+        return f"NaN logit at index {nan[0]}: every output is NaN"
+    pos = np.flatnonzero(values == np.inf)
+    if pos.size:
+        return f"+inf logit at index {pos[0]}: softmax is only a limit there"
+    if not np.isfinite(values).any():
+        return "no finite logit (all -inf): softmax is 0/0"
+    return None
+
+
+def round_to_format(v: Mpf, fmt: Format) -> float:
+    """``v`` correctly rounded (to nearest, ties to even) to ``fmt``, as a float.
+
+    Values beyond the overflow threshold round to ``±inf``; subnormals are rounded to the
+    fixed quantum ``2**(emin - p + 1)``.  Exact for every format up to float64.
+    """
+    if not mpmath.isfinite(v):
+        return float(v)
+    sign, man, exp, bc = v._mpf_
+    if man == 0:
+        return -0.0 if sign else 0.0
+    q = max(exp + bc - 1, fmt.emin) - fmt.p + 1
+    if exp < q:
+        shift = q - exp
+        r = man >> shift
+        rem = man & ((1 << shift) - 1)
+        half = 1 << (shift - 1)
+        if rem > half or (rem == half and r & 1):
+            r += 1
+    else:
+        r, q = man << (exp - q), q
+    if r.bit_length() - 1 + q > fmt.emax:  # a p-bit r at exponent <= emax is <= max
+        return -math.inf if sign else math.inf
+    return math.ldexp(-r if sign else r, q)
+
+
+def ulp_exponent(v: Mpf, fmt: Format) -> int:
+    """``k`` such that ``ulp(v) = 2**k`` in ``fmt``.
+
+    ``ulp(y) = 2**(max(floor(log2|y|), emin) - p + 1)``; ``ulp(0)`` is the smallest subnormal.
+    """
+    if not mpmath.isfinite(v) or v == 0:
+        return fmt.emin - fmt.p + 1
+    _, _, exp, bc = v._mpf_
+    return int(max(exp + bc - 1, fmt.emin) - fmt.p + 1)
+
+
+def _settled(v: Mpf, rel: Mpf, fmt: Format) -> bool:
+    """Whether every value within relative distance ``rel`` of ``v`` rounds and ulps alike."""
+    if rel == 0 or not mpmath.isfinite(v) or v == 0:
+        return True
+    if rel > TARGET_REL_ERROR:
+        return False
+    lo = v * (1 - rel)
+    hi = v * (1 + rel)
+    return round_to_format(lo, fmt) == round_to_format(hi, fmt) and ulp_exponent(
+        lo, fmt
+    ) == ulp_exponent(hi, fmt)
+
+
+def exact(values: npt.NDArray[np.float64], fmt: Format, start_bits: int = 113) -> Exact:
+    """The certified reference of one vector of (already dtype-rounded) logits.
+
+    Parameters
+    ----------
+    values : 1-D float64 array
+        The logits as rounded to ``fmt``; every value is exactly representable.
+    fmt : Format
+        The format whose rounding and ulp the certification must settle.
+    start_bits : int
+        The first mpmath working precision tried; it is doubled until every value is certified.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lsmcheck.dtypes import FORMATS
+    >>> r = exact(np.array([710.0, 0.0]), FORMATS["float64"])
+    >>> mpmath.nstr(r.log_softmax[0], 5)
+    '-4.4762e-309'
+    """
+    reason = undefined_reason(values)
+    if reason is not None:
+        return Exact((), (), mpf("nan"), start_bits, undefined=reason)
+    bits = start_bits
+    while bits <= MAX_BITS:
+        result, bounds = _evaluate(values, bits)
+        if all(_settled(v, b, fmt) for v, b in zip(_flat(result), bounds, strict=True)):
+            return result
+        bits *= 2
+    raise RuntimeError(f"reference not certified at {MAX_BITS} bits: {values!r}")
+
+
+def _flat(r: Exact) -> list[Mpf]:
+    return [*r.softmax, *r.log_softmax, r.logsumexp]
+
+
+def _evaluate(values: npt.NDArray[np.float64], bits: int) -> tuple[Exact, list[Mpf]]:
+    """Values at working precision ``bits`` and their relative error bounds."""
+    finite = np.isfinite(values)
+    m_float = float(values[finite].max())
+    k = int(np.flatnonzero(values == m_float)[0])
+    n = int(finite.sum())
+    with mpmath.workprec(bits):
+        u = mpf(2) ** (1 - bits)
+        m = mpf(m_float)
+        d = [
+            mpmath.fsub(mpf(float(x)), m, exact=True) if math.isfinite(x) else mpf("-inf")
+            for x in values
+        ]
+        ties_only = all(dj == 0 for dj in d if mpmath.isfinite(dj))
+        if ties_only:
+            # Every finite logit equals the maximum: s is the integer count - 1.
+            count = mpf(n)
+            p_tie = 1 / count
+            sm = tuple(p_tie if mpmath.isfinite(dj) else mpf(0) for dj in d)
+            log_c = mpmath.log(count)
+            ls = tuple(-log_c if mpmath.isfinite(dj) else mpf("-inf") for dj in d)
+            lse = m + log_c
+            exact_1_over_c = n & (n - 1) == 0
+            rel_p = mpf(0) if exact_1_over_c else u
+            rel_l = mpf(0) if n == 1 else 2 * u
+            rel_lse = mpf(0) if n == 1 else _lse_bound(m, log_c, 2 * u, u, lse)
+        else:
+            e = [mpmath.exp(dj) if j != k else mpf(1) for j, dj in enumerate(d)]
+            s = mpmath.fsum(ej for j, ej in enumerate(e) if j != k)
+            log1p_s = mpmath.log1p(s)
+            denom = 1 + s
+            sm = tuple(ej / denom if ej != 0 else mpf(0) for ej in e)
+            ls = tuple(dj - log1p_s for dj in d)
+            lse = m + log1p_s
+            rel_p = rel_l = 4 * (n + 4) * u
+            rel_lse = _lse_bound(m, log1p_s, 4 * (n + 2) * u, u, lse)
+    result = Exact(sm, ls, lse, bits)
+    bounds = [rel_p] * len(sm) + [rel_l] * len(ls) + [rel_lse]
+    return result, bounds
+
+
+def _lse_bound(m: Mpf, log_term: Mpf, rel_log: Mpf, u: Mpf, lse: Mpf) -> Mpf:
+    """Relative error bound of ``lse = m + log_term`` (cancels when m < 0)."""
+    if lse == 0:
+        return mpf("inf")
+    return (abs(log_term) * rel_log + abs(lse) * u) / abs(lse)
+
+
+__all__ = [
+    "MAX_BITS",
+    "TARGET_REL_ERROR",
+    "Exact",
+    "exact",
+    "mpf",
+    "round_to_format",
+    "ulp_exponent",
+    "undefined_reason",
+]

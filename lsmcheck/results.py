@@ -1,0 +1,386 @@
+"""The values an audit produces: frozen, plain, and serialisable.
+
+The JSON report schema (``lsmcheck.report/1``) is defined here, next to the types it
+serialises.  Later versions add fields and never rename them.  Non-finite numbers are written as
+the strings ``"inf"``, ``"-inf"`` and ``"nan"`` so that the document stays strict JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+SCHEMA = "lsmcheck.report/1"
+
+
+class Status(StrEnum):
+    """The verdict on one result.
+
+    ``pass``/``fail`` come from the gate; ``undefined`` marks a vector whose softmax is not a
+    vector of numbers (NaN or +inf logit, or no finite logit); ``unrepresentable`` marks an input
+    that overflows the dtype when rounded to it; ``error`` marks an implementation that raised.
+    """
+
+    PASS = "pass"
+    FAIL = "fail"
+    UNDEFINED = "undefined"
+    UNREPRESENTABLE = "unrepresentable"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One kind of event in one result, in words.
+
+    Attributes:
+        kind: ``"overflow"``, ``"underflow"``, ``"underflow_benign"`` or ``"nan"``.
+        event: the step that caused it, e.g. ``"exp_overflow"`` (``"output"`` when only the
+            output value tells).
+        message: what happened and why, e.g. ``"exp(1000) overflowed (...)"``.
+        count: how many output elements it affected.
+    """
+
+    kind: str
+    event: str
+    message: str
+    count: int
+
+
+@dataclass(frozen=True)
+class Element:
+    """One output element, for ``--per-element`` and ``explain``.
+
+    Attributes:
+        index: position in the output (0 for logsumexp).
+        input: the dtype-rounded input logit (``None`` for logsumexp).
+        computed: what the implementation returned, as a float (exact for float16/32/64).
+        exact: the reference value, 30 significant digits.
+        ulp: ``|computed - exact| / ulp(exact)``.
+        flags: short labels, e.g. ``("overflow",)``.
+    """
+
+    index: int
+    input: float | None
+    computed: float
+    exact: str
+    ulp: float
+    flags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Result:
+    """The audit of one vector by one implementation in one dtype.
+
+    Attributes:
+        source: where the vector came from.
+        vector: its 0-based index in that source.
+        line: its 1-based line in a text source, else ``None``.
+        length: number of logits.
+        algorithm: the implementation's name.
+        kind: ``softmax``, ``log_softmax`` or ``logsumexp``.
+        dtype: the audited format.
+        max_ulp: the largest element ULP error (``None`` when there is no reference).
+        mean_ulp: the mean element ULP error.
+        max_abs_error: the largest ``|computed - exact|``.
+        max_rel_error: the largest ``|computed - exact| / |exact|``.
+        overflow: elements whose computation overflowed (and came out wrong).
+        underflow: elements flushed to 0 (or -inf) although the exact result rounds to a
+            nonzero (finite) value.
+        underflow_benign: elements flushed to 0 whose exact result also rounds to 0.
+        nan: NaN outputs.
+        sum_error: ``|sum(computed) - 1|`` for softmax, else ``None``.
+        argmax_preserved: whether the output's argmax is a maximal input logit (``None``
+            for logsumexp).
+        worst_index: the element with the largest ULP error.
+        findings: the events, in words, with counts.
+        status: the verdict (see :class:`Status`).
+        failures: for a failed result, each threshold it broke and by how much.
+        reason: for ``undefined``/``unrepresentable``/``error``, why.
+        elements: per-element detail, when asked for.
+    """
+
+    source: str
+    vector: int
+    line: int | None
+    length: int
+    algorithm: str
+    kind: str
+    dtype: str
+    max_ulp: float | None = None
+    mean_ulp: float | None = None
+    max_abs_error: float | None = None
+    max_rel_error: float | None = None
+    overflow: int = 0
+    underflow: int = 0
+    underflow_benign: int = 0
+    nan: int = 0
+    sum_error: float | None = None
+    argmax_preserved: bool | None = None
+    worst_index: int | None = None
+    findings: tuple[Finding, ...] = ()
+    status: Status = Status.PASS
+    failures: tuple[str, ...] = ()
+    reason: str | None = None
+    elements: tuple[Element, ...] | None = None
+
+    @property
+    def label(self) -> str:
+        """``source:line`` for text sources, ``source[vector]`` otherwise."""
+        return (
+            f"{self.source}:{self.line}"
+            if self.line is not None
+            else f"{self.source}[{self.vector}]"
+        )
+
+    @property
+    def audited(self) -> bool:
+        """Whether the result carries metrics (it had a reference and ran)."""
+        return self.max_ulp is not None
+
+
+@dataclass(frozen=True)
+class Group:
+    """All results of one implementation in one dtype, summarised (one table row).
+
+    Attributes:
+        algorithm, kind, dtype: what the row is about.
+        vectors: results in the group.
+        audited: results with metrics.
+        failed: results with status ``fail``; ``errors``: status ``error``.
+        skipped: ``undefined`` plus ``unrepresentable`` results.
+        max_ulp: the worst ULP error over the group; ``worst``: the result it came from.
+        mean_ulp: the mean of the per-vector mean ULP errors.
+        overflow, underflow, underflow_benign, nan: summed counts.
+        argmax_lost: audited results whose argmax was not preserved.
+    """
+
+    algorithm: str
+    kind: str
+    dtype: str
+    vectors: int
+    audited: int
+    failed: int
+    errors: int
+    skipped: int
+    max_ulp: float | None
+    mean_ulp: float | None
+    worst: Result | None
+    overflow: int
+    underflow: int
+    underflow_benign: int
+    nan: int
+    argmax_lost: int
+
+    @property
+    def status(self) -> Status:
+        """``fail`` if any result failed the gate, ``error`` if any raised, else ``pass``."""
+        if self.failed:
+            return Status.FAIL
+        if self.errors:
+            return Status.ERROR
+        return Status.PASS
+
+
+@dataclass(frozen=True)
+class ReferenceInfo:
+    """How the reference was computed.
+
+    Attributes:
+        method: ``"mpmath"``.
+        precision_bits: the starting working precision.
+        max_precision_bits: the highest precision any vector needed to certify.
+    """
+
+    method: str
+    precision_bits: int
+    max_precision_bits: int
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything one audit produced.
+
+    Attributes:
+        version: the lsmcheck version.
+        reference: how the reference was computed.
+        results: one per (vector, implementation, dtype), in input order.
+    """
+
+    version: str
+    reference: ReferenceInfo
+    results: tuple[Result, ...]
+    groups: tuple[Group, ...] = field(default=())
+
+    @property
+    def passed(self) -> bool:
+        """True when no result failed the gate or errored."""
+        return not any(r.status in (Status.FAIL, Status.ERROR) for r in self.results)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when the report passes, 1 when a result fails the gate."""
+        return 0 if self.passed else 1
+
+    def counts(self) -> dict[str, int]:
+        """How many results have each status."""
+        out = {s.value: 0 for s in Status}
+        for r in self.results:
+            out[r.status.value] += 1
+        return out
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """The report as a ``lsmcheck.report/1`` JSON document."""
+        return json.dumps(report_to_dict(self), indent=indent, allow_nan=False)
+
+
+def _num(x: float | None) -> float | str | None:
+    """A float for JSON: non-finite values become strings."""
+    if x is None:
+        return None
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return x
+
+
+def _where(r: Result) -> dict[str, Any]:
+    return {"source": r.source, "vector": r.vector, "line": r.line}
+
+
+def result_to_dict(r: Result) -> dict[str, Any]:
+    """One result in the JSON schema."""
+    d: dict[str, Any] = {
+        **_where(r),
+        "length": r.length,
+        "algorithm": r.algorithm,
+        "kind": r.kind,
+        "dtype": r.dtype,
+        "max_ulp": _num(r.max_ulp),
+        "mean_ulp": _num(r.mean_ulp),
+        "max_abs_error": _num(r.max_abs_error),
+        "max_rel_error": _num(r.max_rel_error),
+        "overflow": r.overflow,
+        "underflow": r.underflow,
+        "underflow_benign": r.underflow_benign,
+        "nan": r.nan,
+        "sum_error": _num(r.sum_error),
+        "argmax_preserved": r.argmax_preserved,
+        "worst_index": r.worst_index,
+        "status": r.status.value,
+        "failures": list(r.failures),
+        "reason": r.reason,
+        "findings": [
+            {"kind": f.kind, "event": f.event, "message": f.message, "count": f.count}
+            for f in r.findings
+        ],
+    }
+    if r.elements is not None:
+        d["elements"] = [
+            {
+                "index": e.index,
+                "input": None if e.input is None else repr_float(e.input),
+                "computed": repr_float(e.computed),
+                "exact": e.exact,
+                "ulp": _num(e.ulp),
+                "flags": list(e.flags),
+            }
+            for e in r.elements
+        ]
+    return d
+
+
+def group_to_dict(g: Group) -> dict[str, Any]:
+    """One (implementation, dtype) summary in the JSON schema."""
+    return {
+        "algorithm": g.algorithm,
+        "kind": g.kind,
+        "dtype": g.dtype,
+        "vectors": g.vectors,
+        "audited": g.audited,
+        "failed": g.failed,
+        "errors": g.errors,
+        "skipped": g.skipped,
+        "max_ulp": _num(g.max_ulp),
+        "mean_ulp": _num(g.mean_ulp),
+        "worst": None if g.worst is None else _where(g.worst),
+        "overflow": g.overflow,
+        "underflow": g.underflow,
+        "underflow_benign": g.underflow_benign,
+        "nan": g.nan,
+        "argmax_lost": g.argmax_lost,
+        "status": g.status.value,
+    }
+
+
+def report_to_dict(report: Report) -> dict[str, Any]:
+    """The whole report in the JSON schema."""
+    return {
+        "schema": SCHEMA,
+        "version": report.version,
+        "reference": {
+            "method": report.reference.method,
+            "precision_bits": report.reference.precision_bits,
+            "max_precision_bits": report.reference.max_precision_bits,
+        },
+        "results": [result_to_dict(r) for r in report.results],
+        "summary": {
+            "passed": report.passed,
+            "results": len(report.results),
+            "statuses": report.counts(),
+            "groups": [group_to_dict(g) for g in report.groups],
+        },
+    }
+
+
+def repr_float(x: float) -> str:
+    """The shortest string that parses back to exactly ``x`` (``inf``/``-inf``/``nan``)."""
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return repr(x)
+
+
+def summarise(results: Sequence[Result]) -> tuple[Group, ...]:
+    """One :class:`Group` per (implementation, dtype), in first-seen order."""
+    keyed: dict[tuple[str, str], list[Result]] = {}
+    for r in results:
+        keyed.setdefault((r.algorithm, r.dtype), []).append(r)
+    groups = []
+    for (alg, dtype), rs in keyed.items():
+        audited = [r for r in rs if r.audited]
+        worst = max(audited, key=lambda r: _order(r.max_ulp), default=None)
+        means = [r.mean_ulp for r in audited if r.mean_ulp is not None]
+        groups.append(
+            Group(
+                algorithm=alg,
+                kind=rs[0].kind,
+                dtype=dtype,
+                vectors=len(rs),
+                audited=len(audited),
+                failed=sum(r.status is Status.FAIL for r in rs),
+                errors=sum(r.status is Status.ERROR for r in rs),
+                skipped=sum(r.status in (Status.UNDEFINED, Status.UNREPRESENTABLE) for r in rs),
+                max_ulp=None if worst is None else worst.max_ulp,
+                mean_ulp=math.fsum(means) / len(means) if means else None,
+                worst=worst,
+                overflow=sum(r.overflow for r in rs),
+                underflow=sum(r.underflow for r in rs),
+                underflow_benign=sum(r.underflow_benign for r in rs),
+                nan=sum(r.nan for r in rs),
+                argmax_lost=sum(r.argmax_preserved is False for r in rs),
+            )
+        )
+    return tuple(groups)
+
+
+def _order(x: float | None) -> float:
+    """Sort key for ULP errors: NaN and None sort lowest, inf highest."""
+    if x is None or math.isnan(x):
+        return -1.0
+    return x
