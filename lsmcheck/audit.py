@@ -61,6 +61,11 @@ class Options:
         if not self.algorithms:
             raise UsageError("--algorithm: no algorithm selected")
 
+    def validate(self) -> None:
+        """Raise :class:`UsageError` for an unknown dtype or algorithm name."""
+        self.formats()
+        self.implementations()
+
     def formats(self) -> list[Format]:
         return [get_format(n) for n in dict.fromkeys(self.dtypes)]
 

@@ -47,52 +47,56 @@ def _broken(r: Result) -> bool:
     return bool(r.overflow or r.underflow or r.nan)
 
 
-def _what(r: Result) -> str:
-    real = [f for f in r.findings if f.kind != "underflow_benign"]
-    if not real:
-        return f"is off by {r.max_ulp:.3g} ulp"
-    f = real[0]
-    n = f.count
-    return f"{f.message}, spoiling {n} of {_outputs(r)} output{'s' if _outputs(r) != 1 else ''}"
-
-
 def _outputs(r: Result) -> int:
     return 1 if r.kind == "logsumexp" else r.length
 
 
+def _join(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+#: Beyond this many ulp an answer without overflow or underflow is called inaccurate.
+INACCURATE_ULP = 2.0**8
+
+
 def verdict(dtype: str, results: list[Result]) -> str:
-    """A paragraph on one dtype's results for one vector."""
-    skipped = [r for r in results if not r.audited]
-    if skipped and len(skipped) == len(results):
-        return f"Not audited in {dtype}: {skipped[0].reason}."
-    fmt = get_format(dtype)
+    """A paragraph on one dtype's results for one vector: what broke, why, and what works."""
     audited = [r for r in results if r.audited]
+    if not audited:
+        return f"Not audited in {dtype}: {results[0].reason}."
+    fmt = get_format(dtype)
     sentences = []
     broken = [r for r in audited if _broken(r)]
+    by_event: dict[str, list[Result]] = {}
     for r in broken:
-        sentences.append(f"{r.algorithm} {_what(r)}.")
-    inaccurate = [
-        r for r in audited if not _broken(r) and r.max_ulp is not None and r.max_ulp > 2**8
-    ]
-    for r in inaccurate:
+        first = next(f for f in r.findings if f.kind != "underflow_benign")
+        by_event.setdefault(f"{first.kind}:{first.event}", []).append(r)
+    for rs in by_event.values():
+        first = next(f for f in rs[0].findings if f.kind != "underflow_benign")
+        spoiled = sum(r.overflow + r.underflow + r.nan > 0 for r in rs)
+        every = all(
+            max(r.overflow, r.underflow, r.nan) == _outputs(r) for r in rs
+        ) and spoiled == len(rs)
         sentences.append(
-            f"{r.algorithm} overflows nothing but is off by {r.max_ulp:.3g} ulp at element "
-            f"{r.worst_index}: the exact value is tiny and the formula rounds it away."
+            f"{_join([r.algorithm for r in rs])} {'break' if len(rs) > 1 else 'breaks'}: "
+            f"{first.message}"
+            + (", spoiling every output." if every else f" ({_count(first.count)}).")
         )
-    by_kind: dict[str, list[Result]] = {}
-    for r in audited:
-        by_kind.setdefault(r.kind, []).append(r)
-    for kind, rs in by_kind.items():
-        good = [r for r in rs if not _broken(r) and r not in inaccurate]
-        bad = [r for r in rs if r not in good]
-        if bad and good:
-            best = min(good, key=lambda r: r.max_ulp or 0.0)
-            sentences.append(
-                f"{best.algorithm} gets {kind} right to {best.max_ulp:.2f} ulp"
-                + (" by shifting by the maximum first." if "stable" in best.algorithm else ".")
-            )
-    log_of = next((r for r in audited if r.algorithm == "log_of_softmax" and r.underflow), None)
-    if log_of is not None:
+    inaccurate = [r for r in audited if not _broken(r) and (r.max_ulp or 0.0) > INACCURATE_ULP]
+    if inaccurate:
+        worst = max(inaccurate, key=lambda r: r.max_ulp or 0.0)
+        exact = _exact_at(worst)
+        sentences.append(
+            f"{_join([r.algorithm for r in inaccurate])} neither overflow nor underflow but "
+            f"{'are' if len(inaccurate) > 1 else 'is'} off by up to {worst.max_ulp:.3g} ulp "
+            f"(element {worst.worst_index}, exact {exact}): the exact value is smaller than "
+            "the rounding error of the terms the formula adds or subtracts, so it is lost "
+            "(the log1p form, max + log1p(sum of the others), keeps it)."
+        )
+    fixes = _fixes(audited, broken + inaccurate)
+    if fixes:
+        sentences.append(fixes)
+    if any(r.algorithm == "log_of_softmax" and r.underflow for r in audited):
         sentences.append(
             "Taking the log of probabilities gives -inf where log_softmax is finite: "
             "compute log_softmax directly."
@@ -104,11 +108,36 @@ def verdict(dtype: str, results: list[Result]) -> str:
             f"(worst: {worst.algorithm})."
         )
         sentences.extend(_close_values(audited, fmt.p))
-    for r in skipped:
-        if r.status is Status.UNDEFINED:
-            sentences.append(f"Not audited: {r.reason}.")
-            break
+    skipped = [r for r in results if r.status is Status.UNDEFINED]
+    if skipped:
+        sentences.append(f"Not audited: {skipped[0].reason}.")
     return " ".join(sentences)
+
+
+def _count(n: int) -> str:
+    return f"{n} element{'s' if n != 1 else ''}"
+
+
+def _exact_at(r: Result) -> str:
+    if r.elements is None or r.worst_index is None:
+        return "?"
+    text = r.elements[r.worst_index].exact
+    return text if text in ("inf", "-inf", "0") else f"{float(text):.4g}"
+
+
+def _fixes(audited: list[Result], bad: list[Result]) -> str:
+    """Which algorithm gets each kind right where another of the same kind broke."""
+    parts = []
+    for kind in dict.fromkeys(r.kind for r in bad):
+        good = [r for r in audited if r.kind == kind and r not in bad]
+        if not good:
+            continue
+        stable = [r for r in good if "stable" in r.algorithm]
+        best = stable[0] if stable else min(good, key=lambda r: r.max_ulp or 0.0)
+        parts.append(f"{best.algorithm} is within {best.max_ulp:.2f} ulp")
+    if not parts:
+        return ""
+    return "What works: " + _join(parts) + "."
 
 
 def _close_values(results: list[Result], p: int) -> list[str]:

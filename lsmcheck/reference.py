@@ -95,7 +95,12 @@ def round_to_format(v: Mpf, fmt: Format) -> float:
     sign, man, exp, bc = v._mpf_
     if man == 0:
         return -0.0 if sign else 0.0
-    q = max(exp + bc - 1, fmt.emin) - fmt.p + 1
+    top = exp + bc - 1  # 2**top <= |v| < 2**(top + 1)
+    if top < fmt.emin - fmt.p:  # below half the smallest subnormal
+        return -0.0 if sign else 0.0
+    if top > fmt.emax:
+        return -math.inf if sign else math.inf
+    q = max(top, fmt.emin) - fmt.p + 1
     if exp < q:
         shift = q - exp
         r = man >> shift

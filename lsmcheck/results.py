@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from lsmcheck.dtypes import get_format
+
 SCHEMA = "lsmcheck.report/1"
 
 
@@ -283,8 +285,8 @@ def result_to_dict(r: Result) -> dict[str, Any]:
         d["elements"] = [
             {
                 "index": e.index,
-                "input": None if e.input is None else repr_float(e.input),
-                "computed": repr_float(e.computed),
+                "input": None if e.input is None else repr_float(e.input, r.dtype),
+                "computed": repr_float(e.computed, r.dtype),
                 "exact": e.exact,
                 "ulp": _num(e.ulp),
                 "flags": list(e.flags),
@@ -337,22 +339,32 @@ def report_to_dict(report: Report) -> dict[str, Any]:
     }
 
 
-def repr_float(x: float) -> str:
-    """The shortest string that parses back to exactly ``x`` (``inf``/``-inf``/``nan``)."""
+def repr_float(x: float, dtype: str = "float64") -> str:
+    """The shortest string that parses back to exactly ``x`` in ``dtype`` (``inf``, ``nan``).
+
+    ``x`` must be a value of ``dtype``; float32 ``0.1`` prints as ``0.1``, not as the float64
+    expansion of the same number.
+    """
     if math.isnan(x):
         return "nan"
     if math.isinf(x):
         return "inf" if x > 0 else "-inf"
-    return repr(x)
+    if dtype == "float64":
+        return repr(x)
+    return str(get_format(dtype).dtype.type(x))
 
 
 def summarise(results: Sequence[Result]) -> tuple[Group, ...]:
-    """One :class:`Group` per (implementation, dtype), in first-seen order."""
+    """One :class:`Group` per (implementation, dtype): by implementation, then dtype."""
     keyed: dict[tuple[str, str], list[Result]] = {}
     for r in results:
         keyed.setdefault((r.algorithm, r.dtype), []).append(r)
+    algorithms = list(dict.fromkeys(r.algorithm for r in results))
+    dtypes = list(dict.fromkeys(r.dtype for r in results))
+    order = sorted(keyed, key=lambda k: (algorithms.index(k[0]), dtypes.index(k[1])))
     groups = []
-    for (alg, dtype), rs in keyed.items():
+    for alg, dtype in order:
+        rs = keyed[alg, dtype]
         audited = [r for r in rs if r.audited]
         worst = max(audited, key=lambda r: _order(r.max_ulp), default=None)
         means = [r.mean_ulp for r in audited if r.mean_ulp is not None]

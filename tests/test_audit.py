@@ -191,7 +191,11 @@ def test_gate_decides_status_and_exit_code() -> None:
     )
     assert not gated.passed and gated.exit_code == 1
     failed = [r for r in gated.results if r.status is Status.FAIL]
-    assert {r.algorithm for r in failed} == {"softmax_naive", "log_softmax_naive", "logsumexp_naive"}
+    assert {r.algorithm for r in failed} == {
+        "softmax_naive",
+        "log_softmax_naive",
+        "logsumexp_naive",
+    }
     assert failed[0].failures == ("overflow 2 > 0",)
     ulp_gate = audit(v, Options(dtypes=("float64",), thresholds=Thresholds(max_ulp=1.0)))
     assert any(r.failures and r.failures[0].startswith("max_ulp") for r in ulp_gate.results)

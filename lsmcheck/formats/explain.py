@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import mpmath
+from rich import box
 from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -15,19 +17,27 @@ from lsmcheck.results import Result, repr_float
 MAX_ROWS = 16
 
 
-def _cell(r: Result, i: int) -> Text:
+#: How element flags read in a cell.
+FLAG_WORDS = {"overflow": "overflow", "underflow": "underflow", "benign-underflow": "ok flush"}
+
+
+def _value(r: Result, i: int) -> Text:
+    """``value (ulp)`` with any flag, coloured by what went wrong."""
     assert r.elements is not None
     e = r.elements[i]
-    colour = (
-        "red"
-        if {"overflow", "nan"} & set(e.flags)
-        else ("yellow" if "underflow" in e.flags or e.ulp > 1 else "")
-    )
-    text = Text(repr_float(e.computed), colour)
-    text.append(f"  {fmt_ulp(e.ulp)} ulp", colour if colour else "dim")
-    for flag in e.flags:
-        text.append(f" {flag}", colour or "dim")
+    bad = {"overflow", "nan"} & set(e.flags)
+    colour = "red" if bad else ("yellow" if "underflow" in e.flags or e.ulp > 1 else "")
+    words = [fmt_ulp(e.ulp) + " ulp"] + [FLAG_WORDS[f] for f in e.flags if f in FLAG_WORDS]
+    text = Text(repr_float(e.computed, r.dtype), colour)
+    text.append(f" ({', '.join(words)})", colour or "dim")
     return text
+
+
+def _short(exact: str, digits: int = 20) -> str:
+    """The reference shortened for the screen (the JSON report keeps 30 digits)."""
+    if exact in ("inf", "-inf", "0"):
+        return exact
+    return str(mpmath.nstr(mpmath.mpf(exact), digits, min_fixed=-4, max_fixed=6))
 
 
 def _rows(results: list[Result]) -> list[int]:
@@ -47,21 +57,22 @@ def kind_table(kind: str, results: list[Result]) -> Table:
     """One table for the algorithms of one kind: rows are elements."""
     first = results[0]
     assert first.elements is not None
-    table = Table(title=kind, title_justify="left", title_style="bold")
+    table = Table(title=kind, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD)
     if kind != "logsumexp":
-        table.add_column("i", justify="right")
-        table.add_column("x")
-    table.add_column("exact")
+        table.add_column("i", justify="right", no_wrap=True)
+        table.add_column("x", no_wrap=True)
+    table.add_column("exact", no_wrap=True, min_width=12)
     for r in results:
-        table.add_column(r.algorithm)
+        table.add_column(r.algorithm)  # wraps "(ulp)" under the value when narrow
     rows = _rows(results)
     for i in rows:
         e = first.elements[i]
         cells: list[RenderableType] = []
         if kind != "logsumexp":
-            cells += [str(i), repr_float(e.input if e.input is not None else float("nan"))]
-        cells.append(e.exact)
-        cells += [_cell(r, i) for r in results]
+            x = e.input if e.input is not None else float("nan")
+            cells += [str(i), repr_float(x, first.dtype)]
+        cells.append(_short(e.exact))
+        cells += [_value(r, i) for r in results]
         table.add_row(*cells)
     hidden = len(first.elements) - len(rows)
     if hidden:
@@ -77,12 +88,12 @@ def render(explanation: Explanation, style: Style) -> str:
     for r in explanation.report.results:
         by_dtype.setdefault(r.dtype, []).append(r)
     for dtype, results in by_dtype.items():
-        parts.append(Text(f"\n{dtype}: {v.label}, {len(v.values)} logits", "bold underline"))
+        parts.append(Text(f"{dtype}: {len(v.values)} logits", "bold underline"))
         audited = [r for r in results if r.elements is not None]
         kinds: dict[str, list[Result]] = {}
         for r in audited:
             kinds.setdefault(r.kind, []).append(r)
         for kind, rs in kinds.items():
             parts.append(kind_table(kind, rs))
-        parts.append(Text("Verdict: ", "bold").append(explanation.verdicts[dtype], ""))
+        parts.append(Text("Verdict: ", "bold").append(explanation.verdicts[dtype] + "\n", ""))
     return to_text(parts, style)

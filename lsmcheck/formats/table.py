@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable
 
+from rich import box
 from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -55,17 +56,19 @@ def group_table(report: Report) -> Table:
         title=f"lsmcheck: {len(sources)} vector{'s' if len(sources) != 1 else ''}, "
         f"reference mpmath (certified, {report.reference.precision_bits}+ bits)",
         title_justify="left",
+        box=box.SIMPLE_HEAD,
     )
-    table.add_column("algorithm")
-    table.add_column("dtype")
-    table.add_column("max ulp", justify="right")
-    table.add_column("mean ulp", justify="right")
-    table.add_column("worst vector")
+    labels = [len(g.worst.label) for g in report.groups if g.worst is not None]
+    table.add_column("algorithm", no_wrap=True)
+    table.add_column("dtype", no_wrap=True)
+    table.add_column("max ulp", justify="right", no_wrap=True)
+    table.add_column("mean ulp", justify="right", no_wrap=True)
+    table.add_column("worst vector", min_width=min(max(labels, default=5), 40))
     table.add_column("overflow", justify="right")
     table.add_column("underflow", justify="right")
     table.add_column("nan", justify="right")
     table.add_column("argmax lost", justify="right")
-    table.add_column("status")
+    table.add_column("status", no_wrap=True)
     previous = None
     for g in report.groups:
         if previous is not None and g.algorithm != previous:

@@ -1,0 +1,113 @@
+"""What every command shares: option definitions, the error guard, output writing, styles."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import traceback
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TextIO
+
+import click
+
+from lsmcheck.algorithms import DEFAULT_ALGORITHMS
+from lsmcheck.dtypes import DEFAULT_FORMATS, FORMATS
+from lsmcheck.errors import LsmcheckError, UsageError
+from lsmcheck.formats import Style
+
+#: Exit code for a bug in lsmcheck (never 1, which means "the gate failed").
+EXIT_BUG = 3
+
+
+def names(values: Iterable[str], default: tuple[str, ...]) -> tuple[str, ...]:
+    """Comma-separated or repeated names; ``all`` (or nothing) selects ``default``."""
+    parts = [n.strip() for v in values for n in v.split(",") if n.strip()]
+    if not parts or "all" in parts:
+        return default
+    return tuple(dict.fromkeys(parts))
+
+
+def dtype_names(values: Iterable[str]) -> tuple[str, ...]:
+    return names(values, DEFAULT_FORMATS)
+
+
+def algorithm_names(values: Iterable[str]) -> tuple[str, ...]:
+    return names(values, DEFAULT_ALGORITHMS)
+
+
+def style_for(stream: TextIO) -> Style:
+    """Colour only on a terminal and without NO_COLOR; the terminal's width (at least 80)."""
+    tty = stream.isatty()
+    color = tty and not os.environ.get("NO_COLOR")
+    width = shutil.get_terminal_size((120, 24)).columns if tty else 120
+    return Style(color=color, width=max(width, 80))
+
+
+def write_atomically(path: str, text: str, inputs: Iterable[str]) -> None:
+    """Write ``text`` to ``path`` via a temporary file and a rename; never over an input."""
+    target = Path(path)
+    for src in inputs:
+        if src != "-" and Path(src).exists() and target.exists() and target.samefile(src):
+            raise UsageError(f"--output: {path} is an input file; refusing to overwrite it")
+    directory = target.parent
+    if not directory.is_dir():
+        raise UsageError(f"--output: directory {str(directory)!r} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def guard(fn: Callable[..., int]) -> Callable[..., None]:
+    """Run a command: user errors become one line + exit 2, bugs a traceback + exit 3."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            code = fn(*args, **kwargs)
+        except LsmcheckError as e:
+            click.echo(f"lsmcheck: error: {e}", err=True)
+            sys.exit(e.exit_code)
+        except (click.exceptions.Exit, click.ClickException, KeyboardInterrupt):
+            raise
+        except Exception:
+            traceback.print_exc()
+            click.echo("lsmcheck: internal error (a bug in lsmcheck; please report it)", err=True)
+            sys.exit(EXIT_BUG)
+        sys.exit(code)
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+dtype_option = click.option(
+    "-d",
+    "--dtype",
+    "dtypes",
+    multiple=True,
+    metavar="NAMES",
+    help=f"Precisions, comma-separated or repeated ({', '.join(FORMATS)}; default all).",
+)
+algorithm_option = click.option(
+    "-a",
+    "--algorithm",
+    "algorithms",
+    multiple=True,
+    metavar="NAMES",
+    help="Algorithms, comma-separated or repeated (see `lsmcheck algorithms`; default all).",
+)
+precision_option = click.option(
+    "--precision",
+    type=int,
+    default=113,
+    show_default=True,
+    metavar="BITS",
+    help="Starting mpmath precision of the reference; raised until every value is certified.",
+)

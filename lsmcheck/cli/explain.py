@@ -1,0 +1,45 @@
+"""``lsmcheck explain``: one vector, element by element, with a verdict in words."""
+
+from __future__ import annotations
+
+import click
+
+from lsmcheck.audit import Options
+from lsmcheck.cli.common import (
+    algorithm_names,
+    algorithm_option,
+    dtype_names,
+    dtype_option,
+    guard,
+    precision_option,
+    style_for,
+)
+from lsmcheck.errors import InputError
+from lsmcheck.explain import explain as explain_vector
+from lsmcheck.formats.explain import render
+from lsmcheck.sources import parse_logits_flag
+
+
+@click.command()
+@click.argument("logits", metavar="LOGITS")
+@dtype_option
+@algorithm_option
+@precision_option
+@guard
+def explain(
+    logits: str, dtypes: tuple[str, ...], algorithms: tuple[str, ...], precision: int
+) -> int:
+    """Explain one vector element by element: explain "1000,1001,1002" -d float32."""
+    options = Options(
+        dtypes=dtype_names(dtypes),
+        algorithms=algorithm_names(algorithms),
+        precision_bits=precision,
+    )
+    options.validate()
+    try:
+        vector = parse_logits_flag(logits, 0)
+    except InputError as e:  # name the argument, not the -l flag
+        raise InputError(e.where.replace("--logits #1", "LOGITS"), e.message) from None
+    stdout = click.get_text_stream("stdout")
+    stdout.write(render(explain_vector(vector, options), style_for(stdout)))
+    return 0

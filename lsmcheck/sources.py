@@ -1,0 +1,703 @@
+"""Readers that turn files, standard input and ``-l/--logits`` values into logit vectors.
+
+Formats, chosen by file extension (case-insensitive):
+
+* ``.csv``, ``.txt`` and standard input (``-``): one vector per non-empty line, comma
+  separated (a line without commas may be whitespace separated).  ``.tsv``: tab separated.
+  ``#`` starts a comment; the first data line may be a header of names and is skipped.
+* ``.json``: a list of numbers (one vector) or a list of lists of numbers.
+* ``.npy``: a float or integer array; vectors lie along the last axis.
+* ``.npz``: every member of the archive, in order, read like a ``.npy`` file.
+
+A file with any other extension is sniffed: the ``.npy`` magic, the zip signature, a leading
+``[`` (JSON) or else CSV.  Every problem raises :class:`~lsmcheck.errors.InputError` whose
+``where`` names the file with line and column for text formats (``cases/a.csv:3:7``).
+Reading never writes anything and never unpickles.
+"""
+
+from __future__ import annotations
+
+import bisect
+import io
+import json
+import math
+import os
+import re
+import stat
+import sys
+import zipfile
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, BinaryIO, TextIO
+
+import numpy as np
+import numpy.typing as npt
+
+from lsmcheck.errors import InputError
+from lsmcheck.vectors import Vector
+
+__all__ = ["iter_source", "parse_logits_flag", "read_sources"]
+
+FloatArray = npt.NDArray[np.float64]
+
+_FORMATS_BY_EXTENSION = {
+    ".csv": "csv",
+    ".txt": "csv",
+    ".tsv": "tsv",
+    ".json": "json",
+    ".npy": "npy",
+    ".npz": "npz",
+}
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a local file header; an empty archive
+_UTF8_BOM = b"\xef\xbb\xbf"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_HEAD_SIZE = 8192
+_BINARY_FILE = "binary file; expected CSV, TSV, JSON, .npy or .npz"
+_OUT_OF_RANGE = "is outside float64's range (about ±1.8e308)"
+
+# ---------------------------------------------------------------------------------------------
+# Tokens
+# ---------------------------------------------------------------------------------------------
+
+_SPECIAL_VALUES = {
+    "inf": math.inf,
+    "+inf": math.inf,
+    "-inf": -math.inf,
+    "infinity": math.inf,
+    "+infinity": math.inf,
+    "-infinity": -math.inf,
+    "nan": math.nan,
+    "+nan": math.nan,
+    "-nan": math.nan,
+}
+# What float() accepts, minus its Python-isms: no underscores, no non-ASCII digits, no spaces.
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+class _BadValue(ValueError):
+    """A token or JSON element that is not a usable logit; the caller adds the location."""
+
+
+def _show(token: str, limit: int = 40) -> str:
+    """Quote a token for a message, shortening a long one."""
+    if len(token) > limit:
+        token = token[: limit - 3] + "..."
+    return repr(token)
+
+
+def _parse_token(token: str) -> float:
+    """Parse one text token (already stripped of surrounding whitespace) as a float64.
+
+    Raises:
+        _BadValue: the token is empty, not a number, or a finite number beyond float64.
+    """
+    if not token:
+        raise _BadValue("empty field")
+    special = _SPECIAL_VALUES.get(token.lower())
+    if special is not None:
+        return special
+    if _DECIMAL.fullmatch(token) is None:
+        hint = ""
+        if "_" in token and any(c.isdigit() for c in token):
+            hint = " (digit separators '_' are not allowed)"
+        elif token.lower().lstrip("+-").startswith("0x"):
+            hint = " (hexadecimal is not allowed)"
+        raise _BadValue(f"expected a number, got {_show(token)}{hint}")
+    value = float(token)
+    if math.isinf(value):
+        raise _BadValue(f"{token} {_OUT_OF_RANGE}")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Delimited text: CSV, TSV, standard input, --logits
+# ---------------------------------------------------------------------------------------------
+
+_COMMA = re.compile(r"\s*,\s*")
+_TAB = re.compile(r"[^\S\t]*\t[^\S\t]*")  # a tab with the spaces (not tabs) around it
+_WHITESPACE = re.compile(r"\s+")
+_COMMA_OR_WHITESPACE = re.compile(r"\s*,\s*|\s+")
+
+
+def _split_fields(text: str, separator: re.Pattern[str]) -> list[tuple[int, str]]:
+    """Split ``text`` at ``separator`` into ``(column, token)`` pairs.
+
+    Whitespace around tokens is dropped; ``column`` is the 1-based position in ``text`` of the
+    token's first character (for an empty field, of the character just after it).
+    """
+    end = len(text.rstrip())
+    pos = len(text) - len(text.lstrip())
+    fields: list[tuple[int, str]] = []
+    for match in separator.finditer(text, pos, end):
+        fields.append((pos + 1, text[pos : match.start()]))
+        pos = match.end()
+    fields.append((pos + 1, text[pos:end]))
+    return fields
+
+
+def _fields_to_values(fields: list[tuple[int, str]], where: str) -> FloatArray:
+    """Parse every field; a bad one raises InputError at ``where`` followed by its column."""
+    values = np.empty(len(fields), dtype=np.float64)
+    for i, (column, token) in enumerate(fields):
+        try:
+            values[i] = _parse_token(token)
+        except _BadValue as error:
+            raise InputError(f"{where}{column}", str(error)) from None
+    return values
+
+
+def _is_header(fields: list[tuple[int, str]]) -> bool:
+    """Whether every field is a name (``logit_0``), not something number-like (``1_000``)."""
+    return all(
+        token and token[0] not in "0123456789+-." and token.lower() not in _SPECIAL_VALUES
+        for _, token in fields
+    )
+
+
+def _read_delimited(
+    lines: Iterable[tuple[int, str]], source: str, delimiter: str, empty: str
+) -> Iterator[Vector]:
+    """Yield one vector per data line of ``(line number, text)`` pairs.
+
+    ``delimiter`` is ``","`` or ``"\\t"``; a line without it is split at whitespace.
+    ``empty`` names an input with no lines at all (``"empty file"``).
+    """
+    separator = _TAB if delimiter == "\t" else _COMMA
+    index = 0
+    saw_comment = saw_header = False
+    for line_number, line in lines:
+        content, hash_sign, _ = line.partition("#")
+        saw_comment = saw_comment or bool(hash_sign)
+        if not content.strip():
+            continue
+        fields = _split_fields(content, separator if delimiter in content else _WHITESPACE)
+        if _is_header(fields):
+            if index == 0 and not saw_header:
+                saw_header = True
+                continue
+            column, token = fields[0]
+            raise InputError(
+                f"{source}:{line_number}:{column}",
+                f"expected a number, got {_show(token)} "
+                "(a header row is allowed only as the first data line)",
+            )
+        values = _fields_to_values(fields, f"{source}:{line_number}:")
+        yield Vector(source=source, index=index, line=line_number, values=values)
+        index += 1
+    if index == 0:
+        if saw_header:
+            reason = "only a header row"
+        elif saw_comment:
+            reason = "only comments and blank lines"
+        else:
+            reason = empty
+        raise InputError(source, f"no logit vectors found ({reason})")
+
+
+def _utf8_error(where: str, line_number: int, line: bytes, start: int) -> InputError:
+    """Locate the byte at offset ``start`` of ``line`` that is not UTF-8 (column in characters)."""
+    column = len(line[:start].decode("utf-8", "replace")) + 1
+    return InputError(
+        f"{where}:{line_number}:{column}",
+        f"not valid UTF-8 (byte 0x{line[start]:02x}); expected UTF-8 text",
+    )
+
+
+def _file_lines(file: BinaryIO, path: str) -> Iterator[tuple[int, str]]:
+    """Yield ``(line number, text)`` for each line of a binary file, decoded as UTF-8.
+
+    A leading BOM and the line ending (LF or CRLF) are removed.
+    """
+    line_number = 0
+    while True:
+        try:
+            raw = file.readline()
+        except OSError as error:
+            raise _os_error(path, error) from None
+        if not raw:
+            return
+        line_number += 1
+        if line_number == 1:
+            raw = raw.removeprefix(_UTF8_BOM)
+        raw = raw.removesuffix(b"\n").removesuffix(b"\r")
+        if b"\0" in raw:
+            raise InputError(path, _BINARY_FILE)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise _utf8_error(path, line_number, raw, error.start) from None
+        yield line_number, text
+
+
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")  # how errors="surrogateescape" keeps bad bytes
+
+
+def _stream_lines(stream: TextIO, source: str) -> Iterator[tuple[int, str]]:
+    """Yield ``(line number, text)`` for each line of an already decoded text stream."""
+    line_number = 0
+    while True:
+        try:
+            line = stream.readline()
+        except UnicodeDecodeError:
+            after = f" (after line {line_number})" if line_number else ""
+            raise InputError(source, f"not valid UTF-8{after}; expected UTF-8 text") from None
+        except OSError as error:
+            raise _os_error(source, error) from None
+        if not line:
+            return
+        line_number += 1
+        if line_number == 1:
+            line = line.removeprefix("\ufeff")
+        line = line.removesuffix("\n").removesuffix("\r")
+        if "\0" in line:
+            raise InputError(source, "binary input; expected CSV text")
+        escaped = _ESCAPED_BYTE.search(line)
+        if escaped is not None:
+            raise InputError(
+                f"{source}:{line_number}:{escaped.start() + 1}",
+                f"not valid UTF-8 (byte 0x{ord(escaped.group()) - 0xDC00:02x}); "
+                "expected UTF-8 text",
+            )
+        yield line_number, line
+
+
+def parse_logits_flag(text: str, occurrence: int) -> Vector:
+    """Parse the value of one ``-l/--logits`` option.
+
+    Args:
+        text: numbers separated by commas and/or whitespace, e.g. ``"2,1,0.1"`` or
+            ``"2 -inf 0.1"``.
+        occurrence: 0-based position of this option among all ``--logits`` options; it becomes
+            the vector's index and is shown 1-based in messages (``--logits #1``).
+
+    Returns:
+        The vector, with source ``"--logits"`` and no line number.
+
+    Raises:
+        InputError: the value is empty or holds a token that is not a number; ``where`` is
+            ``--logits #N`` or ``--logits #N: column C``.
+    """
+    where = f"--logits #{occurrence + 1}"
+    if not text.strip():
+        raise InputError(where, "empty value; expected numbers separated by commas or spaces")
+    fields = _split_fields(text, _COMMA_OR_WHITESPACE)
+    values = _fields_to_values(fields, f"{where}: column ")
+    return Vector(source="--logits", index=occurrence, line=None, values=values)
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _OutOfRange:
+    """A JSON number literal that overflows float64, kept so it can be reported in place."""
+
+    text: str
+
+
+def _json_number(text: str) -> float | _OutOfRange:
+    """Convert a JSON number literal (integer or not) to a correctly rounded float64."""
+    value = float(text)
+    return _OutOfRange(text) if math.isinf(value) else value
+
+
+_JSON_DECODER = json.JSONDecoder(parse_float=_json_number, parse_int=_json_number)
+_JSON_WHITESPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _describe_json(value: object) -> str:
+    """Name a decoded JSON value for a message: ``a list``, ``"abc"``, ``true`` ..."""
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, float | _OutOfRange):
+        return "a number"
+    if isinstance(value, str):
+        return json.dumps(value if len(value) <= 40 else value[:37] + "...", ensure_ascii=False)
+    if isinstance(value, list):
+        return "a list"
+    return "an object"
+
+
+def _json_element(value: object) -> float:
+    """Convert one element of a JSON logit vector to a float64."""
+    if isinstance(value, float):
+        return value
+    if isinstance(value, _OutOfRange):
+        raise _BadValue(f"{value.text} {_OUT_OF_RANGE}")
+    if isinstance(value, str):
+        special = _SPECIAL_VALUES.get(value.lower())
+        if special is not None:
+            return special
+    if isinstance(value, list):
+        raise _BadValue(
+            "expected a number, got a list (lists nest at most two deep: "
+            "a list of lists of numbers)"
+        )
+    raise _BadValue(f"expected a number, got {_describe_json(value)}")
+
+
+class _JsonText:
+    """JSON source text with positions: decodes values in place and locates them."""
+
+    def __init__(self, text: str, path: str) -> None:
+        self.text = text
+        self.path = path
+        self._newlines = [match.start() for match in re.finditer("\n", text)]
+
+    def line(self, pos: int) -> int:
+        """1-based line of character offset ``pos``."""
+        return bisect.bisect_left(self._newlines, pos) + 1
+
+    def where(self, pos: int) -> str:
+        """``path:line:column`` of character offset ``pos``."""
+        line = self.line(pos)
+        line_start = self._newlines[line - 2] + 1 if line > 1 else 0
+        return f"{self.path}:{line}:{pos - line_start + 1}"
+
+    def skip_whitespace(self, pos: int) -> int:
+        """Offset of the first non-whitespace character at or after ``pos``."""
+        match = _JSON_WHITESPACE.match(self.text, pos)
+        assert match is not None  # the pattern matches the empty string
+        return match.end()
+
+    def syntax_error(self, pos: int, message: str) -> InputError:
+        """An ``invalid JSON`` error at ``pos``."""
+        return InputError(self.where(pos), f"invalid JSON: {message}")
+
+    def value_at(self, pos: int) -> tuple[Any, int]:
+        """Decode the JSON value starting at ``pos``; return it and the offset after it."""
+        try:
+            return _JSON_DECODER.raw_decode(self.text, pos)
+        except json.JSONDecodeError as error:
+            where = f"{self.path}:{error.lineno}:{error.colno}"
+            raise InputError(where, f"invalid JSON: {error.msg}") from None
+
+    def array_items(self, pos: int) -> tuple[list[tuple[int, Any]], int]:
+        """Decode the array whose ``[`` is at ``pos`` element by element.
+
+        Returns:
+            ``(offset, value)`` for each element, and the offset just after the ``]``.
+        """
+        items: list[tuple[int, Any]] = []
+        pos = self.skip_whitespace(pos + 1)
+        if self.text.startswith("]", pos):
+            return items, pos + 1
+        while True:
+            value, end = self.value_at(pos)
+            items.append((pos, value))
+            pos = self.skip_whitespace(end)
+            if self.text.startswith("]", pos):
+                return items, pos + 1
+            if not self.text.startswith(",", pos):
+                raise self.syntax_error(pos, "Expecting ',' delimiter")
+            pos = self.skip_whitespace(pos + 1)
+
+    def vector_values(self, pos: int, values: list[Any], index_path: str) -> FloatArray:
+        """Convert the decoded list whose ``[`` is at ``pos``; locate a bad element exactly."""
+        out = np.empty(len(values), dtype=np.float64)
+        for j, value in enumerate(values):
+            try:
+                out[j] = _json_element(value)
+            except _BadValue as error:
+                element_pos = self.array_items(pos)[0][j][0]
+                raise InputError(self.where(element_pos), f"{index_path}[{j}]: {error}") from None
+        return out
+
+
+def _read_json(path: str, file: BinaryIO) -> Iterator[Vector]:
+    """Yield the vectors of a JSON file: a list of numbers or a list of lists of numbers.
+
+    A vector's line is the line where its list starts, unless two vectors start on the same
+    line: then no vector of the file gets a line (their labels use the index instead).
+    """
+    try:
+        data = file.read()
+    except OSError as error:
+        raise _os_error(path, error) from None
+    if b"\0" in data:
+        raise InputError(path, _BINARY_FILE)
+    data = data.removeprefix(_UTF8_BOM)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line_start = data.rfind(b"\n", 0, error.start) + 1
+        line_number = data.count(b"\n", 0, error.start) + 1
+        raise _utf8_error(path, line_number, data[line_start:], error.start - line_start) from None
+
+    doc = _JsonText(text, path)
+    start = doc.skip_whitespace(0)
+    if start == len(text):
+        raise InputError(path, "no logit vectors found (empty file)")
+    expected = "expected a list of numbers or a list of lists of numbers"
+    if not text.startswith("[", start):
+        value, _ = doc.value_at(start)  # reports a syntax error first
+        raise InputError(doc.where(start), f"{expected}, got {_describe_json(value)}")
+    items, end = doc.array_items(start)
+    extra = doc.skip_whitespace(end)
+    if extra != len(text):
+        raise doc.syntax_error(extra, "extra data after the top-level list")
+    if not items:
+        raise InputError(doc.where(start), f"empty list; {expected}")
+
+    rows: list[tuple[int, FloatArray]] = []
+    if isinstance(items[0][1], list):
+        for i, (pos, value) in enumerate(items):
+            if not isinstance(value, list):
+                raise InputError(
+                    doc.where(pos),
+                    f"[{i}]: expected a list of numbers (one logit vector), "
+                    f"got {_describe_json(value)}",
+                )
+            if not value:
+                raise InputError(
+                    doc.where(pos), f"[{i}]: empty list; a logit vector needs at least one number"
+                )
+            rows.append((pos, doc.vector_values(pos, value, f"[{i}]")))
+    else:
+        rows.append((start, doc.vector_values(start, [value for _, value in items], "")))
+
+    lines: list[int | None] = [doc.line(pos) for pos, _ in rows]
+    if len(set(lines)) != len(lines):
+        lines = [None] * len(rows)
+    for index, ((_, values), line) in enumerate(zip(rows, lines, strict=True)):
+        yield Vector(source=path, index=index, line=line, values=values)
+
+
+# ---------------------------------------------------------------------------------------------
+# .npy and .npz
+# ---------------------------------------------------------------------------------------------
+
+_UNSUPPORTED_KINDS = {
+    "b": "bool",
+    "c": "complex",
+    "U": "string",
+    "S": "bytes",
+    "V": "structured",
+    "M": "datetime",
+    "m": "timedelta",
+}
+
+
+def _one_line(error: BaseException) -> str:
+    """An exception's message with all whitespace runs (including newlines) collapsed."""
+    return " ".join(str(error).split())
+
+
+def _npy_header(file: BinaryIO, where: str) -> tuple[tuple[int, ...], np.dtype[Any]]:
+    """Read a ``.npy`` header from ``file`` (left just after it); return shape and dtype."""
+    try:
+        version = np.lib.format.read_magic(file)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(file)
+        elif version in ((2, 0), (3, 0)):  # 3.0 only differs for non-ASCII field names
+            shape, _, dtype = np.lib.format.read_array_header_2_0(file)
+        else:
+            raise InputError(where, f"unsupported .npy format version {version[0]}.{version[1]}")
+    except ValueError as error:  # also UnicodeDecodeError from a corrupt header
+        raise InputError(where, f"not a valid .npy array: {_one_line(error)}") from None
+    return shape, dtype
+
+
+def _check_array(shape: tuple[int, ...], dtype: np.dtype[Any], where: str) -> None:
+    """Reject dtypes and shapes that do not hold at least one real logit vector."""
+    if dtype.hasobject:
+        raise InputError(where, "object arrays are not supported; lsmcheck never unpickles")
+    if dtype.names is not None or dtype.kind not in "fiu":
+        kind = _UNSUPPORTED_KINDS.get(dtype.kind, "non-numeric")
+        if dtype.names is not None:
+            kind = "structured"
+        raise InputError(
+            where,
+            f"{kind} arrays are not supported (dtype {dtype}); "
+            "expected a real floating-point or integer array",
+        )
+    if not shape:
+        raise InputError(
+            where,
+            "0-d array (a single scalar); expected a 1-D vector or an array of vectors "
+            "along the last axis",
+        )
+    if shape[-1] == 0:
+        raise InputError(where, f"zero-length vectors: the last axis has length 0 (shape {shape})")
+    if math.prod(shape) == 0:
+        raise InputError(where, f"no logit vectors: the array has shape {shape}")
+
+
+def _array_vectors(array: npt.NDArray[Any], source: str) -> Iterator[Vector]:
+    """Yield the vectors along the last axis, leading axes flattened in C order, row by row."""
+    wider_than_float64 = array.dtype.kind == "f" and array.dtype.itemsize > 8
+    for index, position in enumerate(np.ndindex(*array.shape[:-1])):
+        row = array[position]
+        with np.errstate(over="ignore"):  # a longdouble beyond float64 is reported below
+            values = np.array(row, dtype=np.float64)  # a fresh contiguous copy
+        if wider_than_float64:
+            overflowed = np.flatnonzero(np.isinf(values) & ~np.isinf(row))
+            if overflowed.size:
+                j = int(overflowed[0])
+                raise InputError(f"{source}[{index}]", f"element {j}: {row[j]!s} {_OUT_OF_RANGE}")
+        yield Vector(source=source, index=index, line=None, values=values)
+
+
+def _read_npy(path: str, file: BinaryIO) -> Iterator[Vector]:
+    """Yield the vectors of a ``.npy`` file, memory-mapped so rows are read one at a time."""
+    shape, dtype = _npy_header(file, path)
+    _check_array(shape, dtype, path)
+    status = os.fstat(file.fileno())
+    needed = file.tell() + math.prod(shape) * dtype.itemsize
+    if stat.S_ISREG(status.st_mode) and status.st_size < needed:
+        raise InputError(
+            path,
+            f"truncated .npy file: shape {shape} of {dtype} needs {needed} bytes, "
+            f"the file has {status.st_size}",
+        )
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise InputError(path, f"cannot read the .npy data: {_one_line(error)}") from None
+    yield from _array_vectors(array, path)
+
+
+def _read_npz(path: str) -> Iterator[Vector]:
+    """Yield the vectors of every member of a ``.npz`` archive, in the archive's order."""
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise InputError(path, f"not a valid .npz archive: {_one_line(error)}") from None
+    with archive:
+        members = archive.zip
+        assert members is not None  # set whenever NpzFile is opened on a file
+        names = members.namelist()
+        if not names:
+            raise InputError(path, "empty .npz archive (it holds no arrays)")
+        for name in names:
+            member = name.removesuffix(".npy")
+            source = f"{path}:{member}"
+            try:
+                with members.open(name) as stream:
+                    shape, dtype = _npy_header(stream, source)
+                _check_array(shape, dtype, source)
+                array = archive[member]
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+                raise InputError(source, f"corrupt .npz member: {_one_line(error)}") from None
+            yield from _array_vectors(array, source)
+
+
+# ---------------------------------------------------------------------------------------------
+# Dispatch
+# ---------------------------------------------------------------------------------------------
+
+
+def _os_error(path: str, error: OSError) -> InputError:
+    """Turn an OSError from opening or reading ``path`` into a one-line InputError."""
+    if isinstance(error, FileNotFoundError):
+        return InputError(path, "no such file")
+    if isinstance(error, IsADirectoryError):
+        return InputError(path, "is a directory; expected a file")
+    if isinstance(error, NotADirectoryError):
+        return InputError(path, "no such file (a parent in the path is not a directory)")
+    if isinstance(error, PermissionError):
+        return InputError(path, "permission denied")
+    return InputError(path, f"cannot read: {error.strerror or _one_line(error)}")
+
+
+@contextmanager
+def _open_binary(path: str) -> Iterator[io.BufferedReader]:
+    """Open ``path`` for reading bytes, turning OSError into InputError."""
+    try:
+        file = open(path, "rb")  # noqa: SIM115 - closed by the with below
+    except OSError as error:
+        raise _os_error(path, error) from None
+    with file:
+        yield file
+
+
+def _sniff(head: bytes) -> str:
+    """Guess the format of a file with an unknown extension from its first bytes."""
+    if head.startswith(_NPY_MAGIC):
+        return "npy"
+    if head.startswith(_ZIP_MAGICS):
+        return "npz"
+    return "json" if head.removeprefix(_UTF8_BOM).lstrip().startswith(b"[") else "csv"
+
+
+def iter_source(path: str, stdin: TextIO | None = None) -> Iterator[Vector]:
+    """Read the logit vectors of one source lazily.
+
+    Args:
+        path: a file path as the user typed it, or ``"-"`` for standard input (read as CSV).
+            The format follows the extension (``.csv .txt .tsv .json .npy .npz``, any case);
+            other files are sniffed.
+        stdin: the stream ``"-"`` reads; ``sys.stdin`` when None.
+
+    Yields:
+        Vectors in source order.  Text formats are parsed line by line and ``.npy`` files
+        are memory-mapped, so vectors arrive before the whole source is read.
+
+    Raises:
+        InputError: the source cannot be read, is malformed, or holds no vector.  Being a
+            generator, this happens while iterating, possibly after some vectors.
+    """
+    if path == "-":
+        stream = sys.stdin if stdin is None else stdin
+        yield from _read_delimited(_stream_lines(stream, "-"), "-", ",", "empty input")
+        return
+    with _open_binary(path) as file:
+        try:
+            head = file.peek(_HEAD_SIZE)[:_HEAD_SIZE]
+        except OSError as error:
+            raise _os_error(path, error) from None
+        extension = os.path.splitext(path)[1].lower()
+        kind = _FORMATS_BY_EXTENSION.get(extension) or _sniff(head)
+        if kind == "npy":
+            if not head.startswith(_NPY_MAGIC):
+                raise InputError(path, "not a .npy file (it does not start with '\\x93NUMPY')")
+            yield from _read_npy(path, file)
+        elif kind == "npz":
+            if not head.startswith(_ZIP_MAGICS):
+                raise InputError(path, "not a .npz archive (it does not start with a zip header)")
+            yield from _read_npz(path)
+        else:
+            if head.startswith(_UTF16_BOMS):
+                raise InputError(path, "UTF-16 text is not supported; save the file as UTF-8")
+            if b"\0" in head:
+                raise InputError(path, _BINARY_FILE)
+            if kind == "json":
+                yield from _read_json(path, file)
+            else:
+                delimiter = "\t" if kind == "tsv" else ","
+                yield from _read_delimited(_file_lines(file, path), path, delimiter, "empty file")
+
+
+def read_sources(
+    paths: Sequence[str], logits: Sequence[str] = (), stdin: TextIO | None = None
+) -> list[Vector]:
+    """Read every input the user gave, files first, then ``-l/--logits`` values.
+
+    Args:
+        paths: file paths in command-line order; ``"-"`` is standard input (at most once).
+        logits: the values of the ``-l/--logits`` options, in order.
+        stdin: the stream ``"-"`` reads; ``sys.stdin`` when None.
+
+    Returns:
+        All vectors: those of each path in order, then one per ``--logits`` value (source
+        ``"--logits"``, index = 0-based occurrence).
+
+    Raises:
+        InputError: nothing was given (``where="input"``), standard input was named twice, or
+            any source is unreadable, malformed or empty.
+    """
+    if not paths and not logits:
+        raise InputError("input", "no input: give a file, '-' for standard input, or -l/--logits")
+    if list(paths).count("-") > 1:
+        raise InputError("-", "standard input given more than once; it can be read only once")
+    vectors: list[Vector] = []
+    for path in paths:
+        vectors.extend(iter_source(path, stdin))
+    for occurrence, text in enumerate(logits):
+        vectors.append(parse_logits_flag(text, occurrence))
+    return vectors
