@@ -10,26 +10,32 @@ dtype, then implementation.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import dataclasses
+from collections.abc import Callable, Iterable, Sequence, Sized
 from dataclasses import dataclass, field
 from typing import Any
 
+import mpmath
 import numpy as np
 import numpy.typing as npt
 
-from lsmcheck import metrics
+from lsmcheck import fastmetrics, metrics
 from lsmcheck.algorithms import DEFAULT_ALGORITHMS, Algorithm, Kind, Trace, get_algorithm
 from lsmcheck.dtypes import DEFAULT_FORMATS, Format, get_format
 from lsmcheck.errors import UsageError
+from lsmcheck.fastref import DD_TIER, FLOAT64_TIER, FastReference, Values, fast_reference
 from lsmcheck.gate import Thresholds, judge
-from lsmcheck.reference import Exact, exact
-from lsmcheck.results import ReferenceInfo, Report, Result, Status, summarise
+from lsmcheck.reference import Exact, exact, round_to_format
+from lsmcheck.results import Element, Finding, ReferenceInfo, Report, Result, Status, summarise
 from lsmcheck.vectors import Vector
 
 #: The lowest and highest ``--precision`` accepted (bits of the first mpmath attempt).
 MIN_BITS, MAX_START_BITS = 64, 4096
 
-Progress = Callable[[int, int], None]
+#: ``progress(done, total)``: elements audited so far, and in all (``None``: unknown).
+Progress = Callable[[int, int | None], None]
+#: The reference modes: the tiered fast reference with mpmath fallback, or mpmath everywhere.
+REFERENCE_MODES: tuple[str, ...] = ("auto", "mpmath")
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,8 @@ class Options:
         precision_bits: the first mpmath working precision of the reference.
         per_element: whether results carry per-element detail.
         thresholds: the gate.
+        reference: ``"auto"`` (the fast certified tier, mpmath for what it cannot settle) or
+            ``"mpmath"`` (mpmath for every element).
     """
 
     dtypes: tuple[str, ...] = DEFAULT_FORMATS
@@ -49,8 +57,13 @@ class Options:
     precision_bits: int = 113
     per_element: bool = False
     thresholds: Thresholds = field(default_factory=Thresholds)
+    reference: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.reference not in REFERENCE_MODES:
+            raise UsageError(
+                f"--reference: expected one of {', '.join(REFERENCE_MODES)}, got {self.reference!r}"
+            )
         if not MIN_BITS <= self.precision_bits <= MAX_START_BITS:
             raise UsageError(
                 f"--precision: expected bits between {MIN_BITS} and {MAX_START_BITS}, "
@@ -74,21 +87,88 @@ class Options:
 
 
 def audit(
-    vectors: Sequence[Vector],
+    vectors: Iterable[Vector],
     options: Options | None = None,
     progress: Progress | None = None,
+    *,
+    jobs: int = 1,
+    scheduler: str | None = None,
 ) -> Report:
     """Audit every vector with every implementation in every dtype.
 
-    ``progress(done, total)`` is called as vectors are measured (total = vectors x dtypes).
+    The vectors are cut into chunks of whole vectors (:func:`lsmcheck.stream.chunks`, the same
+    cut whatever ``jobs`` is), each chunk is audited by :func:`audit_chunk` (here, in ``jobs``
+    worker processes, or on the Dask cluster at ``scheduler``), and the outcomes are merged in
+    input order, so the report does not depend on how the work was spread.
+
+    ``progress(done, total)`` is called after each chunk with elements audited so far (an
+    element is one logit in one dtype); ``total`` is ``None`` when ``vectors`` is not sized.
     """
     from lsmcheck import __version__
+    from lsmcheck.parallel import run_chunks
+    from lsmcheck.stream import chunks
 
     options = options or Options()
+    options.validate()
+    formats = options.formats()
+    total = None
+    if isinstance(vectors, Sized):
+        total = sum(len(v.values) for v in vectors) * len(formats)
+    results: list[Result] = []
+    tiers: dict[str, int] = {}
+    max_bits = options.precision_bits
+    done = 0
+    for outcome in run_chunks(chunks(vectors), options, jobs=jobs, scheduler=scheduler):
+        results.extend(outcome.results)
+        for tier, count in outcome.tiers.items():
+            tiers[tier] = tiers.get(tier, 0) + count
+        max_bits = max(max_bits, outcome.max_bits)
+        done += outcome.elements
+        if progress is not None:
+            progress(done, total)
+    return Report(
+        version=__version__,
+        reference=ReferenceInfo(
+            options.reference, options.precision_bits, max_bits, settled=_ordered(tiers)
+        ),
+        results=tuple(results),
+        groups=summarise(results),
+    )
+
+
+def _ordered(tiers: dict[str, int]) -> dict[str, int]:
+    order = [FLOAT64_TIER, DD_TIER, "mpmath"]
+    return {t: tiers[t] for t in sorted(tiers, key=lambda t: (order.index(t), t))}
+
+
+@dataclass(frozen=True)
+class ChunkOutcome:
+    """What auditing one chunk of vectors produced.
+
+    Attributes:
+        results: by vector, then dtype, then implementation.
+        tiers: output elements settled by each reference tier.
+        max_bits: the highest mpmath precision any fallback needed.
+        elements: logits x dtypes audited (for progress).
+    """
+
+    results: tuple[Result, ...]
+    tiers: dict[str, int]
+    max_bits: int
+    elements: int
+
+
+def audit_chunk(vectors: Sequence[Vector], options: Options) -> ChunkOutcome:
+    """Audit one chunk of vectors: the unit of work of every execution mode.
+
+    For each dtype, every vector is rounded to it and classified (unrepresentable, undefined,
+    or audited); the audited ones are batched by length, every implementation runs once per
+    batch, and :func:`_measure_batch` measures the outputs against the reference.
+    """
     formats, algorithms = options.formats(), options.implementations()
     keyed: dict[tuple[int, int, int], Result] = {}
+    tiers: dict[str, int] = {}
     max_bits = options.precision_bits
-    done, total = 0, len(vectors) * len(formats)
     for fi, fmt in enumerate(formats):
         rounded = [fmt.cast(v.values) for v in vectors]
         runnable: dict[int, list[int]] = {}
@@ -103,26 +183,204 @@ def audit(
                 continue
             for ai, alg in enumerate(algorithms):
                 keyed[vi, fi, ai] = _skipped(v, alg, fmt, status, reason)
-            done += 1
         for rows in runnable.values():
             batch = np.stack([rounded[vi] for vi in rows])
             traces = [alg.run(batch) for alg in algorithms]
-            for r, vi in enumerate(rows):
-                x = rounded[vi]
-                ref = exact(np.asarray(x, np.float64), fmt, options.precision_bits)
-                max_bits = max(max_bits, ref.bits)
-                for ai, (alg, trace) in enumerate(zip(algorithms, traces, strict=True)):
-                    res = _measure(vectors[vi], x, alg, trace, r, ref, fmt, options.per_element)
-                    keyed[vi, fi, ai] = judge(res, options.thresholds)
-                done += 1
-                if progress is not None:
-                    progress(done, total)
-    results = tuple(keyed[k] for k in sorted(keyed))
-    return Report(
-        version=__version__,
-        reference=ReferenceInfo("mpmath", options.precision_bits, max_bits),
-        results=results,
-        groups=summarise(results),
+            measured = _measure_batch(
+                [vectors[vi] for vi in rows], batch, algorithms, traces, fmt, options, tiers
+            )
+            max_bits = max(max_bits, measured.max_bits)
+            for (r, ai), res in measured.results.items():
+                keyed[rows[r], fi, ai] = judge(res, options.thresholds)
+    return ChunkOutcome(
+        results=tuple(keyed[k] for k in sorted(keyed)),
+        tiers=tiers,
+        max_bits=max_bits,
+        elements=sum(len(v.values) for v in vectors) * len(formats),
+    )
+
+
+@dataclass
+class _Measured:
+    results: dict[tuple[int, int], Result]
+    max_bits: int
+
+
+def _measure_batch(
+    vectors: list[Vector],
+    batch: npt.NDArray[Any],
+    algorithms: list[Algorithm],
+    traces: list[Trace],
+    fmt: Format,
+    options: Options,
+    tiers: dict[str, int],
+) -> _Measured:
+    """Measure every implementation's outputs for a batch of equal-length vectors.
+
+    With ``reference="auto"`` the fast tier (:mod:`lsmcheck.fastref`) settles what it can and
+    each element it cannot settle goes to the mpmath path: :func:`lsmcheck.reference.exact` for
+    its vector (once, shared by every implementation) and
+    :func:`lsmcheck.metrics.element_error` for the element.  With ``reference="mpmath"`` every
+    element takes the mpmath path.
+    """
+    x64 = np.asarray(batch, np.float64)
+    exacts: dict[int, Exact] = {}
+
+    def exact_row(r: int) -> Exact:
+        if r not in exacts:
+            exacts[r] = exact(x64[r], fmt, options.precision_bits)
+        return exacts[r]
+
+    fast = fast_reference(x64, fmt) if options.reference == "auto" else None
+    prepared: dict[Kind, fastmetrics.Prepared] = {}
+    out: dict[tuple[int, int], Result] = {}
+    for ai, (alg, trace) in enumerate(zip(algorithms, traces, strict=True)):
+        kind = alg.kind
+        c = np.asarray(trace.out, np.float64)
+        over, flush = trace.overflow, trace.flush
+        if fast is not None:
+            if kind not in prepared:
+                prepared[kind] = fastmetrics.prepare(_values(fast, kind), fmt)
+            flagged = fastmetrics.flagged(c, over, flush)
+            b = fastmetrics.measure_batch(c, prepared[kind], flagged)
+            ulp, abs_e, rel_e = b.ulp, b.abs_error, b.rel_error
+            rounded, exact_zero, unsettled = b.rounded, b.exact_zero, b.unsettled
+            tier = fast.tier
+        else:
+            ulp, abs_e, rel_e = (np.empty(c.shape) for _ in range(3))
+            rounded, exact_zero = np.empty(c.shape), np.zeros(c.shape, bool)
+            unsettled = np.ones(c.shape, bool)
+            tier = "mpmath"
+        rr, ii = np.nonzero(unsettled)
+        for r, i in zip(rr.tolist(), ii.tolist(), strict=True):
+            ref = exact_row(r)
+            v = metrics.exact_values(kind, ref)[i]
+            ulp[r, i], abs_e[r, i], rel_e[r, i] = metrics.element_error(
+                float(c[r, i]), v, fmt, ref.bits
+            )
+            rounded[r, i] = round_to_format(v, fmt)
+            exact_zero[r, i] = v == 0 or v == -mpmath.inf
+        n_slow = len(rr)
+        if c.size - n_slow:
+            tiers[tier] = tiers.get(tier, 0) + c.size - n_slow
+        if n_slow:
+            tiers["mpmath"] = tiers.get("mpmath", 0) + n_slow
+        overflow, underflow, benign, nan = fastmetrics.classify(
+            kind, c, rounded, exact_zero, over, flush
+        )
+        rows = _row_stats(kind, x64, c, ulp, abs_e, rel_e, overflow, underflow, benign, nan)
+        for r, v in enumerate(vectors):
+            m = metrics.Measured(
+                c[r], (), ulp[r], abs_e[r], rel_e[r], overflow[r], underflow[r], benign[r], nan[r]
+            )
+            elements = None
+            if options.per_element:
+                exact_values = metrics.exact_values(kind, exact_row(r))
+                elements = metrics.elements(
+                    dataclasses.replace(m, exact=exact_values),
+                    None if kind.per_vector else x64[r],
+                )
+            out[r, ai] = _result(v, alg, fmt, trace, r, m, rows, elements)
+    max_bits = max((e.bits for e in exacts.values()), default=options.precision_bits)
+    return _Measured(out, max_bits)
+
+
+def _values(fast: FastReference, kind: Kind) -> Values:
+    if kind is Kind.SOFTMAX:
+        return fast.softmax
+    if kind is Kind.LOG_SOFTMAX:
+        return fast.log_softmax
+    return fast.logsumexp
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """Per-row statistics of one implementation's batch (plain Python lists)."""
+
+    worst: list[int]
+    max_ulp: list[float]
+    mean_ulp: list[float]
+    max_abs: list[float]
+    max_rel: list[float]
+    counts: list[tuple[int, int, int, int]]
+    argmax: list[bool | None]
+    eventful: list[bool]
+
+
+def _row_stats(
+    kind: Kind,
+    x64: npt.NDArray[np.float64],
+    c: npt.NDArray[np.float64],
+    ulp: npt.NDArray[np.float64],
+    abs_e: npt.NDArray[np.float64],
+    rel_e: npt.NDArray[np.float64],
+    overflow: npt.NDArray[np.bool_],
+    underflow: npt.NDArray[np.bool_],
+    benign: npt.NDArray[np.bool_],
+    nan: npt.NDArray[np.bool_],
+) -> _Rows:
+    """Row maxima, means, counts and argmax checks, all at once."""
+    b = c.shape[0]
+    worst = np.argmax(ulp, axis=1)
+    counts = np.stack(
+        [overflow.sum(axis=1), underflow.sum(axis=1), benign.sum(axis=1), nan.sum(axis=1)], 1
+    )
+    if kind.per_vector:
+        argmax: list[bool | None] = [None] * b
+    else:
+        top = np.argmax(c, axis=1)
+        at_top = x64[np.arange(b), top] == np.max(x64, axis=1)
+        argmax = (at_top & ~nan.any(axis=1)).tolist()
+    return _Rows(
+        worst=worst.tolist(),
+        max_ulp=ulp[np.arange(b), worst].tolist(),
+        mean_ulp=[float(np.mean(row)) for row in ulp],
+        max_abs=np.max(abs_e, axis=1).tolist(),
+        max_rel=np.max(rel_e, axis=1).tolist(),
+        counts=[(a, b_, c_, d) for a, b_, c_, d in counts.tolist()],
+        argmax=argmax,
+        eventful=[bool(e) for e in np.asarray(counts.any(axis=1)).tolist()],
+    )
+
+
+def _result(
+    v: Vector,
+    alg: Algorithm,
+    fmt: Format,
+    trace: Trace,
+    r: int,
+    m: metrics.Measured,
+    rows: _Rows,
+    elements: tuple[Element, ...] | None,
+) -> Result:
+    """The result of row ``r`` of a measured batch."""
+    over, under, benign, nan = rows.counts[r]
+    findings: tuple[Finding, ...] = ()
+    if rows.eventful[r]:
+        findings = metrics.findings(
+            m, trace.overflow[r], trace.flush[r], trace.nan[r], trace.arg[r], fmt
+        )
+    return Result(
+        source=v.source,
+        vector=v.index,
+        line=v.line,
+        length=len(v.values),
+        algorithm=alg.name,
+        kind=alg.kind.value,
+        dtype=fmt.name,
+        max_ulp=rows.max_ulp[r],
+        mean_ulp=rows.mean_ulp[r],
+        max_abs_error=rows.max_abs[r],
+        max_rel_error=rows.max_rel[r],
+        overflow=over,
+        underflow=under,
+        underflow_benign=benign,
+        nan=nan,
+        sum_error=metrics.sum_error(m.computed) if alg.kind is Kind.SOFTMAX else None,
+        argmax_preserved=rows.argmax[r],
+        worst_index=rows.worst[r],
+        findings=findings,
+        elements=elements,
     )
 
 
@@ -154,48 +412,4 @@ def _skipped(v: Vector, alg: Algorithm, fmt: Format, status: Status, reason: str
         dtype=fmt.name,
         status=status,
         reason=reason,
-    )
-
-
-def _measure(
-    v: Vector,
-    x: npt.NDArray[Any],
-    alg: Algorithm,
-    trace: Trace,
-    row: int,
-    ref: Exact,
-    fmt: Format,
-    per_element: bool,
-) -> Result:
-    """The result of row ``row`` of ``trace`` (the vector ``v`` rounded to ``x``)."""
-    over, flush, nan_c = trace.overflow[row], trace.flush[row], trace.nan[row]
-    m = metrics.measure(alg.kind, trace.out[row], over, flush, ref, fmt)
-    inputs = np.asarray(x, np.float64)
-    worst = int(np.argmax(m.ulp))
-    mean = float(np.mean(m.ulp))
-    return Result(
-        source=v.source,
-        vector=v.index,
-        line=v.line,
-        length=len(v.values),
-        algorithm=alg.name,
-        kind=alg.kind.value,
-        dtype=fmt.name,
-        max_ulp=float(m.ulp[worst]),
-        mean_ulp=mean,
-        max_abs_error=float(np.max(m.abs_error)),
-        max_rel_error=float(np.max(m.rel_error)),
-        overflow=int(m.overflow.sum()),
-        underflow=int(m.underflow.sum()),
-        underflow_benign=int(m.benign.sum()),
-        nan=int(m.nan.sum()),
-        sum_error=metrics.sum_error(m.computed) if alg.kind is Kind.SOFTMAX else None,
-        argmax_preserved=None
-        if alg.kind.per_vector
-        else metrics.argmax_preserved(inputs, m.computed),
-        worst_index=worst,
-        findings=metrics.findings(m, over, flush, nan_c, trace.arg[row], fmt),
-        elements=metrics.elements(m, None if alg.kind.per_vector else inputs)
-        if per_element
-        else None,
     )

@@ -192,14 +192,18 @@ class ReferenceInfo:
     """How the reference was computed.
 
     Attributes:
-        method: ``"mpmath"``.
-        precision_bits: the starting working precision.
+        method: ``"auto"`` (the fast certified tier, mpmath for what it cannot settle) or
+            ``"mpmath"`` (mpmath for every element).
+        precision_bits: the starting working precision of mpmath.
         max_precision_bits: the highest precision any vector needed to certify.
+        settled: how many output elements each tier settled (``"float64"``,
+            ``"double-double"``, ``"mpmath"``), over the whole run.
     """
 
     method: str
     precision_bits: int
     max_precision_bits: int
+    settled: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -328,6 +332,7 @@ def report_to_dict(report: Report) -> dict[str, Any]:
             "method": report.reference.method,
             "precision_bits": report.reference.precision_bits,
             "max_precision_bits": report.reference.max_precision_bits,
+            "settled": dict(report.reference.settled),
         },
         "results": [result_to_dict(r) for r in report.results],
         "summary": {

@@ -1,0 +1,501 @@
+"""The fast certified tier of the reference: vectorised numpy with a rigorous error bound.
+
+:func:`fast_reference` computes softmax, log-softmax and logsumexp of a batch of vectors (one per
+row, already rounded to the audited format) in the same cancellation-free form as
+:mod:`lsmcheck.reference`, but over whole arrays at once, and returns with every value an
+absolute error bound.  :mod:`lsmcheck.fastmetrics` decides per element whether that bound settles
+what the report needs (the ulp binade, the ULP error to within 0.01 ulp, and where it matters the
+correctly rounded value); every element it cannot settle goes to the mpmath path.  The bounds
+are deliberately loose (safety factors of 2**6 and more): a loose bound only sends a few more
+elements to mpmath, a tight one that is wrong would report a wrong figure.
+
+Two tiers, chosen by the target format:
+
+``float64`` (float16 and float32 targets: ``p <= 24``)
+    Plain float64.  ``d = x - m`` is computed with its rounding error ``dl`` (TwoSum: exact for
+    float16 inputs, and bounded for float32 ones), then ``e = exp(d)``,
+    ``s = sum_{j != k} e_j`` by a pairwise tree whose error is at most ``ceil(log2 n) u s``,
+    ``L = log1p(s)``, ``softmax = e / (1 + s)``, ``log_softmax = d - L``, ``lse = m + L``.
+    numpy's float64 ``exp``/``log1p`` are not correctly rounded: they come from the platform's
+    libm (glibc documents at most 1-2 ulp for exp/log1p on x86-64) or, on AVX-512 hosts, from
+    Intel SVML, whose vector functions are documented to stay within 4 ulp.  We assume
+    ``REL_LIBM = 2**-44`` (64 ulp: a factor 16 over the worst documented bound) and add an
+    absolute ``2**-1070`` for results in float64's subnormal range.  What the float16/32 figures
+    need is about ``2**-33`` relative, so the margin is large; ``tests/test_fastref.py`` checks
+    the assumption against mpmath on random arguments.
+
+``double-double`` (float64 targets)
+    Every quantity is an unevaluated sum ``hi + lo`` of two doubles, computed with the
+    error-free transformations TwoSum and TwoProd (Dekker's splitting: numpy has no FMA), so only
+    IEEE ``+ - * /`` are trusted (they are correctly rounded).  ``exp`` reduces its argument by
+    ``N ln2 / 256`` with ``ln2/256`` held in three doubles, looks up ``2**(j/256)`` in a table
+    computed by mpmath at import, and sums the Taylor series of ``exp(r) - 1`` for
+    ``|r| <= ln2/512``: terms up to ``r**3/6`` in double-double, ``r**4/24 .. r**8/8!`` in double
+    (each below ``2**-96`` absolute when evaluated in double; the first omitted term is below
+    ``2**-104``).  The binary exponent of ``exp`` is carried separately (``scale``), so values
+    far below float64's range (``e**-10000``) are classified right.  ``log1p(s)`` is a float64
+    guess refined by one Newton step ``L + log(1 + ((1 + s) exp(-L) - 1))``, or for ``s < 2**-8``
+    the alternating series.  Each double-double operation errs by at most ``8 u**2`` relative
+    (``u = 2**-53``; Joldes, Muller & Popescu, ACM TOMS 44(2), 2017 give ``3-7 u**2``); summing
+    them, we take ``REL_DD = 2**-90 + ceil(log2 n) 2**-100`` per value, about ``2**8`` over the
+    sum; the float64 ULP figures need ``2**-61``.
+
+Both tiers return :class:`Values`: the true value ``v`` satisfies
+``|v - (hi + lo) * 2**scale| <= err * 2**scale``; ``err == 0`` means exact, and ``minf`` marks an
+exact ``-inf`` (a masked class's log-probability).  ``err = inf`` means "not computed here": the
+element goes to mpmath.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import mpmath
+import numpy as np
+import numpy.typing as npt
+
+from lsmcheck.dtypes import Format
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+Bools = npt.NDArray[np.bool_]
+
+U = 2.0**-53
+#: Assumed relative error of numpy's float64 exp and log1p (see the module docstring).
+REL_LIBM = 2.0**-44
+#: Absolute error allowed for a float64 result in the subnormal range.
+TINY = 2.0**-1070
+#: Relative error of the double-double exp (see the module docstring; tested against mpmath).
+REL_EXP_DD = 2.0**-92
+#: Below this ``d = x - max`` the double-double tier treats exp(d) as "below 2**-1100".
+DEEP = -1100 * math.log(2)
+
+#: The tier used for a format of precision ``p``.
+FLOAT64_TIER, DD_TIER = "float64", "double-double"
+
+
+def tier_for(fmt: Format) -> str:
+    """``float64`` for formats of at most 24 bits, ``double-double`` beyond."""
+    return FLOAT64_TIER if fmt.p <= 24 else DD_TIER
+
+
+@dataclass(frozen=True)
+class Values:
+    """Reference values of one kind for a batch, with absolute error bounds.
+
+    The true value is within ``err * 2**scale`` of ``(hi + lo) * 2**scale``; ``err == 0``
+    means exact, ``err == inf`` means not computed (the mpmath path decides); ``minf`` marks
+    an exact ``-inf``.  All arrays have the same shape.
+    """
+
+    hi: F64
+    lo: F64
+    err: F64
+    scale: I64
+    minf: Bools
+
+
+@dataclass(frozen=True)
+class FastReference:
+    """The fast tier's softmax, log-softmax (shape ``(B, n)``) and logsumexp (``(B, 1)``)."""
+
+    tier: str
+    softmax: Values
+    log_softmax: Values
+    logsumexp: Values
+
+
+# ---------------------------------------------------------------------------------------------
+# Error-free transformations and double-double arithmetic (elementwise, on arrays)
+# ---------------------------------------------------------------------------------------------
+
+_SPLITTER = 134217729.0  # 2**27 + 1
+
+
+def two_sum(a: Any, b: Any) -> tuple[Any, Any]:
+    """``s + e == a + b`` exactly, ``s = fl(a + b)`` (Knuth)."""
+    s = a + b
+    bb = s - a
+    e = (a - (s - bb)) + (b - bb)
+    return s, e
+
+
+def fast_two_sum(a: Any, b: Any) -> tuple[Any, Any]:
+    """``s + e == a + b`` exactly when ``|a| >= |b|`` (Dekker)."""
+    s = a + b
+    e = b - (s - a)
+    return s, e
+
+
+def _split(a: Any) -> tuple[Any, Any]:
+    c = _SPLITTER * a
+    hi = c - (c - a)
+    return hi, a - hi
+
+
+def two_prod(a: Any, b: Any) -> tuple[Any, Any]:
+    """``p + e == a * b`` exactly (Dekker; operands below 2**996 in magnitude)."""
+    p = a * b
+    ah, al = _split(a)
+    bh, bl = _split(b)
+    e = ((ah * bh - p) + ah * bl + al * bh) + al * bl
+    return p, e
+
+
+def dd_add(ah: Any, al: Any, bh: Any, bl: Any) -> tuple[Any, Any]:
+    """Accurate double-double sum (Joldes-Muller-Popescu Alg. 6: at most 3u**2 relative)."""
+    sh, sl = two_sum(ah, bh)
+    th, tl = two_sum(al, bl)
+    vh, vl = fast_two_sum(sh, sl + th)
+    return fast_two_sum(vh, tl + vl)
+
+
+def dd_add_d(ah: Any, al: Any, b: Any) -> tuple[Any, Any]:
+    """Double-double plus double (at most 2u**2 relative)."""
+    sh, sl = two_sum(ah, b)
+    return fast_two_sum(sh, al + sl)
+
+
+def dd_mul(ah: Any, al: Any, bh: Any, bl: Any) -> tuple[Any, Any]:
+    """Double-double product (at most 7u**2 relative without FMA)."""
+    p, e = two_prod(ah, bh)
+    e = e + (ah * bl + al * bh)
+    return fast_two_sum(p, e)
+
+
+def dd_mul_d(ah: Any, al: Any, b: Any) -> tuple[Any, Any]:
+    """Double-double times double (at most 3u**2 relative)."""
+    p, e = two_prod(ah, b)
+    return fast_two_sum(p, e + al * b)
+
+
+def dd_div(ah: Any, al: Any, bh: Any, bl: Any) -> tuple[Any, Any]:
+    """Double-double quotient (long division with one correction: a few u**2 relative)."""
+    q1 = ah / bh
+    ph, pl = dd_mul_d(bh, bl, q1)
+    rh, rl = dd_add(ah, al, -ph, -pl)
+    q2 = rh / bh
+    ph, pl = dd_mul_d(bh, bl, q2)
+    rh, rl = dd_add(rh, rl, -ph, -pl)
+    q3 = rh / bh
+    qh, ql = fast_two_sum(q1, q2)
+    return dd_add_d(qh, ql, q3)
+
+
+# ---------------------------------------------------------------------------------------------
+# Constants, computed once with mpmath
+# ---------------------------------------------------------------------------------------------
+
+
+def _dd(v: Any) -> tuple[float, float]:
+    hi = float(v)
+    return hi, float(v - hi)
+
+
+def _chunk(v: Any, bits: int) -> float:
+    """``v`` truncated to ``bits`` significant bits (so that small multiples are exact)."""
+    _, e = mpmath.frexp(v)
+    return float(mpmath.floor(mpmath.ldexp(v, bits - e)) * mpmath.mpf(2) ** (e - bits))
+
+
+with mpmath.workprec(300):
+    _ln2_256 = mpmath.ln2 / 256
+    # |N| < 2**19 for |d| <= 1100 ln 2, so 34-bit pieces make N * C1, N * C2 exact.
+    _C1 = _chunk(_ln2_256, 34)
+    _C2 = _chunk(_ln2_256 - _C1, 34)
+    _C3 = float(_ln2_256 - _C1 - _C2)
+    _INV_LN2_256 = float(256 / mpmath.ln2)
+    _TABLE = [_dd(mpmath.mpf(2) ** (mpmath.mpf(j) / 256)) for j in range(256)]
+    _SIXTH = _dd(mpmath.mpf(1) / 6)
+    _T_HI = np.array([t[0] for t in _TABLE])
+    _T_LO = np.array([t[1] for t in _TABLE])
+    # 1/24, 1/120, ..., 1/8! as doubles (their rounding is below 2**-96 absolute in the sum)
+    _TAIL = [float(1 / mpmath.factorial(k)) for k in range(4, 9)]
+
+
+#: Elements per block of the elementwise kernels (their temporaries stay in the cache).
+BLOCK = 8192
+
+
+def exp_dd(dh: F64, dl: F64) -> tuple[F64, F64, I64]:
+    """``exp(dh + dl) = (eh + el) * 2**k`` to ``REL_EXP_DD``, for ``|dh| <= 1100 ln 2``.
+
+    ``eh + el`` lies in ``[1, 2)`` (up to rounding at the ends).  1-D arrays.
+    """
+    if dh.size <= BLOCK:
+        return _exp_dd(dh, dl)
+    eh, el, k = np.empty_like(dh), np.empty_like(dh), np.empty(dh.shape, np.int64)
+    for i in range(0, dh.size, BLOCK):
+        sl = slice(i, i + BLOCK)
+        eh[sl], el[sl], k[sl] = _exp_dd(dh[sl], dl[sl])
+    return eh, el, k
+
+
+def _exp_dd(dh: F64, dl: F64) -> tuple[F64, F64, I64]:
+    n = np.rint(dh * _INV_LN2_256)
+    ni = n.astype(np.int64)
+    j = ni & 255
+    k = (ni - j) >> 8
+    t1 = dh - n * _C1  # exact: N*C1 is exact and within a factor 2 of dh (Sterbenz)
+    t2h, t2l = two_sum(t1, -(n * _C2))
+    rh, rl = two_sum(t2h, t2l + (dl - n * _C3))
+    # tail(r) = r/4! + r**2/5! + ... + r**5/8!, in double on rh
+    tail = _TAIL[4] * rh
+    for c in (_TAIL[3], _TAIL[2], _TAIL[1], _TAIL[0]):
+        tail = (tail + c) * rh
+    ih, il = dd_add_d(_SIXTH[0], _SIXTH[1], tail)  # 1/6 + r/24 + ...
+    mh, ml = dd_mul(rh, rl, ih, il)
+    mh, ml = dd_add_d(mh, ml, 0.5)  # 1/2 + r/6 + ...
+    r2h, r2l = dd_mul(rh, rl, rh, rl)
+    sh, sl = dd_mul(r2h, r2l, mh, ml)
+    sh, sl = dd_add(rh, rl, sh, sl)  # exp(r) - 1
+    eh, el = fast_two_sum(1.0, sh)
+    eh, el = fast_two_sum(eh, el + sl)
+    eh, el = dd_mul(_T_HI[j], _T_LO[j], eh, el)
+    return eh, el, k
+
+
+def log1p_dd(sh: F64, sl: F64) -> tuple[F64, F64]:
+    """``log1p(sh + sl)`` in double-double for ``s >= 0`` (per row: cost is no concern)."""
+    out_h = np.zeros_like(sh)
+    out_l = np.zeros_like(sh)
+    small = sh < 2.0**-8
+    if small.any():
+        # log1p(s) = s - s**2/2 + s**3/3 - ...; s < 2**-8: 14 terms leave < 2**-110 relative
+        xh, xl = sh[small], sl[small]
+        acc_h = np.zeros_like(xh)
+        acc_l = np.zeros_like(xh)
+        for i in range(14, 0, -1):
+            # acc = 1/i - s * acc
+            ch, cl = _dd(mpmath.mpf(1) / i) if i > 1 else (1.0, 0.0)
+            ph, pl = dd_mul(xh, xl, acc_h, acc_l)
+            acc_h, acc_l = dd_add(np.full_like(xh, ch), np.full_like(xh, cl), -ph, -pl)
+        out_h[small], out_l[small] = dd_mul(xh, xl, acc_h, acc_l)
+    big = ~small
+    if big.any():
+        xh, xl = sh[big], sl[big]
+        l0 = np.log1p(xh)
+        fh, fl, fk = exp_dd(-l0, np.zeros_like(l0))
+        fh, fl = np.ldexp(fh, fk), np.ldexp(fl, fk)  # exp(-L0) >= 1/(1+s): no underflow
+        ph, pl = dd_mul(*dd_add_d(xh, xl, 1.0), fh, fl)  # (1 + s) exp(-L0) = 1 + delta
+        dh, dl = fast_two_sum(ph - 1.0, pl)  # ph - 1 exact (Sterbenz)
+        # log(1 + delta) = delta - delta**2/2 + delta**3/3, |delta| < 2**-40
+        corr_h, corr_l = dd_add_d(dh, dl, -0.5 * dh * dh + dh * dh * dh / 3)
+        out_h[big], out_l[big] = dd_add_d(corr_h, corr_l, l0)
+    return out_h, out_l
+
+
+# ---------------------------------------------------------------------------------------------
+# Sums along rows
+# ---------------------------------------------------------------------------------------------
+
+
+def tree_sum(a: F64) -> tuple[F64, int]:
+    """Row sums of ``a`` by a pairwise tree, and the tree's depth.
+
+    Every level adds two halves elementwise, so each term passes through at most ``depth``
+    roundings: for nonnegative terms the error is at most ``depth * u * sum``.
+    """
+    depth = 0
+    while a.shape[1] > 1:
+        half = (a.shape[1] + 1) // 2
+        top = a[:, :half].copy()
+        top[:, : a.shape[1] - half] += a[:, half:]
+        a = top
+        depth += 1
+    return a[:, 0], depth
+
+
+def tree_sum_dd(h: F64, lo: F64) -> tuple[F64, F64, int]:
+    """Row sums of double-doubles ``h + lo`` by a pairwise tree of :func:`dd_add`."""
+    depth = 0
+    while h.shape[1] > 1:
+        half = (h.shape[1] + 1) // 2
+        rest = h.shape[1] - half
+        th, tl = h[:, :half].copy(), lo[:, :half].copy()
+        th[:, :rest], tl[:, :rest] = dd_add(th[:, :rest], tl[:, :rest], h[:, half:], lo[:, half:])
+        h, lo = th, tl
+        depth += 1
+    return h[:, 0], lo[:, 0], depth
+
+
+# ---------------------------------------------------------------------------------------------
+# The two tiers
+# ---------------------------------------------------------------------------------------------
+
+
+def _max_and_shift(x: F64) -> tuple[F64, I64, F64, F64, Bools]:
+    """Row max ``m``, its first index ``k``, ``d = x - m`` as ``dh + dl`` (exact), finite mask."""
+    finite = np.isfinite(x)
+    k = np.argmax(x, axis=1)
+    m = x[np.arange(x.shape[0]), k]
+    with np.errstate(invalid="ignore", over="ignore"):
+        dh, dl = two_sum(x, -m[:, None])
+    dl = np.where(finite & np.isfinite(dh), dl, 0.0)
+    return m, k, dh, dl, finite
+
+
+def _zeros_int(shape: tuple[int, ...]) -> I64:
+    return np.zeros(shape, np.int64)
+
+
+def fast_reference(x: F64, fmt: Format) -> FastReference:
+    """The fast tier's reference of a batch ``x`` (rows: vectors already rounded to ``fmt``).
+
+    Every row must hold at least one finite value and no NaN or ``+inf`` (the engine audits
+    nothing else); ``-inf`` entries are masked classes.
+    """
+    with np.errstate(all="ignore"):
+        if tier_for(fmt) == FLOAT64_TIER:
+            return _float64_tier(x)
+        return _dd_tier(x)
+
+
+def _float64_tier(x: F64) -> FastReference:
+    b, n = x.shape
+    rows = np.arange(b)
+    m, k, d, dl, finite = _max_and_shift(x)
+    e = np.exp(d)  # 0 for masked classes
+    e[rows, k] = 1.0
+    eb = e * (REL_LIBM + 2 * np.abs(dl)) + np.where(finite, TINY, 0.0)
+    eb[rows, k] = 0.0
+    terms = e.copy()
+    terms[rows, k] = 0.0
+    s, depth = tree_sum(terms)
+    eb_sum, _ = tree_sum(eb)
+    sb = (eb_sum + (depth + 2) * U * s) * (1 + 4 * n * U)  # |s_true - s|
+    one_s = 1.0 + s
+    log_l = np.log1p(s)
+    lb = sb + REL_LIBM * log_l + TINY  # |log1p(s_true) - L|: log1p is 1-Lipschitz on s >= 0
+    p = e / one_s[:, None]
+    pb = 1.01 * (eb / one_s[:, None] + p * (sb / one_s + 4 * U)[:, None]) + TINY
+    pb = np.where(finite, pb, 0.0)
+    ls = d - log_l[:, None]
+    lsb = np.where(finite, 1.01 * (np.abs(dl) + lb[:, None] + U * np.abs(ls)), 0.0)
+    ls = np.where(finite, ls, -np.inf)
+    lse = m + log_l
+    lseb = 1.01 * (lb + U * np.abs(lse))
+    zero = np.zeros_like(x)
+    return FastReference(
+        FLOAT64_TIER,
+        Values(p, zero, pb, _zeros_int(x.shape), np.zeros(x.shape, bool)),
+        Values(ls, zero, lsb, _zeros_int(x.shape), ~finite),
+        Values(
+            lse[:, None],
+            np.zeros((b, 1)),
+            lseb[:, None],
+            _zeros_int((b, 1)),
+            np.zeros((b, 1), bool),
+        ),
+    )
+
+
+def _dd_tier(x: F64) -> FastReference:
+    b, n = x.shape
+    rows = np.arange(b)
+    m, k, dh, dl, finite = _max_and_shift(x)
+    rel = REL_EXP_DD * 4 + (math.ceil(math.log2(max(n, 2))) + 16) * 2.0**-100
+    # x - m beyond float64 (only for float64 inputs near its range): exp is then deep, and
+    # log_softmax (beyond -1.8e308) is left to mpmath.
+    overflowed = finite & ~np.isfinite(dh)
+    deep = finite & (overflowed | (dh < DEEP))  # 0 < exp(d) < 2**-1100
+    live = finite & ~deep
+    # exp(d) = (eh + el) * 2**ek for live elements; the max element is exactly 1.
+    eh = np.zeros_like(x)
+    el = np.zeros_like(x)
+    ek = _zeros_int(x.shape)
+    eh[live], el[live], ek[live] = exp_dd(dh[live], dl[live])
+    eh[rows, k], el[rows, k], ek[rows, k] = 0.0, 0.0, 0
+    term = live.copy()
+    term[rows, k] = False
+    has_terms = term.any(axis=1)
+    n_deep = deep.sum(axis=1)
+    # s = sum_{j != k} exp(d_j) = (sh + sl) * 2**big_k, big_k the largest exponent of a term
+    big_k = np.where(has_terms, np.where(term, ek, -(2**40)).max(axis=1), 0)
+    shift = np.where(term, ek - big_k[:, None], 0)
+    sh, sl, _ = tree_sum_dd(
+        np.where(term, np.ldexp(eh, shift), 0.0), np.where(term, np.ldexp(el, shift), 0.0)
+    )
+    # Relative error of s: the exps and the sum (rel); terms that underflow in the shift
+    # (below 2**-1074 each, in units of 2**big_k where s >= 1); deep terms left out (below
+    # 2**-1100 each, absolute).
+    s_rel = rel + n * 2.0**-1070 + n_deep * np.ldexp(2.2, np.minimum(-1100 - big_k, 0))
+    # L = log1p(s).  For 2**big_k < 2**-900, L = s (1 - s/2 + ...) = s to 2**-880 relative,
+    # kept with the exponent big_k; with no live term but deep ones, 0 < L < n 2**-1100.
+    plain = has_terms & (big_k > -900)
+    tiny_s = has_terms & ~plain
+    only_deep = ~has_terms & (n_deep > 0)
+    no_s = ~has_terms & (n_deep == 0)  # a lone finite logit: s = 0 exactly
+    kp = np.where(plain, big_k, 0)
+    s_plain_h = np.where(plain, np.ldexp(sh, kp), 0.0)
+    s_plain_l = np.where(plain, np.ldexp(sl, kp), 0.0)
+    lh, ll = log1p_dd(s_plain_h, s_plain_l)
+    l_scale = np.zeros(b, np.int64)
+    l_err = np.abs(lh) * (rel + s_rel)  # in units of 2**l_scale
+    lh, ll = np.where(tiny_s, sh, lh), np.where(tiny_s, sl, ll)
+    l_scale = np.where(tiny_s, big_k, l_scale)
+    l_err = np.where(tiny_s, np.abs(sh) * (rel + s_rel + 2.0**-880), l_err)
+    deep_scale = -1100 + np.ceil(np.log2(np.maximum(n_deep, 1))).astype(np.int64)
+    lh, ll = np.where(only_deep, 0.5, lh), np.where(only_deep, 0.0, ll)
+    l_scale = np.where(only_deep, deep_scale, l_scale)
+    l_err = np.where(only_deep, 0.5, l_err)
+    l_err = np.where(no_s, 0.0, l_err)
+    # L at scale 0 (what is below 2**-1074 there is lost: TINY covers it)
+    l0h, l0l = np.ldexp(lh, l_scale), np.ldexp(ll, l_scale)
+    l0_err = np.ldexp(l_err, l_scale) + np.where(l_scale < 0, TINY, 0.0)
+    # R = 1 / (1 + s) per row; s below 2**-880 is left out of it (covered by s_extra)
+    one_h, one_l = dd_add_d(s_plain_h, s_plain_l, 1.0)
+    rh, rl = dd_div(np.ones(b), np.zeros(b), one_h, one_l)
+    r_rel = rel + s_rel + np.where(plain | no_s, 0.0, 2.0**-880)
+    # softmax_i = exp(d_i) / (1 + s) = (E_i * R) * 2**k_i
+    ph, pl = dd_mul(eh, el, rh[:, None], rl[:, None])
+    p_scale = ek.copy()
+    ph[rows, k], pl[rows, k], p_scale[rows, k] = rh, rl, 0
+    p_err = np.abs(ph) * (rel + r_rel[:, None])
+    p_err[rows, k] = np.where(no_s, 0.0, np.abs(rh) * r_rel)  # a lone finite logit: 1
+    ph, pl = np.where(deep, 0.5, ph), np.where(deep, 0.0, pl)  # 0 < p < 2**-1100
+    p_scale = np.where(deep, -1099, p_scale)
+    p_err = np.where(deep, 0.5, p_err)
+    p_err = np.where(finite, p_err, 0.0)
+    ph = np.where(finite, ph, 0.0)
+    pl = np.where(finite, pl, 0.0)
+    # log_softmax_i = d_i - L; where d_i = 0 it is -L with L's exponent
+    qh, ql = dd_add(dh, dl, -l0h[:, None], -l0l[:, None])
+    q_err = np.abs(qh) * 4 * U * U + l0_err[:, None]
+    q_scale = _zeros_int(x.shape)
+    at_max = finite & (dh == 0) & (dl == 0)
+    qh = np.where(at_max, -lh[:, None], qh)
+    ql = np.where(at_max, -ll[:, None], ql)
+    q_scale = np.where(at_max, l_scale[:, None], q_scale)
+    q_err = np.where(at_max, l_err[:, None], q_err)
+    q_err = np.where(overflowed, np.inf, q_err)
+    qh = np.where(finite, qh, -np.inf)
+    ql = np.where(finite, ql, 0.0)
+    q_err = np.where(finite, q_err, 0.0)
+    # lse = m + L: may cancel for m < 0; the bound is absolute and judged relative later
+    zh, zl = dd_add_d(l0h, l0l, m)
+    z_err = l0_err + np.abs(zh) * 4 * U * U
+    m_zero = m == 0
+    zh, zl = np.where(m_zero, lh, zh), np.where(m_zero, ll, zl)
+    z_scale = np.where(m_zero, l_scale, 0)
+    z_err = np.where(m_zero, l_err, z_err)
+    return FastReference(
+        DD_TIER,
+        Values(ph, pl, p_err, p_scale, np.zeros(x.shape, bool)),
+        Values(qh, ql, q_err, q_scale, ~finite),
+        Values(zh[:, None], zl[:, None], z_err[:, None], z_scale[:, None], np.zeros((b, 1), bool)),
+    )
+
+
+__all__ = [
+    "DD_TIER",
+    "FLOAT64_TIER",
+    "FastReference",
+    "Values",
+    "exp_dd",
+    "fast_reference",
+    "log1p_dd",
+    "tier_for",
+]

@@ -1,0 +1,103 @@
+"""Running chunks: in this process, in worker processes, or on a Dask cluster.
+
+Every mode runs the same function (:func:`lsmcheck.audit.audit_chunk`) on the same chunks and
+yields the outcomes in input order, with at most a few chunks in flight at once so that a stream
+of vectors larger than memory is never held whole.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from lsmcheck.errors import UsageError
+
+if TYPE_CHECKING:
+    from lsmcheck.audit import ChunkOutcome, Options
+    from lsmcheck.vectors import Vector
+
+
+def default_jobs() -> int:
+    """The number of cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def run_chunks(
+    chunks: Iterable[list[Vector]],
+    options: Options,
+    *,
+    jobs: int = 1,
+    scheduler: str | None = None,
+) -> Iterator[ChunkOutcome]:
+    """Audit each chunk and yield the outcomes in input order."""
+    from lsmcheck.audit import audit_chunk
+
+    if jobs < 1:
+        raise UsageError(f"--jobs: expected a number of workers >= 1, got {jobs}")
+    if scheduler is not None:
+        yield from _on_dask(chunks, options, scheduler)
+        return
+    if jobs == 1:
+        for chunk in chunks:
+            yield audit_chunk(chunk, options)
+        return
+    method = "fork" if sys.platform == "linux" else "spawn"
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context(method)) as pool:
+        yield from _windowed(pool, chunks, options, 2 * jobs)
+
+
+def _windowed(
+    pool: Executor, chunks: Iterable[list[Vector]], options: Options, window: int
+) -> Iterator[ChunkOutcome]:
+    """Submit chunks with at most ``window`` in flight; yield results in submission order."""
+    from lsmcheck.audit import audit_chunk
+
+    pending: deque[Future[ChunkOutcome]] = deque()
+    try:
+        for chunk in chunks:
+            pending.append(pool.submit(audit_chunk, chunk, options))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for f in pending:
+            f.cancel()
+
+
+def _on_dask(
+    chunks: Iterable[list[Vector]], options: Options, scheduler: str
+) -> Iterator[ChunkOutcome]:
+    """Run the chunks on the Dask distributed cluster at ``scheduler``."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise UsageError("--scheduler needs Dask: pip install 'lsmcheck[dask]'") from None
+    from lsmcheck.audit import audit_chunk
+
+    try:
+        client: Any = Client(scheduler, timeout="10s", set_as_default=False)
+    except OSError as e:
+        raise UsageError(f"--scheduler: cannot connect to {scheduler}: {e}") from None
+    try:
+        workers = max(1, len(client.scheduler_info().get("workers", {})))
+        pending: deque[Any] = deque()
+        for chunk in chunks:
+            pending.append(client.submit(audit_chunk, chunk, options, pure=False))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        client.close()
+
+
+__all__ = ["default_jobs", "run_chunks"]
