@@ -213,6 +213,7 @@ with mpmath.workprec(300):
     _T_LO = np.array([t[1] for t in _TABLE])
     # 1/24, 1/120, ..., 1/8! as doubles (their rounding is below 2**-96 absolute in the sum)
     _TAIL = [float(1 / mpmath.factorial(k)) for k in range(4, 9)]
+    _INVERSES = [_dd(1 / mpmath.mpf(i)) for i in range(15)[1:]]  # 1/1 .. 1/14
 
 
 #: Elements per block of the elementwise kernels (their temporaries stay in the cache).
@@ -269,7 +270,7 @@ def log1p_dd(sh: F64, sl: F64) -> tuple[F64, F64]:
         acc_l = np.zeros_like(xh)
         for i in range(14, 0, -1):
             # acc = 1/i - s * acc
-            ch, cl = _dd(mpmath.mpf(1) / i) if i > 1 else (1.0, 0.0)
+            ch, cl = _INVERSES[i - 1]
             ph, pl = dd_mul(xh, xl, acc_h, acc_l)
             acc_h, acc_l = dd_add(np.full_like(xh, ch), np.full_like(xh, cl), -ph, -pl)
         out_h[small], out_l[small] = dd_mul(xh, xl, acc_h, acc_l)

@@ -1,0 +1,243 @@
+"""The fast certified tier against the mpmath-everywhere path (``reference="mpmath"``).
+
+For every vector, algorithm and dtype the two paths must agree on the overflow / underflow /
+benign / NaN counts, the findings and the argmax check, and every element's ULP error must agree
+to within 0.01 ulp (or 2**-50 relative for errors too large for float64 to hold to 0.01).  The
+building blocks are checked against mpmath at 300 bits.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mpmath
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lsmcheck import Options, Vector, audit
+from lsmcheck.dtypes import FORMATS
+from lsmcheck.fastref import REL_EXP_DD, REL_LIBM, exp_dd, fast_reference, log1p_dd
+from lsmcheck.results import Report, Result
+
+INF = math.inf
+
+#: Vectors chosen to sit on every edge the fast tier's bound has to settle.
+ADVERSARIAL: list[list[float]] = [
+    # huge spreads: e**-1e4 is far below float64's range; x - m beyond float64
+    [0.0, -1e4],
+    [0.0, -800.0],
+    [0.0, -745.2],
+    [0.0, -744.5],
+    [0.0, -708.5],
+    [0.0, -760.0],
+    [0.0, -763.0],
+    [0.0, -770.0, -1e4],
+    [0.0, -756.0, -800.0],
+    [1e308, -1e308],
+    [1.7e308, 1.7e308, -1.7e308],
+    [3e38, -3e38, 0.0],
+    [60000.0, -60000.0],
+    [710.0, 0.0],
+    [1e-300, 0.0],
+    [5e-324, 0.0, -5e-324],
+    # ties: exact powers of two and exact thirds; just below 1/2
+    [5.0, 5.0, 5.0],
+    [0.0, 0.0],
+    [1.0, 1.0, 1.0, 1.0],
+    [0.0, 0.0, -1000.0],
+    [0.0, 0.0, -30.0],
+    [-17.5, -17.5],
+    [3.0],
+    # exp overflow / underflow thresholds of float16, float32, float64
+    [11.09, 0.0],
+    [11.1, 0.0],
+    [-17.33, 0.0, -16.64],
+    [88.72, 0.0],
+    [88.73, 1.0],
+    [-103.97, 0.0],
+    [-87.3, -88.0, 0.0],
+    [709.78, 0.0],
+    [709.79, 1.0],
+    [-745.13, -708.4, 0.0],
+    # subnormal results
+    [0.0, -100.0],
+    [0.0, -16.0],
+    [0.0, -740.0],
+    [0.0, -9.7, -10.4],
+    # masked classes
+    [1.0, -INF, 3.0],
+    [-INF, 0.0],
+    [-INF, -INF, 5.0],
+    [-INF, -1e4, 0.0],
+    # logsumexp cancellation: m < 0 and L close to -m
+    [-0.6931471805599453, -0.6931471805599453],
+    [-0.5, -0.5],
+    [-1.0986122886681098, -1.0986122886681098, -1.0986122886681098],
+    [-2.0, -2.0, -1e9],
+    [-1e-10, -1e-10],
+    # wide ordinary vectors
+    [0.3452, -0.0267, 0.4066, 19.0, 20.0, -3.5],
+]
+
+
+def both(vectors: list[Vector], **kw: object) -> tuple[Report, Report]:
+    auto = audit(vectors, Options(per_element=True, **kw))  # type: ignore[arg-type]
+    slow = audit(vectors, Options(per_element=True, reference="mpmath", **kw))  # type: ignore[arg-type]
+    return auto, slow
+
+
+def ulp_close(a: float, b: float) -> bool:
+    if math.isinf(b) or math.isnan(b):
+        return a == b or (math.isnan(a) and math.isnan(b))
+    return abs(a - b) <= 0.01 + 2.0**-50 * abs(b)
+
+
+def agree(ra: Result, rb: Result) -> None:
+    where = (ra.label, ra.algorithm, ra.dtype)
+    assert (ra.status, ra.reason) == (rb.status, rb.reason), where
+    if not rb.audited:
+        return
+    counts = lambda r: (r.overflow, r.underflow, r.underflow_benign, r.nan)  # noqa: E731
+    assert counts(ra) == counts(rb), where
+    assert ra.findings == rb.findings, where
+    assert ra.argmax_preserved == rb.argmax_preserved, where
+    assert ra.sum_error == rb.sum_error or (
+        ra.sum_error is not None and rb.sum_error is not None and math.isnan(rb.sum_error)
+    ), where
+    assert ra.elements is not None and rb.elements is not None
+    for ea, eb in zip(ra.elements, rb.elements, strict=True):
+        assert ea.flags == eb.flags, (where, ea, eb)
+        assert ea.computed == eb.computed or math.isnan(eb.computed)
+        assert ea.exact == eb.exact
+        assert ulp_close(ea.ulp, eb.ulp), (where, ea, eb)
+    assert ra.max_ulp is not None and rb.max_ulp is not None
+    assert ulp_close(ra.max_ulp, rb.max_ulp), where
+    assert rb.max_abs_error is not None and ra.max_abs_error is not None
+    if math.isfinite(rb.max_abs_error):
+        # the contract: absolute errors within 0.01 ulp of the exact value (mpmath's 113-bit
+        # logsumexp of [710, 0] is 710 exactly; double-double keeps the 4.5e-309)
+        dtype = FORMATS[rb.dtype].dtype
+        spacing = [
+            float(np.spacing(np.abs(np.asarray(float(e.exact), dtype))))
+            for e in rb.elements
+            if "inf" not in e.exact
+        ]
+        tol = 0.01 * max([s for s in spacing if math.isfinite(s)], default=0.0) + 1e-320
+        assert abs(ra.max_abs_error - rb.max_abs_error) <= tol, where
+    else:
+        assert ra.max_abs_error == rb.max_abs_error
+
+
+def agree_reports(auto: Report, slow: Report) -> None:
+    assert len(auto.results) == len(slow.results)
+    for ra, rb in zip(auto.results, slow.results, strict=True):
+        agree(ra, rb)
+    assert sum(slow.reference.settled.values()) == sum(auto.reference.settled.values())
+    assert set(slow.reference.settled) <= {"mpmath"}
+
+
+@pytest.mark.parametrize("values", ADVERSARIAL, ids=lambda v: ",".join(f"{x:g}" for x in v))
+def test_adversarial_vectors_agree(values: list[float]) -> None:
+    agree_reports(*both([Vector("adv", 0, 1, np.array(values))]))
+
+
+def test_the_fast_tier_settles_ordinary_vectors() -> None:
+    rng = np.random.default_rng(7)
+    vectors = [Vector("r", i, None, rng.standard_normal(64) * 4) for i in range(8)]
+    auto, slow = both(vectors)
+    agree_reports(auto, slow)
+    settled = auto.reference.settled
+    assert settled.get("mpmath", 0) == 0
+    assert settled["float64"] == 8 * 64 * 2 * (2 + 3) + 8 * 2 * 2  # f16 + f32
+    assert settled["double-double"] == 8 * 64 * (2 + 3) + 8 * 2
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.floats(-800, 800, allow_nan=False),
+            st.floats(-1e5, 1e5, allow_nan=False),
+            st.just(-INF),
+            st.sampled_from([0.0, -745.13, 88.72, 11.09, -17.33, -103.97, 709.78]),
+        ),
+        min_size=1,
+        max_size=7,
+    )
+)
+def test_random_vectors_agree(values: list[float]) -> None:
+    agree_reports(*both([Vector("h", 0, 1, np.array(values))]))
+
+
+def test_batches_of_random_rows_agree() -> None:
+    rng = np.random.default_rng(11)
+    scales = [1.0, 10.0, 100.0, 400.0]
+    vectors = [
+        Vector("b", i, None, rng.standard_normal(12) * scales[i % 4] - 30 * (i % 3))
+        for i in range(12)
+    ]
+    agree_reports(*both(vectors))
+
+
+# --- the building blocks against mpmath at 300 bits ---------------------------------------------
+
+
+def test_exp_dd_meets_its_bound() -> None:
+    rng = np.random.default_rng(3)
+    d = np.concatenate([-rng.random(300) * 762, -rng.random(50) * 1e-3, [0.0, -762.4]])
+    dl = rng.standard_normal(d.size) * np.abs(d) * 2.0**-54
+    eh, el, k = exp_dd(d, dl)
+    with mpmath.workprec(300):
+        for i in range(d.size):
+            true = mpmath.exp(mpmath.mpf(d[i]) + mpmath.mpf(dl[i]))
+            got = mpmath.ldexp(mpmath.mpf(eh[i]) + mpmath.mpf(el[i]), int(k[i]))
+            assert abs(got / true - 1) <= REL_EXP_DD / 4, d[i]
+
+
+def test_log1p_dd_is_accurate() -> None:
+    rng = np.random.default_rng(4)
+    s = np.concatenate([rng.random(40) * 2.0**-8, rng.random(40) * 1e3, [1e-300, 2.0**-8, 1.0]])
+    sl = s * 2.0**-60
+    lh, ll = log1p_dd(s, sl)
+    with mpmath.workprec(300):
+        for i in range(s.size):
+            true = mpmath.log1p(mpmath.mpf(s[i]) + mpmath.mpf(sl[i]))
+            assert abs((mpmath.mpf(lh[i]) + mpmath.mpf(ll[i])) / true - 1) <= 2.0**-86
+
+
+def test_numpy_libm_is_within_the_assumed_bound() -> None:
+    # REL_LIBM assumes 64 ulp; the documented bounds are 1-4 ulp.  Check with a 16x margin.
+    rng = np.random.default_rng(5)
+    x = np.concatenate([rng.random(2000) * 745, rng.random(500) * 1e6])
+    e, lp = np.exp(-x[:2000]), np.log1p(x)
+    with mpmath.workprec(200):
+        for xi, ei in zip(x[:2000], e, strict=True):
+            if ei > 2.0**-1022:
+                assert abs(mpmath.mpf(ei) / mpmath.exp(-mpmath.mpf(xi)) - 1) <= REL_LIBM / 16
+        for xi, li in zip(x, lp, strict=True):
+            assert abs(mpmath.mpf(li) / mpmath.log1p(mpmath.mpf(xi)) - 1) <= REL_LIBM / 16
+
+
+def test_bounds_contain_the_truth() -> None:
+    # every fast value's interval holds the 300-bit truth (tests/oracle.py's definition)
+    from tests import oracle
+
+    rng = np.random.default_rng(6)
+    rows = [rng.standard_normal(3) * s for s in (1, 30, 300)] + [np.array([0.0, -750.0, -2.0])]
+    for fmt in ("float16", "float32", "float64"):
+        f = FORMATS[fmt]
+        x = np.stack([f.cast(r).astype(np.float64) for r in rows])
+        fast = fast_reference(x, f)
+        for r in range(x.shape[0]):
+            sm, ls, lse = oracle.truth(x[r].tolist())
+            for vals, truth in ((fast.softmax, sm), (fast.log_softmax, ls), (fast.logsumexp, [lse])):
+                for i, t in enumerate(truth):
+                    if vals.minf[r, i]:
+                        assert t == -mpmath.inf
+                        continue
+                    with mpmath.workprec(2400):
+                        scale = mpmath.mpf(2) ** int(vals.scale[r, i])
+                        got = (mpmath.mpf(vals.hi[r, i]) + mpmath.mpf(vals.lo[r, i])) * scale
+                        assert abs(got - t) <= mpmath.mpf(vals.err[r, i]) * scale, (fmt, r, i)
