@@ -190,8 +190,10 @@ def audit_chunk(vectors: Sequence[Vector], options: Options) -> ChunkOutcome:
                 [vectors[vi] for vi in rows], batch, algorithms, traces, fmt, options, tiers
             )
             max_bits = max(max_bits, measured.max_bits)
+            gate = options.thresholds.max_ulp is not None or bool(options.thresholds.fail_on)
             for (r, ai), res in measured.results.items():
-                keyed[rows[r], fi, ai] = judge(res, options.thresholds)
+                # without thresholds every result passes (the default status): skip the copy
+                keyed[rows[r], fi, ai] = judge(res, options.thresholds) if gate else res
     return ChunkOutcome(
         results=tuple(keyed[k] for k in sorted(keyed)),
         tiers=tiers,
@@ -334,7 +336,7 @@ def _row_stats(
     return _Rows(
         worst=worst.tolist(),
         max_ulp=ulp[np.arange(b), worst].tolist(),
-        mean_ulp=[float(np.mean(row)) for row in ulp],
+        mean_ulp=np.mean(ulp, axis=1).tolist(),  # per row, as np.mean of the row alone
         max_abs=np.max(abs_e, axis=1).tolist(),
         max_rel=np.max(rel_e, axis=1).tolist(),
         counts=[(a, b_, c_, d) for a, b_, c_, d in counts.tolist()],

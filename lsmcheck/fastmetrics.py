@@ -75,52 +75,86 @@ def prepare(v: Values, fmt: Format) -> Prepared:
         return _prepare(v, fmt)
 
 
+def _pow2(k: npt.NDArray[np.int64]) -> F64:
+    """``2.0**k`` for integer ``k`` in ``[-1022, 1023]``, built from the bits."""
+    return ((k + 1023) << 52).view(np.float64)
+
+
+def _ldexp(x: F64, k: npt.NDArray[np.int64]) -> F64:
+    """``x * 2**k``, rounded once (as ``np.ldexp``, which is ten times slower)."""
+    kmin, kmax = int(k.min(initial=0)), int(k.max(initial=0))
+    if kmin >= -1022 and kmax <= 1023:
+        return np.asarray(x * _pow2(k))
+    return np.asarray(np.ldexp(x, k))
+
+
+def _exponent(a: F64) -> npt.NDArray[np.int64]:
+    """``floor(log2 a)`` for ``a > 0`` (0 gives -1075)."""
+    biased = (a.view(np.int64) >> 52) & 0x7FF
+    e = biased - 1023
+    sub = biased == 0
+    if sub.any():  # subnormals (and 0): from frexp
+        _, ex = np.frexp(a[sub])
+        e[sub] = np.where(a[sub] == 0, -1075, ex.astype(np.int64) - 1)
+    return e
+
+
 def _prepare(v: Values, fmt: Format) -> Prepared:
     minf = v.minf
-    sign = np.where(v.hi < 0, -1.0, 1.0)
+    neg = v.hi < 0
+    sign: F64 = np.where(neg, -1.0, 1.0)
     a = np.abs(v.hi)
     b = v.lo * sign  # |value| = a + b (in units of 2**scale)
     err = v.err
+    exact = err == 0
     zero = (a == 0) & (b == 0)
-    exact_zero = (zero & (err == 0)) | minf
-    _, ex = np.frexp(a)
-    big_e = ex.astype(np.int64) - 1  # 2**big_e <= a < 2**(big_e + 1)
-    pw = np.ldexp(1.0, big_e)
+    exact_zero = (zero & exact) | minf
+    big_e = _exponent(a)  # 2**big_e <= a < 2**(big_e + 1)
+    pw = _pow2(np.clip(big_e, -1022, 1023))
     down = (a == pw) & (b < 0)  # a power of two minus a little: the binade below
-    big_e = np.where(down, big_e - 1, big_e)
-    pw = np.where(down, pw / 2, pw)
+    if down.any():
+        big_e = big_e - down
+        pw = np.where(down, pw / 2, pw)
     slack = a * _SLACK
-    low = (a - pw) + b - err
     high = (2 * pw - a) - b - err
-    in_binade = ((low > slack) & (high > slack)) | (err == 0)
+    low = (a - pw) + b - err
+    in_binade = ((low > slack) & (high > slack)) | exact
     floor_log2 = big_e + v.scale
     emin, p = fmt.emin, fmt.p
     # below 2**emin the ulp is the fixed subnormal quantum: only 2**emin itself is a boundary
-    deep_sub = (floor_log2 <= emin - 2) & (err <= a)
-    edge_sub = (floor_log2 == emin - 1) & ((high > slack) | (err == 0))
-    zero_sub = zero & (np.ldexp(err, v.scale) < 2.0**emin)
-    binade_ok = ((in_binade | deep_sub | edge_sub) & ~zero) | zero_sub
+    binade_ok = in_binade
+    low_values = floor_log2 <= emin - 1
+    if low_values.any() or zero.any():
+        deep_sub = (floor_log2 <= emin - 2) & (err <= a)
+        edge_sub = (floor_log2 == emin - 1) & ((high > slack) | exact)
+        zero_sub = zero & (np.ldexp(err, v.scale) < 2.0**emin)
+        binade_ok = ((in_binade | deep_sub | edge_sub) & ~zero) | zero_sub
     ue = np.maximum(floor_log2, emin) - p + 1
-    ue = np.where(zero | minf, emin - p + 1, ue)
+    ue[zero | minf] = emin - p + 1
     shift = v.scale - ue
-    qh = np.ldexp(a, shift)
-    ql = np.ldexp(b, shift)
-    qe = np.ldexp(err, shift) * (1 + 2.0**-50) + 2.0**-1073
-    qh, ql = np.where(minf, 0.0, qh), np.where(minf, 0.0, ql)
-    qe = np.where(minf | exact_zero, 0.0, qe)
+    qh = _ldexp(a, shift)
+    ql = _ldexp(b, shift)
+    # rounded up (a subnormal qe may round down: 2**-50 ulp of slack covers it; no subnormal
+    # constant is added, as subnormal operands cost x86 a microcode assist per element)
+    qe = _ldexp(err, shift) * (1 + 2.0**-50) + (err > 0) * 2.0**-50
+    qh[minf] = 0.0
+    ql[minf] = 0.0
+    qe[minf | exact_zero] = 0.0
     settled = (binade_ok & (qe <= MAX_QE)) | minf
     # the correctly rounded value: rint(q), adjusted when ql moves q across the boundary
     r = np.rint(qh)
     t = (qh - r) + ql
-    r = np.where(t > 0.5, r + 1, np.where(t < -0.5, r - 1, r))
+    r += (t > 0.5) * 1.0 - (t < -0.5) * 1.0
     t = (qh - r) + ql
     dist = np.abs(np.abs(t) - 0.5)
-    tie = (dist == 0) & (qe == 0)
-    r = np.where(tie, 2 * np.rint(0.5 * (qh + ql)), r)  # ties to even (exact q only)
-    round_settled = ((dist > qe + np.abs(qh) * _SLACK) | tie) & settled
-    rounded = sign * np.ldexp(r, ue)
-    rounded = np.where(np.abs(rounded) > fmt.max, sign * np.inf, rounded)
-    rounded = np.where(minf, -np.inf, rounded)
+    tie = (dist == 0) & exact
+    if tie.any():
+        r = np.where(tie, 2 * np.rint(0.5 * (qh + ql)), r)  # ties to even (exact q only)
+    round_settled = ((dist > qe + qh * _SLACK) | tie) & settled
+    rounded = sign * _ldexp(r, ue)
+    rounded[np.abs(rounded) > fmt.max] = np.inf
+    rounded = np.copysign(rounded, sign)
+    rounded[minf] = -np.inf
     round_settled |= minf | (exact_zero & settled)
     return Prepared(ue, qh, ql, sign, qe, settled, rounded, round_settled, exact_zero, minf)
 
@@ -150,30 +184,34 @@ def measure_batch(c: F64, prep: Prepared, flagged: Bools) -> Batch:
     with np.errstate(all="ignore"):
         nan = np.isnan(c)
         inf = np.isinf(c)
-        cs = np.ldexp(np.abs(c), -prep.ue) * np.where(c < 0, -1.0, 1.0) * prep.sign
         # |c - exact| / ulp = |cs - q|, cs = c / 2**ue * sign(exact) (exact when finite)
+        cs = _ldexp(c * prep.sign, -prep.ue)
         sh, sl = two_sum(cs, -prep.qh)
         sh, sl = fast_two_sum(sh, sl - prep.ql)
         ulp = np.abs(sh)
-        abs_error = np.ldexp(ulp, prep.ue)
+        abs_error = _ldexp(ulp, prep.ue)
         q = prep.qh + prep.ql
-        rel = np.where(q > 0, ulp / q, np.where(ulp == 0, 0.0, np.inf))
-        # c = 0 against a nonzero exact value: exactly 1.  Otherwise the relative error needs
-        # q to a relative accuracy the bound may not give (deep values known only in range).
-        rel = np.where((c == 0) & ~prep.exact_zero, 1.0, rel)
-        rel_unknown = (prep.qe > q * 2.0**-20) & ~prep.exact_zero & (c != 0)
-        minf = prep.minf
-        ulp = np.where(minf, np.where(c == -np.inf, 0.0, np.inf), ulp)
-        abs_error = np.where(minf, np.where(c == -np.inf, 0.0, np.inf), abs_error)
-        rel = np.where(minf, np.where(c == -np.inf, 0.0, np.inf), rel)
-        inf_ok = inf & (prep.rounded == c)
-        for arr in (ulp, abs_error, rel):
-            arr[inf & ~minf] = np.where(inf_ok, 0.0, np.inf)[inf & ~minf]
-            arr[nan] = np.inf
-        unsettled = ~nan & ~prep.settled
-        unsettled |= ~nan & (flagged | inf) & ~prep.round_settled
-        unsettled |= ~nan & ~inf & rel_unknown & ~minf
-        unsettled |= ~nan & ~inf & np.isinf(cs)  # c / ulp(exact) beyond float64
+        rel = ulp / q
+        # c = 0 against a nonzero exact value: exactly 1; against an exact 0: 0 or inf.
+        # Otherwise the relative error needs q to a relative accuracy the bound may not give
+        # (deep values known only in range).
+        czero = c == 0
+        rel[czero & ~prep.exact_zero] = 1.0
+        ez = prep.exact_zero & ~prep.minf
+        if ez.any():
+            rel[ez] = np.where(ulp[ez] == 0, 0.0, np.inf)
+        rel_unknown = (prep.qe > q * 2.0**-20) & ~prep.exact_zero & ~czero
+        special = inf | nan | prep.minf
+        if special.any():
+            minf = prep.minf
+            bad = np.where(minf, np.where(c == -np.inf, 0.0, np.inf), np.inf)
+            bad = np.where(inf & ~minf & (prep.rounded == c), 0.0, bad)
+            for arr in (ulp, abs_error, rel):
+                arr[special] = bad[special]
+        unsettled = ~prep.settled | ((flagged | inf) & ~prep.round_settled)
+        unsettled |= rel_unknown & ~inf & ~prep.minf
+        unsettled |= np.isinf(cs) & ~inf  # c / ulp(exact) beyond float64
+        unsettled &= ~nan
         return Batch(ulp, abs_error, rel, prep.rounded, prep.exact_zero.copy(), unsettled)
 
 

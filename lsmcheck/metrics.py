@@ -148,8 +148,12 @@ def findings(
         kind: str, mask: npt.NDArray[np.bool_], codes: npt.NDArray[np.uint8], blind: str
     ) -> None:
         hit = np.flatnonzero(mask)
-        for code in dict.fromkeys(int(codes[i]) for i in hit):
-            where = hit[codes[hit] == code]
+        if not hit.size:
+            return
+        hit_codes = codes[hit]
+        found, first = np.unique(hit_codes, return_index=True)  # codes by first occurrence
+        for code in found[np.argsort(first)].tolist():
+            where = hit[hit_codes == code]
             if code == Event.NONE:
                 message = blind
             else:

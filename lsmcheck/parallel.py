@@ -7,6 +7,7 @@ of vectors larger than memory is never held whole.
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 import sys
@@ -45,13 +46,15 @@ def run_chunks(
     if scheduler is not None:
         yield from _on_dask(chunks, options, scheduler)
         return
-    if jobs == 1:
-        for chunk in chunks:
+    it = iter(chunks)
+    head = list(itertools.islice(it, 2))
+    if jobs == 1 or len(head) < 2:  # one chunk: no workers to start
+        for chunk in itertools.chain(head, it):
             yield audit_chunk(chunk, options)
         return
     method = "fork" if sys.platform == "linux" else "spawn"
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context(method)) as pool:
-        yield from _windowed(pool, chunks, options, 2 * jobs)
+        yield from _windowed(pool, itertools.chain(head, it), options, 2 * jobs)
 
 
 def _windowed(

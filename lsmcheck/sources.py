@@ -38,7 +38,7 @@ import numpy.typing as npt
 from lsmcheck.errors import InputError
 from lsmcheck.vectors import Vector
 
-__all__ = ["iter_source", "parse_logits_flag", "read_sources"]
+__all__ = ["count_elements", "iter_source", "iter_sources", "parse_logits_flag", "read_sources"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -555,11 +555,52 @@ def _read_npy(path: str, file: BinaryIO) -> Iterator[Vector]:
             f"truncated .npy file: shape {shape} of {dtype} needs {needed} bytes, "
             f"the file has {status.st_size}",
         )
+    if stat.S_ISREG(status.st_mode) and not _fortran_order(path):
+        yield from _npy_rows(file, path, shape, dtype)
+        return
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as error:
         raise InputError(path, f"cannot read the .npy data: {_one_line(error)}") from None
     yield from _array_vectors(array, path)
+
+
+#: Bytes of a ``.npy`` file read at once: a block of whole rows (at least one row).
+_NPY_BLOCK = 8 << 20
+
+
+def _fortran_order(path: str) -> bool:
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0
+        if version != (1, 0):
+            read = np.lib.format.read_array_header_2_0
+        return bool(read(f)[1])
+
+
+def _npy_rows(
+    file: BinaryIO, path: str, shape: tuple[int, ...], dtype: np.dtype[Any]
+) -> Iterator[Vector]:
+    """Yield the vectors of a C-order ``.npy`` whose data starts at ``file``'s position.
+
+    Blocks of whole rows are read with plain reads rather than through a memory map, so the
+    pages of a file larger than memory are not kept resident as it streams by.
+    """
+    n = shape[-1]
+    rows = math.prod(shape[:-1])
+    per_block = max(1, _NPY_BLOCK // (n * dtype.itemsize))
+    index = 0
+    while index < rows:
+        count = min(per_block, rows - index)
+        try:
+            block = np.fromfile(file, dtype=dtype, count=count * n)
+        except (OSError, ValueError) as error:
+            raise InputError(path, f"cannot read the .npy data: {_one_line(error)}") from None
+        if block.size != count * n:
+            raise InputError(path, "truncated .npy file: it ended while being read")
+        for vector in _array_vectors(block.reshape(count, n), path):
+            yield Vector(vector.source, index + vector.index, None, vector.values)
+        index += count
 
 
 def _read_npz(path: str) -> Iterator[Vector]:
@@ -671,6 +712,53 @@ def iter_source(path: str, stdin: TextIO | None = None) -> Iterator[Vector]:
             else:
                 delimiter = "\t" if kind == "tsv" else ","
                 yield from _read_delimited(_file_lines(file, path), path, delimiter, "empty file")
+
+
+def iter_sources(
+    paths: Sequence[str], logits: Sequence[str] = (), stdin: TextIO | None = None
+) -> Iterator[Vector]:
+    """:func:`read_sources`, lazily: vectors are read as they are consumed (for streaming).
+
+    The checks on the arguments happen at once; a malformed source raises while iterating.
+    """
+    if not paths and not logits:
+        raise InputError("input", "no input: give a file, '-' for standard input, or -l/--logits")
+    if list(paths).count("-") > 1:
+        raise InputError("-", "standard input given more than once; it can be read only once")
+    return _iter_sources(paths, logits, stdin)
+
+
+def _iter_sources(
+    paths: Sequence[str], logits: Sequence[str], stdin: TextIO | None
+) -> Iterator[Vector]:
+    for path in paths:
+        yield from iter_source(path, stdin)
+    for occurrence, text in enumerate(logits):
+        yield parse_logits_flag(text, occurrence)
+
+
+def count_elements(paths: Sequence[str], logits: Sequence[str] = ()) -> int | None:
+    """How many logits the sources hold, when that is cheap to know (``.npy``/``.npz`` headers
+    and ``--logits``); ``None`` when a text source would have to be read to tell."""
+    total = sum(len(_split_fields(text, _COMMA_OR_WHITESPACE)) for text in logits)
+    for path in paths:
+        kind = _FORMATS_BY_EXTENSION.get(os.path.splitext(path)[1].lower())
+        try:
+            if kind == "npy":
+                with open(path, "rb") as f:
+                    shape, _ = _npy_header(f, path)
+                total += math.prod(shape)
+            elif kind == "npz":
+                with np.load(path, allow_pickle=False) as archive:
+                    assert archive.zip is not None
+                    for name in archive.zip.namelist():
+                        with archive.zip.open(name) as stream:
+                            total += math.prod(_npy_header(stream, path)[0])
+            else:
+                return None
+        except (OSError, ValueError, InputError, zipfile.BadZipFile, zlib.error):
+            return None  # reading will report it
+    return total
 
 
 def read_sources(

@@ -232,7 +232,11 @@ def test_bounds_contain_the_truth() -> None:
         fast = fast_reference(x, f)
         for r in range(x.shape[0]):
             sm, ls, lse = oracle.truth(x[r].tolist())
-            for vals, truth in ((fast.softmax, sm), (fast.log_softmax, ls), (fast.logsumexp, [lse])):
+            for vals, truth in (
+                (fast.softmax, sm),
+                (fast.log_softmax, ls),
+                (fast.logsumexp, [lse]),
+            ):
                 for i, t in enumerate(truth):
                     if vals.minf[r, i]:
                         assert t == -mpmath.inf

@@ -401,7 +401,9 @@ def test_npy_float16_extremes_and_fortran_order() -> None:
     assert all(v.values.flags.c_contiguous for v in vectors)
 
 
-def test_npy_is_memory_mapped_without_pickle(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_npy_and_npz_never_unpickle(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a C-order .npy is read in blocks of rows with plain reads (no np.load at all), so that
+    # the pages of a file larger than memory do not stay resident; .npz goes through np.load
     calls: list[dict[str, object]] = []
     real_load = np.load
 
@@ -414,7 +416,20 @@ def test_npy_is_memory_mapped_without_pickle(monkeypatch: pytest.MonkeyPatch) ->
     np.savez("b.npz", x=np.ones(2))
     read("a.npy")
     read("b.npz")
-    assert calls == [{"mmap_mode": "r", "allow_pickle": False}, {"allow_pickle": False}]
+    assert calls == [{"allow_pickle": False}]
+
+
+def test_npy_is_read_in_blocks_of_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    import lsmcheck.sources as sources
+
+    monkeypatch.setattr(sources, "_NPY_BLOCK", 3 * 4 * 8)  # three rows of 4 float64 per read
+    data = np.arange(40.0).reshape(2, 5, 4)
+    np.save("a.npy", data)
+    np.save("f.npy", np.asfortranarray(data))
+    for name in ("a.npy", "f.npy"):
+        vectors = read(name)
+        assert values(vectors) == data.reshape(10, 4).tolist()
+        assert [v.index for v in vectors] == list(range(10))
 
 
 def test_npz_members_in_order() -> None:

@@ -103,6 +103,93 @@ algorithm_option = click.option(
     metavar="NAMES",
     help="Algorithms, comma-separated or repeated (see `lsmcheck algorithms`; default all).",
 )
+reference_option = click.option(
+    "--reference",
+    type=click.Choice(["auto", "mpmath"]),
+    default="auto",
+    show_default=True,
+    help="auto: fast certified float64/double-double tier, mpmath for what it cannot settle; "
+    "mpmath: mpmath for every element.",
+)
+
+
+jobs_option = click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Worker processes (default: every core).  The report is the same whatever N is.",
+)
+quiet_option = click.option(
+    "-q", "--quiet", is_flag=True, help="No progress bar (it only shows on a terminal anyway)."
+)
+scheduler_option = click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    help="Run the chunks on this Dask distributed scheduler (tcp://host:8786); needs the "
+    "'dask' extra.",
+)
+
+
+class ProgressBar:
+    """A rich progress bar on stderr that appears once work has taken ``delay`` seconds.
+
+    Silent when stderr is not a terminal or with ``quiet``.  Call it as the engine's
+    ``progress(done, total)`` callback; :meth:`close` removes it.
+    """
+
+    def __init__(self, quiet: bool, delay: float = 1.0) -> None:
+        import time
+
+        self._now = time.monotonic
+        self._start = self._now()
+        self._delay = delay
+        self._enabled = not quiet and sys.stderr.isatty()
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if not self._enabled:
+            return
+        if self._bar is None:
+            if self._now() - self._start < self._delay:
+                return
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TaskProgressColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._bar = Progress(
+                TextColumn("auditing"),
+                BarColumn(),
+                TaskProgressColumn(),
+                MofNCompleteColumn(),
+                TextColumn("elements"),
+                TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(),
+                TextColumn("left"),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task("audit", total=total, rate="")
+        elapsed = max(self._now() - self._start, 1e-9)
+        self._bar.update(self._task, completed=done, total=total, rate=f"{done / elapsed:,.0f}/s")
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+
 precision_option = click.option(
     "--precision",
     type=int,

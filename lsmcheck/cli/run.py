@@ -6,18 +6,24 @@ import click
 
 from lsmcheck.audit import Options, audit
 from lsmcheck.cli.common import (
+    ProgressBar,
     algorithm_names,
     algorithm_option,
     dtype_names,
     dtype_option,
     guard,
+    jobs_option,
     precision_option,
+    quiet_option,
+    reference_option,
+    scheduler_option,
     style_for,
     write_atomically,
 )
 from lsmcheck.formats import FORMATTERS, Style, render
 from lsmcheck.gate import FAIL_ON_CHOICES, Thresholds, parse_fail_on
-from lsmcheck.sources import read_sources
+from lsmcheck.parallel import default_jobs
+from lsmcheck.sources import count_elements, iter_sources
 
 
 @click.command()
@@ -28,6 +34,10 @@ from lsmcheck.sources import read_sources
 @dtype_option
 @algorithm_option
 @precision_option
+@reference_option
+@jobs_option
+@scheduler_option
+@quiet_option
 @click.option("--per-element", is_flag=True, help="Include every element in the JSON report.")
 @click.option(
     "-f",
@@ -53,6 +63,10 @@ def run(
     dtypes: tuple[str, ...],
     algorithms: tuple[str, ...],
     precision: int,
+    reference: str,
+    jobs: int | None,
+    scheduler: str | None,
+    quiet: bool,
     per_element: bool,
     fmt: str,
     output: str | None,
@@ -66,10 +80,22 @@ def run(
         precision_bits=precision,
         per_element=per_element,
         thresholds=Thresholds(max_ulp=max_ulp, fail_on=parse_fail_on(fail_on)),
+        reference=reference,
     )
     options.validate()
-    vectors = read_sources(paths, logits, stdin=click.get_text_stream("stdin"))
-    report = audit(vectors, options)
+    vectors = iter_sources(paths, logits, stdin=click.get_text_stream("stdin"))
+    total = count_elements(paths, logits)
+    bar = ProgressBar(quiet)
+    try:
+        report = audit(
+            vectors,
+            options,
+            lambda done, _: bar(done, None if total is None else total * len(options.formats())),
+            jobs=jobs or default_jobs(),
+            scheduler=scheduler,
+        )
+    finally:
+        bar.close()
     if output:
         write_atomically(output, render(fmt, report, Style(color=False)), paths)
         click.echo(f"lsmcheck: wrote {output}", err=True)

@@ -1,0 +1,169 @@
+"""lsmcheck's benchmark: one command, every figure measured in the same run on the same data.
+
+    python benchmarks/bench.py            # the whole benchmark (about 2-3 minutes on 2 cores)
+    python benchmarks/bench.py --quick    # a smaller matrix and no 2 GB file (a smoke test)
+
+It prints
+
+(a)  lsmcheck's default audit (7 algorithms x float16/32/64) of a seeded 1000 x 1000 float64
+     logits matrix, through the CLI as a user runs it (``lsmcheck run m.npy``), with the default
+     ``--jobs`` (all cores) and with ``--jobs 1`` and ``--jobs 2``;
+(b)  the floor: numpy alone computing the same 21 algorithm x dtype outputs (plain numpy, no
+     tracing, no reference);
+(c)  the baseline a user would otherwise write: a per-element mpmath reference and per-element
+     mpmath metrics (lsmcheck's ``--reference mpmath``), measured on the first rows and scaled;
+the ratios (a)/(b) and (c)/(a), and the peak resident memory (``ru_maxrss`` of the child) of
+``lsmcheck run`` on a 2 GB ``.npy`` file (written to a temporary directory and removed after).
+The agreement of (a) and (c) on the subset (overflow/underflow/NaN counts, ULP errors within
+0.01 ulp) is checked and printed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED = 20240601
+
+
+def matrix(rows: int, cols: int) -> np.ndarray:
+    """The benchmark matrix: seeded, logits spread like a language model's (sd 4)."""
+    return np.random.default_rng(SEED).standard_normal((rows, cols)) * 4.0
+
+
+def run_cli(args: list[str]) -> tuple[float, int, str]:
+    """Run ``python -m lsmcheck ...`` from the repository root: (seconds, peak RSS KiB, out)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "lsmcheck", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    elapsed = time.perf_counter() - t
+    if proc.returncode not in (0, 1):
+        sys.exit(f"lsmcheck failed ({proc.returncode}): {proc.stderr}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return elapsed, max(peak, before) if peak > before else peak, proc.stdout
+
+
+def numpy_floor(x: np.ndarray, repeat: int = 3) -> float:
+    """(b): the 7 algorithms in 3 dtypes with numpy alone; best of ``repeat``."""
+    best = math.inf
+    for _ in range(repeat):
+        t = time.perf_counter()
+        with np.errstate(all="ignore"):
+            for dt in (np.float16, np.float32, np.float64):
+                v = x.astype(dt)
+                m = v.max(axis=-1, keepdims=True)
+                e = np.exp(v)
+                s = e.sum(axis=-1, keepdims=True)
+                _ = e / s  # softmax_naive
+                d = v - m
+                e2 = np.exp(d)
+                s2 = e2.sum(axis=-1, keepdims=True)
+                p = e2 / s2  # softmax_stable
+                _ = v - np.log(s)  # log_softmax_naive
+                _ = d - np.log(s2)  # log_softmax_stable
+                _ = np.log(p)  # log_of_softmax
+                _ = np.log(s)  # logsumexp_naive
+                _ = m + np.log(s2)  # logsumexp_stable
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def mpmath_baseline(x: np.ndarray, rows: int) -> tuple[float, object, object]:
+    """(c) on the first ``rows`` rows: lsmcheck with --reference mpmath, and (a) on the same."""
+    sys.path.insert(0, str(ROOT))
+    from lsmcheck import Options, Vector, audit
+
+    vectors = [Vector("m", i, None, x[i]) for i in range(rows)]
+    t = time.perf_counter()
+    slow = audit(vectors, Options(reference="mpmath"))
+    elapsed = time.perf_counter() - t
+    fast = audit(vectors, Options())
+    return elapsed, slow, fast
+
+
+def agreement(fast: object, slow: object) -> str:
+    """Counts identical and ULP errors within 0.01 ulp, over every result of the subset."""
+    worst = 0.0
+    for ra, rb in zip(fast.results, slow.results, strict=True):  # type: ignore[attr-defined]
+        if (ra.overflow, ra.underflow, ra.underflow_benign, ra.nan) != (
+            rb.overflow,
+            rb.underflow,
+            rb.underflow_benign,
+            rb.nan,
+        ):
+            return f"DISAGREE on counts at {ra.label} {ra.algorithm} {ra.dtype}"
+        for a, b in ((ra.max_ulp, rb.max_ulp), (ra.mean_ulp, rb.mean_ulp)):
+            if math.isinf(b):
+                if a != b:
+                    return f"DISAGREE on ulp at {ra.label} {ra.algorithm} {ra.dtype}"
+            else:
+                worst = max(worst, abs(a - b))
+    return f"identical counts, ULP errors within {worst:.2g} ulp"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="200 x 1000, no 2 GB file")
+    parser.add_argument("--subset", type=int, default=4, help="rows measured for (c)")
+    parser.add_argument("--big-gb", type=float, default=2.0, help="size of the .npy for RSS")
+    args = parser.parse_args()
+    rows = 200 if args.quick else 1000
+    x = matrix(rows, 1000)
+    print(f"lsmcheck benchmark: {rows} x 1000 float64 logits (seed {SEED}, sd 4)")
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start")
+    with tempfile.TemporaryDirectory(prefix="lsmcheck-bench-") as tmp:
+        path = os.path.join(tmp, "m.npy")
+        np.save(path, x)
+        b = numpy_floor(x)
+        a, _, _ = run_cli(["run", path, "-o", os.path.join(tmp, "a.txt")])
+        a1, _, _ = run_cli(["run", path, "--jobs", "1", "-o", os.path.join(tmp, "a1.txt")])
+        a2, _, _ = run_cli(["run", path, "--jobs", "2", "-o", os.path.join(tmp, "a2.txt")])
+        c_sub, slow, fast = mpmath_baseline(x, args.subset)
+        c = c_sub * rows / args.subset
+        print(f"(a) lsmcheck run m.npy (default --jobs, all cores): {a:8.2f} s")
+        print(f"    --jobs 1: {a1:.2f} s   --jobs 2: {a2:.2f} s   speed-up {a1 / a2:.2f}x")
+        print(f"(b) numpy alone, the same 21 outputs:               {b:8.2f} s")
+        print(f"(c) per-element mpmath audit (measured on {args.subset} rows, scaled): {c:8.1f} s")
+        print(f"(a)/(b) = {a / b:.1f}   (a, --jobs 1)/(b) = {a1 / b:.1f}")
+        print(f"(c)/(a) = {c / a:.0f}   (c)/(a, --jobs 1) = {c / a1:.0f}")
+        print(f"agreement of (a) and (c) on the subset: {agreement(fast, slow)}")
+        if not args.quick:
+            big = os.path.join(tmp, "big.npy")
+            n = int(args.big_gb * 2**30 / 8 / 4096)
+            mm = np.lib.format.open_memmap(big, mode="w+", dtype=np.float64, shape=(n, 4096))
+            rng = np.random.default_rng(SEED)
+            for i in range(0, n, 4096):
+                mm[i : i + 4096] = rng.standard_normal((min(4096, n - i), 4096)) * 4.0
+            mm.flush()
+            del mm
+            size = os.path.getsize(big) / 2**30
+            t, peak_kib, out = run_cli(
+                ["run", big, "-d", "float32", "-a", "softmax_stable", "-f", "json", "--quiet"]
+            )
+            settled = json.loads(out)["reference"]["settled"]
+            print(
+                f"2 GB input: {size:.2f} GiB .npy ({n} x 4096), float32 softmax_stable: "
+                f"{t:.1f} s, peak RSS {peak_kib / 1024:.0f} MiB (settled: {settled})"
+            )
+    print(f"load average {os.getloadavg()[0]:.2f} at the end")
+
+
+if __name__ == "__main__":
+    main()
