@@ -30,7 +30,7 @@ import numpy.typing as npt
 
 from lsmcheck.algorithms import Kind
 from lsmcheck.dtypes import Format
-from lsmcheck.fastref import Values, fast_two_sum, two_sum
+from lsmcheck.fastref import U, Values, dd_add_d, fast_two_sum, tree_sum_dd, two_sum
 
 F64 = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]
@@ -250,4 +250,30 @@ def flagged(c: F64, overflow_codes: Any, flush_codes: Any) -> Bools:
     return np.asarray((c == 0) | np.isinf(c) | (overflow_codes != 0) | (flush_codes != 0))
 
 
-__all__ = ["MAX_QE", "Batch", "Prepared", "classify", "flagged", "measure_batch", "prepare"]
+def sum_errors(c: F64) -> tuple[F64, Bools]:
+    """``|sum(row) - 1|`` per row of softmax outputs, correctly rounded, and where settled.
+
+    The row sums are taken in double-double by a pairwise tree (error at most
+    ``(depth + 4) 8 u**2 sum``); the result is the correctly rounded value where no rounding
+    boundary lies within that bound (else :func:`lsmcheck.metrics.sum_error`, ``math.fsum``,
+    must decide: rows with a negative, non-finite or zero-distance sum are never settled).
+    """
+    with np.errstate(all="ignore"):
+        ok = np.isfinite(c).all(axis=1) & (c >= 0).all(axis=1)
+        sh, sl, depth = tree_sum_dd(np.where(ok[:, None], c, 0.0), np.zeros_like(c))
+        th, tl = dd_add_d(sh, sl, -1.0)
+        bound = (depth + 4) * 8 * U * U * sh
+        settled = ok & (th != 0) & (np.abs(tl) + bound < np.spacing(np.abs(th)) / 4)
+        return np.abs(th), settled
+
+
+__all__ = [
+    "MAX_QE",
+    "Batch",
+    "Prepared",
+    "classify",
+    "flagged",
+    "measure_batch",
+    "prepare",
+    "sum_errors",
+]

@@ -151,9 +151,13 @@ def findings(
         if not hit.size:
             return
         hit_codes = codes[hit]
-        found, first = np.unique(hit_codes, return_index=True)  # codes by first occurrence
-        for code in found[np.argsort(first)].tolist():
-            where = hit[hit_codes == code]
+        if hit_codes.min() == hit_codes.max():  # the common case: one cause
+            order = [int(hit_codes[0])]
+        else:
+            found, first = np.unique(hit_codes, return_index=True)  # by first occurrence
+            order = found[np.argsort(first)].tolist()
+        for code in order:
+            where = hit if len(order) == 1 else hit[hit_codes == code]
             if code == Event.NONE:
                 message = blind
             else:
