@@ -259,7 +259,7 @@ def sum_errors(c: F64) -> tuple[F64, Bools]:
     must decide: rows with a negative, non-finite or zero-distance sum are never settled).
     """
     with np.errstate(all="ignore"):
-        ok = np.isfinite(c).all(axis=1) & (c >= 0).all(axis=1)
+        ok: Bools = np.asarray(np.isfinite(c).all(axis=1) & (c >= 0).all(axis=1))
         sh, sl, depth = tree_sum_dd(np.where(ok[:, None], c, 0.0), np.zeros_like(c))
         th, tl = dd_add_d(sh, sl, -1.0)
         bound = (depth + 4) * 8 * U * U * sh
