@@ -17,8 +17,12 @@ from lsmcheck.vectors import Vector
 CHUNK_ELEMENTS = 1 << 17
 
 
-def chunks(vectors: Iterable[Vector], size: int = CHUNK_ELEMENTS) -> Iterator[list[Vector]]:
-    """Yield consecutive runs of ``vectors`` of about ``size`` logits each, lazily."""
+def chunks(vectors: Iterable[Vector], size: int | None = None) -> Iterator[list[Vector]]:
+    """Yield consecutive runs of ``vectors`` of about ``size`` logits each, lazily.
+
+    ``size`` defaults to :data:`CHUNK_ELEMENTS` (read at call time).
+    """
+    size = size or CHUNK_ELEMENTS
     chunk: list[Vector] = []
     elements = 0
     for v in vectors:

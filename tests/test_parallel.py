@@ -1,0 +1,67 @@
+"""--jobs: the report is byte-identical whatever the number of workers and the chunk size."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lsmcheck import Options, Vector, audit, stream
+from lsmcheck.errors import UsageError
+from lsmcheck.parallel import default_jobs
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def vectors() -> list[Vector]:
+    rng = np.random.default_rng(3)
+    out = [
+        Vector("p", i, i + 1, rng.standard_normal(int(rng.integers(1, 40))) * 30) for i in range(60)
+    ]
+    out.append(Vector("p", 60, 61, np.array([19.0, 20.0, -math.inf])))
+    out.append(Vector("p", 61, 62, np.array([math.nan, 1.0])))
+    return out
+
+
+def test_jobs_and_chunking_do_not_change_the_report(monkeypatch: pytest.MonkeyPatch) -> None:
+    opts = Options(dtypes=("float16", "float64"))
+    reference = audit(vectors(), opts).to_json()
+    monkeypatch.setattr(stream, "CHUNK_ELEMENTS", 50)  # many chunks of a few vectors
+    assert audit(vectors(), opts, jobs=1).to_json() == reference
+    assert audit(vectors(), opts, jobs=2).to_json() == reference
+    assert audit(vectors(), opts, jobs=3).to_json() == reference
+
+
+def test_a_generator_is_audited_like_a_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stream, "CHUNK_ELEMENTS", 100)
+    opts = Options(dtypes=("float32",), algorithms=("softmax_stable",))
+    assert audit(iter(vectors()), opts, jobs=2).to_json() == audit(vectors(), opts).to_json()
+
+
+def test_bad_jobs() -> None:
+    with pytest.raises(UsageError, match="--jobs"):
+        audit(vectors(), Options(), jobs=0)
+    assert default_jobs() >= 1
+
+
+def test_cli_jobs_1_and_2_write_the_same_json(tmp_path: Path) -> None:
+    data = np.random.default_rng(5).standard_normal((300, 500)) * 8
+    np.save(tmp_path / "m.npy", data)
+    outs = []
+    for jobs in ("1", "2"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "lsmcheck", "run", str(tmp_path / "m.npy"), "-f", "json",
+             "-d", "float32", "-a", "softmax_stable,logsumexp_naive", "--jobs", jobs],
+            cwd=ROOT, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stderr == ""  # no progress bar: stderr is not a terminal
+        outs.append(proc.stdout)
+    assert outs[0] == outs[1]
+    report = json.loads(outs[0])
+    assert report["reference"]["settled"] == {"float64": 300 * 501}
