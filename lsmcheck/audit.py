@@ -26,7 +26,7 @@ from lsmcheck.errors import UsageError
 from lsmcheck.fastref import DD_TIER, FLOAT64_TIER, FastReference, Values, fast_reference
 from lsmcheck.gate import Thresholds, judge
 from lsmcheck.reference import Exact, exact, round_to_format
-from lsmcheck.results import Element, Finding, ReferenceInfo, Report, Result, Status, summarise
+from lsmcheck.results import Element, Finding, ReferenceInfo, Report, Result, Status
 from lsmcheck.vectors import Vector
 
 #: The lowest and highest ``--precision`` accepted (bits of the first mpmath attempt).
@@ -50,6 +50,10 @@ class Options:
         thresholds: the gate.
         reference: ``"auto"`` (the fast certified tier, mpmath for what it cannot settle) or
             ``"mpmath"`` (mpmath for every element).
+        keep: aggregate the results as they stream, keeping per implementation and dtype
+            only the ``keep`` worst vectors and the first ``keep`` failing and skipped ones
+            (the groups and :class:`~lsmcheck.results.Aggregate` totals cover every vector).
+            ``None``: keep every result up to 100,000 results, then aggregate keeping 10.
     """
 
     dtypes: tuple[str, ...] = DEFAULT_FORMATS
@@ -58,8 +62,11 @@ class Options:
     per_element: bool = False
     thresholds: Thresholds = field(default_factory=Thresholds)
     reference: str = "auto"
+    keep: int | None = None
 
     def __post_init__(self) -> None:
+        if self.keep is not None and self.keep < 0:
+            raise UsageError(f"--keep: expected a number >= 0, got {self.keep}")
         if self.reference not in REFERENCE_MODES:
             raise UsageError(
                 f"--reference: expected one of {', '.join(REFERENCE_MODES)}, got {self.reference!r}"
@@ -106,7 +113,7 @@ def audit(
     """
     from lsmcheck import __version__
     from lsmcheck.parallel import run_chunks
-    from lsmcheck.stream import chunks
+    from lsmcheck.stream import Accumulator, chunks
 
     options = options or Options()
     options.validate()
@@ -114,12 +121,12 @@ def audit(
     total = None
     if isinstance(vectors, Sized):
         total = sum(len(v.values) for v in vectors) * len(formats)
-    results: list[Result] = []
+    acc = Accumulator(options.keep)
     tiers: dict[str, int] = {}
     max_bits = options.precision_bits
     done = 0
     for outcome in run_chunks(chunks(vectors), options, jobs=jobs, scheduler=scheduler):
-        results.extend(outcome.results)
+        acc.add(outcome.results)
         for tier, count in outcome.tiers.items():
             tiers[tier] = tiers.get(tier, 0) + count
         max_bits = max(max_bits, outcome.max_bits)
@@ -131,8 +138,9 @@ def audit(
         reference=ReferenceInfo(
             options.reference, options.precision_bits, max_bits, settled=_ordered(tiers)
         ),
-        results=tuple(results),
-        groups=summarise(results),
+        results=acc.results(),
+        groups=acc.groups(),
+        aggregated=acc.aggregate(),
     )
 
 

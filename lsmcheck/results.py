@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -158,6 +159,8 @@ class Group:
         mean_ulp: the mean of the per-vector mean ULP errors.
         overflow, underflow, underflow_benign, nan: summed counts.
         argmax_lost: audited results whose argmax was not preserved.
+        max_ulp_histogram: how many audited results have a max ULP error in each bin
+            (:data:`ULP_BINS`; filled by the engine).
     """
 
     algorithm: str
@@ -176,6 +179,7 @@ class Group:
     underflow_benign: int
     nan: int
     argmax_lost: int
+    max_ulp_histogram: tuple[tuple[str, int], ...] = ()
 
     @property
     def status(self) -> Status:
@@ -206,6 +210,66 @@ class ReferenceInfo:
     settled: dict[str, int] = field(default_factory=dict)
 
 
+#: The bins of :attr:`Group.max_ulp_histogram`: each label holds the results whose max ULP
+#: error is at most its bound and above the previous one (``"inf"``: infinite or NaN).
+ULP_BINS: tuple[tuple[str, float], ...] = (
+    ("0", 0.0),
+    ("<=0.5", 0.5),
+    ("<=1", 1.0),
+    ("<=4", 4.0),
+    ("<=16", 16.0),
+    ("<=256", 256.0),
+    ("<=65536", 65536.0),
+    (">65536", sys.float_info.max),
+    ("inf", math.inf),
+)
+
+
+@dataclass(frozen=True)
+class FindingTotal:
+    """One kind of event over a whole run, for one implementation and dtype.
+
+    Attributes:
+        algorithm, dtype, kind, event: what it is about (see :class:`Finding`).
+        message: the message of its first occurrence.
+        elements: output elements affected, over every vector.
+        vectors: results in which it occurred.
+        first: the label of the first vector it occurred in.
+    """
+
+    algorithm: str
+    dtype: str
+    kind: str
+    event: str
+    message: str
+    elements: int
+    vectors: int
+    first: str
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """Totals of a run whose per-vector results were aggregated while streaming.
+
+    Set on :attr:`Report.aggregated` when the run kept only some results
+    (:attr:`Report.results` then holds, per implementation and dtype, the worst vectors and
+    the first failing and skipped ones); the groups and these totals cover every result.
+
+    Attributes:
+        results: how many results the run produced in all.
+        vectors: how many (source, vector) pairs it audited.
+        statuses: how many results have each status.
+        findings: every kind of event, per implementation and dtype, with totals.
+        skipped: results not audited (undefined or unrepresentable), in all.
+    """
+
+    results: int
+    vectors: int
+    statuses: dict[str, int]
+    findings: tuple[FindingTotal, ...]
+    skipped: int
+
+
 @dataclass(frozen=True)
 class Report:
     """Everything one audit produced.
@@ -220,10 +284,14 @@ class Report:
     reference: ReferenceInfo
     results: tuple[Result, ...]
     groups: tuple[Group, ...] = field(default=())
+    aggregated: Aggregate | None = None
 
     @property
     def passed(self) -> bool:
         """True when no result failed the gate or errored."""
+        if self.aggregated is not None:
+            s = self.aggregated.statuses
+            return not (s.get(Status.FAIL.value, 0) or s.get(Status.ERROR.value, 0))
         return not any(r.status in (Status.FAIL, Status.ERROR) for r in self.results)
 
     @property
@@ -233,6 +301,8 @@ class Report:
 
     def counts(self) -> dict[str, int]:
         """How many results have each status."""
+        if self.aggregated is not None:
+            return {s.value: self.aggregated.statuses.get(s.value, 0) for s in Status}
         out = {s.value: 0 for s in Status}
         for r in self.results:
             out[r.status.value] += 1
@@ -320,6 +390,7 @@ def group_to_dict(g: Group) -> dict[str, Any]:
         "nan": g.nan,
         "argmax_lost": g.argmax_lost,
         "status": g.status.value,
+        "max_ulp_histogram": dict(g.max_ulp_histogram),
     }
 
 
@@ -340,7 +411,31 @@ def report_to_dict(report: Report) -> dict[str, Any]:
             "results": len(report.results),
             "statuses": report.counts(),
             "groups": [group_to_dict(g) for g in report.groups],
+            "aggregated": _aggregate_to_dict(report.aggregated),
         },
+    }
+
+
+def _aggregate_to_dict(a: Aggregate | None) -> dict[str, Any] | None:
+    if a is None:
+        return None
+    return {
+        "results": a.results,
+        "vectors": a.vectors,
+        "skipped": a.skipped,
+        "findings": [
+            {
+                "algorithm": f.algorithm,
+                "dtype": f.dtype,
+                "kind": f.kind,
+                "event": f.event,
+                "message": f.message,
+                "elements": f.elements,
+                "vectors": f.vectors,
+                "first": f.first,
+            }
+            for f in a.findings
+        ],
     }
 
 

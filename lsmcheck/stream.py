@@ -8,8 +8,20 @@ order: the report is the same whatever ``--jobs`` is.
 
 from __future__ import annotations
 
+import heapq
+import math
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
+from lsmcheck.results import (
+    ULP_BINS,
+    Aggregate,
+    FindingTotal,
+    Group,
+    Result,
+    Status,
+)
 from lsmcheck.vectors import Vector
 
 #: Logits per chunk: large enough to amortise the per-batch work, small enough to spread a
@@ -35,4 +47,245 @@ def chunks(vectors: Iterable[Vector], size: int | None = None) -> Iterator[list[
         yield chunk
 
 
-__all__ = ["CHUNK_ELEMENTS", "chunks"]
+# ---------------------------------------------------------------------------------------------
+# Aggregation: results summarised as they stream
+# ---------------------------------------------------------------------------------------------
+
+#: Without an explicit ``keep``, a run holds every result until it has this many, then switches
+#: to aggregation keeping :data:`AUTO_KEEP` results of each kind per implementation and dtype.
+AUTO_AGGREGATE = 100_000
+AUTO_KEEP = 10
+
+
+def _order(x: float | None) -> float:
+    """Sort key for ULP errors: NaN and None sort lowest, inf highest (as in results)."""
+    if x is None or math.isnan(x):
+        return -1.0
+    return x
+
+
+def _bin(x: float | None) -> str:
+    if x is None or math.isnan(x) or math.isinf(x):
+        return "inf"
+    for label, bound in ULP_BINS:
+        if x <= bound:
+            return label
+    return "inf"
+
+
+class _ExactSum:
+    """The correctly rounded sum of many floats, added one at a time (Shewchuk's partials,
+    as ``math.fsum``: the result is ``math.fsum`` of all of them, whatever their order)."""
+
+    def __init__(self) -> None:
+        self.partials: list[float] = []
+        self.count = 0
+        self.special: list[float] = []
+
+    def add(self, x: float) -> None:
+        self.count += 1
+        if not math.isfinite(x):
+            self.special.append(x)
+            return
+        i = 0
+        for y in self.partials:
+            if abs(x) < abs(y):
+                x, y = y, x
+            hi = x + y
+            lo = y - (hi - x)
+            if lo:
+                self.partials[i] = lo
+                i += 1
+            x = hi
+        self.partials[i:] = [x]
+
+    def total(self) -> float:
+        if any(math.isnan(x) for x in self.special):
+            return math.nan
+        if self.special:
+            return self.special[0] if len(set(self.special)) == 1 else math.nan
+        return math.fsum(self.partials)
+
+
+@dataclass
+class _GroupTotals:
+    kind: str
+    vectors: int = 0
+    audited: int = 0
+    failed: int = 0
+    errors: int = 0
+    skipped: int = 0
+    worst: Result | None = None
+    means: _ExactSum = field(default_factory=_ExactSum)
+    overflow: int = 0
+    underflow: int = 0
+    underflow_benign: int = 0
+    nan: int = 0
+    argmax_lost: int = 0
+    histogram: dict[str, int] = field(default_factory=dict)
+    # kept when aggregating: (key, seq) heaps / first-N lists
+    worst_heap: list[tuple[float, int, int]] = field(default_factory=list)
+    first_failed: list[int] = field(default_factory=list)
+    first_skipped: list[int] = field(default_factory=list)
+
+
+class Accumulator:
+    """Group totals, event totals and the results worth keeping, as results stream in.
+
+    Args:
+        keep: keep only, per implementation and dtype, the ``keep`` worst results (by max ULP
+            error), the first ``keep`` failing ones and the first ``keep`` skipped ones, and
+            report totals in :class:`~lsmcheck.results.Aggregate`.  ``None``: keep every result
+            while there are at most :data:`AUTO_AGGREGATE`, then aggregate with
+            :data:`AUTO_KEEP`.
+
+    Results must arrive in input order (by vector, then dtype, then implementation); the
+    groups are then exactly those of :func:`lsmcheck.results.summarise`.
+    """
+
+    def __init__(self, keep: int | None = None) -> None:
+        self.keep = keep
+        self._limit = keep if keep is not None else AUTO_KEEP
+        self._all: list[Result] | None = [] if keep is None else None
+        self._held: dict[int, Result] = {}
+        self._seq = 0
+        self._groups: dict[tuple[str, str], _GroupTotals] = {}
+        self._algorithms: dict[str, int] = {}
+        self._dtypes: dict[str, int] = {}
+        self._findings: dict[tuple[str, str, str, str], list[Any]] = {}
+        self._statuses: dict[str, int] = {}
+        self._vectors = 0
+        self._last: tuple[str, int] | None = None
+
+    def add(self, results: Iterable[Result]) -> None:
+        for r in results:
+            self._add(r)
+        if self._all is not None and len(self._all) > AUTO_AGGREGATE:
+            self._all = None  # switch to aggregation: the heaps hold what is kept
+
+    def _add(self, r: Result) -> None:
+        seq = self._seq
+        self._seq += 1
+        if self._all is not None:
+            self._all.append(r)
+        where = (r.source, r.vector)
+        if where != self._last:
+            self._vectors += 1
+            self._last = where
+        self._statuses[r.status.value] = self._statuses.get(r.status.value, 0) + 1
+        self._algorithms.setdefault(r.algorithm, len(self._algorithms))
+        self._dtypes.setdefault(r.dtype, len(self._dtypes))
+        g = self._groups.get((r.algorithm, r.dtype))
+        if g is None:
+            g = self._groups[r.algorithm, r.dtype] = _GroupTotals(r.kind)
+        g.vectors += 1
+        keepers = []
+        if r.audited:
+            g.audited += 1
+            if g.worst is None or _order(r.max_ulp) > _order(g.worst.max_ulp):
+                g.worst = r
+            if r.mean_ulp is not None:
+                g.means.add(r.mean_ulp)
+            label = _bin(r.max_ulp)
+            g.histogram[label] = g.histogram.get(label, 0) + 1
+            item = (_order(r.max_ulp), -seq, seq)
+            if len(g.worst_heap) < self._limit:
+                heapq.heappush(g.worst_heap, item)
+                keepers.append(seq)
+            elif self._limit and item > g.worst_heap[0]:
+                dropped = heapq.heapreplace(g.worst_heap, item)[2]
+                self._release(dropped)
+                keepers.append(seq)
+        if r.status is Status.FAIL:
+            g.failed += 1
+        if r.status is Status.ERROR:
+            g.errors += 1
+        if r.status in (Status.FAIL, Status.ERROR) and len(g.first_failed) < self._limit:
+            g.first_failed.append(seq)
+            keepers.append(seq)
+        if r.status in (Status.UNDEFINED, Status.UNREPRESENTABLE):
+            g.skipped += 1
+            if len(g.first_skipped) < self._limit:
+                g.first_skipped.append(seq)
+                keepers.append(seq)
+        g.overflow += r.overflow
+        g.underflow += r.underflow
+        g.underflow_benign += r.underflow_benign
+        g.nan += r.nan
+        g.argmax_lost += r.argmax_preserved is False
+        for f in r.findings:
+            key = (r.algorithm, r.dtype, f.kind, f.event)
+            total = self._findings.get(key)
+            if total is None:
+                self._findings[key] = [f.message, f.count, 1, r.label]
+            else:
+                total[1] += f.count
+                total[2] += 1
+        if keepers:
+            self._held[seq] = r
+
+    def _release(self, seq: int) -> None:
+        """Drop a held result unless another list still keeps it."""
+        r = self._held.get(seq)
+        if r is None:
+            return
+        g = self._groups[r.algorithm, r.dtype]
+        if seq not in g.first_failed and seq not in g.first_skipped:
+            del self._held[seq]
+
+    def groups(self) -> tuple[Group, ...]:
+        order = sorted(self._groups, key=lambda k: (self._algorithms[k[0]], self._dtypes[k[1]]))
+        out = []
+        for alg, dtype in order:
+            g = self._groups[alg, dtype]
+            out.append(
+                Group(
+                    algorithm=alg,
+                    kind=g.kind,
+                    dtype=dtype,
+                    vectors=g.vectors,
+                    audited=g.audited,
+                    failed=g.failed,
+                    errors=g.errors,
+                    skipped=g.skipped,
+                    max_ulp=None if g.worst is None else g.worst.max_ulp,
+                    mean_ulp=g.means.total() / g.means.count if g.means.count else None,
+                    worst=g.worst,
+                    overflow=g.overflow,
+                    underflow=g.underflow,
+                    underflow_benign=g.underflow_benign,
+                    nan=g.nan,
+                    argmax_lost=g.argmax_lost,
+                    max_ulp_histogram=tuple(
+                        (label, g.histogram[label]) for label, _ in ULP_BINS if label in g.histogram
+                    ),
+                )
+            )
+        return tuple(out)
+
+    def results(self) -> tuple[Result, ...]:
+        """Every result (when not aggregating), else the kept ones in input order."""
+        if self._all is not None:
+            return tuple(self._all)
+        return tuple(self._held[s] for s in sorted(self._held))
+
+    def aggregate(self) -> Aggregate | None:
+        """The run's totals, when results were aggregated (else ``None``)."""
+        if self._all is not None:
+            return None
+        findings = tuple(
+            FindingTotal(alg, dtype, kind, event, message, elements, vectors, first)
+            for (alg, dtype, kind, event), (message, elements, vectors, first) in (
+                self._findings.items()
+            )
+        )
+        return Aggregate(
+            results=self._seq,
+            vectors=self._vectors,
+            statuses=dict(self._statuses),
+            findings=findings,
+            skipped=sum(g.skipped for g in self._groups.values()),
+        )
+
+
+__all__ = ["AUTO_AGGREGATE", "AUTO_KEEP", "CHUNK_ELEMENTS", "Accumulator", "chunks"]

@@ -40,6 +40,14 @@ from lsmcheck.sources import count_elements, iter_sources
 @quiet_option
 @click.option("--per-element", is_flag=True, help="Include every element in the JSON report.")
 @click.option(
+    "--keep",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Aggregate as results stream: keep the N worst vectors (and the first N failing and "
+    "skipped) per algorithm and dtype; totals cover all.  Default: every result up to "
+    "100,000, then 10.",
+)
+@click.option(
     "-f",
     "--format",
     "fmt",
@@ -68,6 +76,7 @@ def run(
     scheduler: str | None,
     quiet: bool,
     per_element: bool,
+    keep: int | None,
     fmt: str,
     output: str | None,
     max_ulp: float | None,
@@ -81,6 +90,7 @@ def run(
         per_element=per_element,
         thresholds=Thresholds(max_ulp=max_ulp, fail_on=parse_fail_on(fail_on)),
         reference=reference,
+        keep=keep,
     )
     options.validate()
     vectors = iter_sources(paths, logits, stdin=click.get_text_stream("stdin"))

@@ -51,7 +51,11 @@ def _ulp_cell(g: Group) -> Text:
 
 def group_table(report: Report) -> Table:
     """The summary table: one row per (implementation, dtype)."""
-    sources = {(r.source, r.vector) for r in report.results}
+    sources = (
+        range(report.aggregated.vectors)
+        if report.aggregated is not None
+        else {(r.source, r.vector) for r in report.results}
+    )
     table = Table(
         title=f"lsmcheck: {len(sources)} vector{'s' if len(sources) != 1 else ''}, "
         f"reference mpmath (certified, {report.reference.precision_bits}+ bits)",
@@ -94,6 +98,8 @@ def group_table(report: Report) -> Table:
 
 def findings_text(report: Report) -> Text:
     """What broke and why, merged per (implementation, dtype, event)."""
+    if report.aggregated is not None:
+        return _findings_totals(report)
     merged: dict[tuple[str, str, str, str], list[tuple[Result, int, str]]] = {}
     for r in report.results:
         for f in r.findings:
@@ -121,6 +127,27 @@ def findings_text(report: Report) -> Text:
     return text
 
 
+def _findings_totals(report: Report) -> Text:
+    """What broke, from the totals of an aggregated run."""
+    assert report.aggregated is not None
+    text = Text()
+    totals = [f for f in report.aggregated.findings if f.kind != "underflow_benign"]
+    if totals:
+        text.append("What broke\n", "bold")
+    for f in totals:
+        colour = "red" if f.kind in ("overflow", "nan") else "yellow"
+        text.append(f"  {f.algorithm} {f.dtype} ", "bold")
+        text.append(f.kind, colour)
+        text.append(f": {f.message}")
+        more = f" and {f.vectors - 1} more vector{'s' if f.vectors > 2 else ''}"
+        text.append(
+            f" [{f.elements} element{'s' if f.elements != 1 else ''}, at {f.first}"
+            f"{more if f.vectors > 1 else ''}]\n",
+            "dim",
+        )
+    return text
+
+
 def skipped_text(report: Report) -> Text:
     """Vectors that were not audited in a dtype, and why."""
     seen: dict[tuple[str, str, str], None] = {}
@@ -138,15 +165,20 @@ def skipped_text(report: Report) -> Text:
 def verdict_text(report: Report) -> Text:
     """The closing line: what the gate decided."""
     failed = [r for r in report.results if r.status in (Status.FAIL, Status.ERROR)]
-    n = len(report.results)
-    if not failed:
-        return Text(f"PASS: {n} results", "bold green")
-    text = Text(f"FAIL: {len(failed)} of {n} results broke the gate\n", "bold red")
+    counts = report.counts()
+    n = sum(counts.values())
+    n_failed = counts[Status.FAIL.value] + counts[Status.ERROR.value]
+    kept = ""
+    if report.aggregated is not None:
+        kept = f" (aggregated: {len(report.results)} results kept in the report)"
+    if not n_failed:
+        return Text(f"PASS: {n} results{kept}", "bold green")
+    text = Text(f"FAIL: {n_failed} of {n} results broke the gate{kept}\n", "bold red")
     for r in failed[:10]:
         why = "; ".join(r.failures) or (r.reason or "")
         text.append(f"  {r.algorithm} {r.dtype} {r.label}: {why}\n")
-    if len(failed) > 10:
-        text.append(f"  ... and {len(failed) - 10} more (see --format json)\n", "dim")
+    if n_failed > 10:
+        text.append(f"  ... and {n_failed - 10} more (see --format json)\n", "dim")
     return text
 
 

@@ -1,0 +1,111 @@
+"""Streaming: lazy input, and results aggregated as they stream with exact totals."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from lsmcheck import Options, Status, Thresholds, Vector, audit, stream
+from lsmcheck.results import summarise
+
+
+def vectors(n: int = 40) -> list[Vector]:
+    rng = np.random.default_rng(9)
+    out = [Vector("s", i, i + 1, rng.standard_normal(6) * 40) for i in range(n)]
+    out[3] = Vector("s", 3, 4, np.array([1.0, math.nan]))  # undefined
+    out[7] = Vector("s", 7, 8, np.array([19.0, 20.0, -math.inf]))  # float16 overflow
+    out[11] = Vector("s", 11, 12, np.array([70000.0, 0.0]))  # unrepresentable in float16
+    return out
+
+
+def test_groups_are_those_of_summarise() -> None:
+    report = audit(vectors(), Options())
+    expected = summarise(report.results)
+    got = tuple(dataclasses.replace(g, max_ulp_histogram=()) for g in report.groups)
+    assert got == expected
+    for g in report.groups:
+        assert sum(n for _, n in g.max_ulp_histogram) == g.audited
+    assert report.aggregated is None
+
+
+def test_keep_aggregates_with_exact_totals() -> None:
+    opts = Options(thresholds=Thresholds(fail_on=frozenset({"overflow"})))
+    full = audit(vectors(), opts)
+    agg = audit(vectors(), dataclasses.replace(opts, keep=2))
+    assert agg.groups == full.groups  # every total, the worst vector and the mean included
+    assert agg.counts() == full.counts() and agg.passed == full.passed is False
+    a = agg.aggregated
+    assert a is not None
+    assert (a.results, a.vectors) == (len(full.results), 40)
+    assert a.skipped == sum(
+        r.status in (Status.UNDEFINED, Status.UNREPRESENTABLE) for r in full.results
+    )
+    # kept: per group the 2 worst, the first 2 failing and the first 2 skipped, in input order
+    kept = agg.results
+    assert len(kept) < len(full.results)
+    order = [full.results.index(r) for r in kept]
+    assert order == sorted(order)
+    for g in full.groups:
+        mine = [r for r in kept if (r.algorithm, r.dtype) == (g.algorithm, g.dtype)]
+        assert g.worst in mine
+        assert sum(r.status is Status.FAIL for r in mine) == min(2, g.failed)
+    totals = {(f.algorithm, f.dtype, f.kind, f.event): f for f in a.findings}
+    for r in full.results:
+        for f in r.findings:
+            assert totals[r.algorithm, r.dtype, f.kind, f.event].message
+    elements = sum(f.count for r in full.results for f in r.findings)
+    assert sum(f.elements for f in a.findings) == elements
+    doc = json.loads(agg.to_json())
+    assert doc["summary"]["aggregated"]["results"] == len(full.results)
+    assert doc["summary"]["statuses"] == full.counts()
+
+
+def test_large_runs_switch_to_aggregation(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stream, "AUTO_AGGREGATE", 50)
+    monkeypatch.setattr(stream, "CHUNK_ELEMENTS", 30)
+    report = audit(vectors(), Options())
+    assert report.aggregated is not None and report.aggregated.results == 40 * 21
+    assert len(report.results) <= 21 * 3 * stream.AUTO_KEEP
+
+
+def test_input_is_read_lazily(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stream, "CHUNK_ELEMENTS", 12)  # two vectors of 6 per chunk
+    pulled = 0
+
+    def source() -> Iterator[Vector]:
+        nonlocal pulled
+        for v in vectors():
+            pulled += 1
+            yield v
+
+    seen: list[int] = []
+    audit(source(), Options(dtypes=("float64",)), lambda done, _: seen.append(pulled))
+    # the engine looks at two chunks ahead (to decide whether workers are worth starting)
+    assert seen[0] <= 6 and seen[-1] == 40
+
+
+def test_npy_streams_in_blocks(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    import lsmcheck.sources as sources
+    from lsmcheck.sources import iter_sources
+
+    path = f"{tmp_path}/big.npy"
+    np.save(path, np.random.default_rng(1).standard_normal((64, 16)))
+    monkeypatch.setattr(sources, "_NPY_BLOCK", 16 * 8 * 4)
+    reads = 0
+    real = np.fromfile
+
+    def spy(*args: object, **kwargs: object) -> object:
+        nonlocal reads
+        reads += 1
+        return real(*args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(np, "fromfile", spy)
+    it = iter_sources([path])
+    first = [next(it) for _ in range(4)]
+    assert reads == 1 and [v.index for v in first] == [0, 1, 2, 3]
+    assert len(list(it)) == 60 and reads == 16
