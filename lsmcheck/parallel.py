@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from lsmcheck.vectors import Vector
 
 
+#: How long to wait for a Dask scheduler to answer.
+CONNECT_TIMEOUT = "10s"
+
+
 def default_jobs() -> int:
     """The number of cores this process may run on."""
     try:
@@ -87,7 +91,7 @@ def _on_dask(
     from lsmcheck.audit import audit_chunk
 
     try:
-        client: Any = Client(scheduler, timeout="10s", set_as_default=False)
+        client: Any = Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)
     except OSError as e:
         raise UsageError(f"--scheduler: cannot connect to {scheduler}: {e}") from None
     try:
