@@ -91,7 +91,8 @@ def _on_dask(
     from lsmcheck.audit import audit_chunk
 
     try:
-        client: Any = Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)
+        connect: Any = Client  # distributed's Client is untyped
+        client: Any = connect(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)
     except OSError as e:
         raise UsageError(f"--scheduler: cannot connect to {scheduler}: {e}") from None
     try:
