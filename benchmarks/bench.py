@@ -24,7 +24,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -43,21 +42,23 @@ def matrix(rows: int, cols: int) -> np.ndarray:
 
 
 def run_cli(args: list[str]) -> tuple[float, int, str]:
-    """Run ``python -m lsmcheck ...`` from the repository root: (seconds, peak RSS KiB, out)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Run ``python -m lsmcheck ...`` from the repository root.
+
+    Returns (wall seconds, peak resident memory of that process in KiB, stdout).
+    """
     t = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "lsmcheck", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    elapsed = time.perf_counter() - t
-    if proc.returncode not in (0, 1):
-        sys.exit(f"lsmcheck failed ({proc.returncode}): {proc.stderr}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return elapsed, max(peak, before) if peak > before else peak, proc.stdout
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lsmcheck", *args], cwd=ROOT, stdout=out, stderr=err
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - t
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode not in (0, 1):
+            sys.exit(f"lsmcheck failed ({proc.returncode}): {err.read()}")
+        return elapsed, usage.ru_maxrss, out.read()
 
 
 def numpy_floor(x: np.ndarray, repeat: int = 3) -> float:
