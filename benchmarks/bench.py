@@ -41,10 +41,11 @@ def matrix(rows: int, cols: int) -> np.ndarray:
     return np.random.default_rng(SEED).standard_normal((rows, cols)) * 4.0
 
 
-def run_cli(args: list[str]) -> tuple[float, int, str]:
+def run_cli(args: list[str]) -> tuple[float, int, str, float]:
     """Run ``python -m lsmcheck ...`` from the repository root.
 
-    Returns (wall seconds, peak resident memory of that process in KiB, stdout).
+    Returns (wall seconds, peak resident memory of that process in KiB, stdout, CPU seconds of
+    the process and its workers).
     """
     t = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
@@ -58,14 +59,15 @@ def run_cli(args: list[str]) -> tuple[float, int, str]:
         err.seek(0)
         if proc.returncode not in (0, 1):
             sys.exit(f"lsmcheck failed ({proc.returncode}): {err.read()}")
-        return elapsed, usage.ru_maxrss, out.read()
+        return elapsed, usage.ru_maxrss, out.read(), usage.ru_utime + usage.ru_stime
 
 
-def numpy_floor(x: np.ndarray, repeat: int = 3) -> float:
-    """(b): the 7 algorithms in 3 dtypes with numpy alone; best of ``repeat``."""
-    best = math.inf
+def numpy_floor(x: np.ndarray, repeat: int = 3) -> tuple[float, float]:
+    """(b): the 7 algorithms in 3 dtypes with numpy alone; best of ``repeat`` (wall, CPU)."""
+    best = best_cpu = math.inf
     for _ in range(repeat):
         t = time.perf_counter()
+        cpu = time.process_time()
         with np.errstate(all="ignore"):
             for dt in (np.float16, np.float32, np.float64):
                 v = x.astype(dt)
@@ -83,7 +85,8 @@ def numpy_floor(x: np.ndarray, repeat: int = 3) -> float:
                 _ = np.log(s)  # logsumexp_naive
                 _ = m + np.log(s2)  # logsumexp_stable
         best = min(best, time.perf_counter() - t)
-    return best
+        best_cpu = min(best_cpu, time.process_time() - cpu)
+    return best, best_cpu
 
 
 def mpmath_baseline(x: np.ndarray, rows: int) -> tuple[float, object, object]:
@@ -132,17 +135,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="lsmcheck-bench-") as tmp:
         path = os.path.join(tmp, "m.npy")
         np.save(path, x)
-        b = numpy_floor(x)
-        a, _, _ = run_cli(["run", path, "-o", os.path.join(tmp, "a.txt")])
-        a1, _, _ = run_cli(["run", path, "--jobs", "1", "-o", os.path.join(tmp, "a1.txt")])
-        a2, _, _ = run_cli(["run", path, "--jobs", "2", "-o", os.path.join(tmp, "a2.txt")])
+        b, b_cpu = numpy_floor(x)
+        a, _, _, a_cpu = run_cli(["run", path, "-o", os.path.join(tmp, "a.txt")])
+        a1, _, _, a1_cpu = run_cli(["run", path, "-j", "1", "-o", os.path.join(tmp, "a1.txt")])
+        a2, _, _, a2_cpu = run_cli(["run", path, "-j", "2", "-o", os.path.join(tmp, "a2.txt")])
         c_sub, slow, fast = mpmath_baseline(x, args.subset)
         c = c_sub * rows / args.subset
-        print(f"(a) lsmcheck run m.npy (default --jobs, all cores): {a:8.2f} s")
-        print(f"    --jobs 1: {a1:.2f} s   --jobs 2: {a2:.2f} s   speed-up {a1 / a2:.2f}x")
-        print(f"(b) numpy alone, the same 21 outputs:               {b:8.2f} s")
+        print("(wall seconds; CPU seconds of the process and its workers in brackets)")
+        print(f"(a) lsmcheck run m.npy (default --jobs, all cores): {a:8.2f} s  [{a_cpu:.2f}]")
+        print(
+            f"    --jobs 1: {a1:.2f} s [{a1_cpu:.2f}]   --jobs 2: {a2:.2f} s [{a2_cpu:.2f}]   "
+            f"speed-up {a1 / a2:.2f}x"
+        )
+        print(f"(b) numpy alone, the same 21 outputs:               {b:8.2f} s  [{b_cpu:.2f}]")
         print(f"(c) per-element mpmath audit (measured on {args.subset} rows, scaled): {c:8.1f} s")
-        print(f"(a)/(b) = {a / b:.1f}   (a, --jobs 1)/(b) = {a1 / b:.1f}")
+        print(
+            f"(a)/(b) = {a / b:.1f}   (a, --jobs 1)/(b) = {a1 / b:.1f}   "
+            f"CPU (a, --jobs 1)/(b) = {a1_cpu / b_cpu:.1f}"
+        )
         print(f"(c)/(a) = {c / a:.0f}   (c)/(a, --jobs 1) = {c / a1:.0f}")
         print(f"agreement of (a) and (c) on the subset: {agreement(fast, slow)}")
         if not args.quick:
@@ -155,7 +165,7 @@ def main() -> None:
             mm.flush()
             del mm
             size = os.path.getsize(big) / 2**30
-            t, peak_kib, out = run_cli(
+            t, peak_kib, out, _ = run_cli(
                 ["run", big, "-d", "float32", "-a", "softmax_stable", "-f", "json", "--quiet"]
             )
             settled = json.loads(out)["reference"]["settled"]

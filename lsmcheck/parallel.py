@@ -101,11 +101,26 @@ def _on_dask(
         for chunk in chunks:
             pending.append(client.submit(audit_chunk, chunk, options, pure=False))
             if len(pending) >= 2 * workers:
-                yield pending.popleft().result()
+                yield _result(pending.popleft())
         while pending:
-            yield pending.popleft().result()
+            yield _result(pending.popleft())
     finally:
         client.close()
+
+
+def _result(future: Any) -> ChunkOutcome:
+    """A Dask future's outcome; a cluster that cannot import lsmcheck is a user error."""
+    try:
+        outcome: ChunkOutcome = future.result()
+    except Exception as e:
+        cause = e if isinstance(e, ImportError) else e.__cause__
+        if isinstance(cause, ImportError):
+            raise UsageError(
+                f"--scheduler: the cluster cannot run lsmcheck ({cause}); install the same "
+                "lsmcheck on the scheduler and on every worker"
+            ) from None
+        raise
+    return outcome
 
 
 __all__ = ["default_jobs", "run_chunks"]

@@ -54,3 +54,17 @@ def test_cli_scheduler_flag(scheduler: str) -> None:
     remote = CliRunner().invoke(main, [*args, "--scheduler", scheduler])
     assert remote.exit_code == local.exit_code == 0, remote.output
     assert remote.stdout == local.stdout
+
+
+def test_cluster_without_lsmcheck_is_a_usage_error() -> None:
+    from lsmcheck.parallel import _result
+
+    class Future:
+        def result(self) -> None:
+            try:
+                raise ModuleNotFoundError("No module named 'lsmcheck'")
+            except ImportError as e:
+                raise RuntimeError("Error during deserialization of the task graph") from e
+
+    with pytest.raises(UsageError, match="install the same lsmcheck on the scheduler"):
+        _result(Future())

@@ -49,6 +49,15 @@ def _ulp_cell(g: Group) -> Text:
     return Text(text)
 
 
+def _reference(report: Report) -> str:
+    """``mpmath (certified, 113+ bits)``, or for the tiered reference what settled how much."""
+    ref = report.reference
+    if ref.method != "auto":
+        return f"{ref.method} (certified, {ref.precision_bits}+ bits)"
+    settled = ", ".join(f"{n} {tier}" for tier, n in ref.settled.items())
+    return f"auto (certified; elements settled: {settled or 'none'})"
+
+
 def group_table(report: Report) -> Table:
     """The summary table: one row per (implementation, dtype)."""
     sources = (
@@ -58,7 +67,7 @@ def group_table(report: Report) -> Table:
     )
     table = Table(
         title=f"lsmcheck: {len(sources)} vector{'s' if len(sources) != 1 else ''}, "
-        f"reference mpmath (certified, {report.reference.precision_bits}+ bits)",
+        f"reference {_reference(report)}",
         title_justify="left",
         box=box.SIMPLE_HEAD,
     )
