@@ -20,9 +20,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+from lsmcheck.baseline import Baseline
 from lsmcheck.errors import UsageError
 from lsmcheck.results import (
     BaselineSummary,
@@ -205,12 +206,7 @@ def judge(result: Result, thresholds: Thresholds) -> Result:
     )
 
 
-def compare(
-    report: Report,
-    recorded: Iterable[Recorded],
-    path: str,
-    tolerance: float = DEFAULT_TOLERANCE,
-) -> Report:
+def compare(report: Report, baseline: Baseline, tolerance: float = DEFAULT_TOLERANCE) -> Report:
     """``report`` judged against a baseline: only regressions fail.
 
     Results are matched by (source, vector, algorithm, dtype).  A matched result *regresses*
@@ -223,7 +219,8 @@ def compare(
     """
     if not (math.isfinite(tolerance) and tolerance >= 0):
         raise UsageError(f"--baseline-tolerance: expected a number >= 0, got {tolerance!r}")
-    remaining = {r.key: r for r in recorded}
+    path = baseline.path
+    remaining = {r.key: r for r in baseline.results}
     results = []
     for r in report.results:
         old = remaining.pop((r.source, r.vector, r.algorithm, r.dtype), None)
