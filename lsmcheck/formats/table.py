@@ -130,16 +130,18 @@ def findings_table(report: Report) -> Table | None:
 
 
 def skipped_text(report: Report) -> Text:
-    """Vectors that were not audited in a dtype, and why."""
-    seen: dict[tuple[str, str, str], None] = {}
+    """Vectors that were not audited in some dtype, and why (one line per vector and reason)."""
+    seen: dict[tuple[str, str], list[str]] = {}
     for r in report.results:
         if r.status in (Status.UNDEFINED, Status.UNREPRESENTABLE):
-            seen[(r.label, r.dtype, f"{r.status.value}: {r.reason}")] = None
+            dtypes = seen.setdefault((r.label, f"{r.status.value}: {r.reason}"), [])
+            if r.dtype not in dtypes:
+                dtypes.append(r.dtype)
     text = Text()
     if seen:
-        text.append("Not audited\n", "bold")
-    for label, dtype, why in seen:
-        text.append(f"  {label} in {dtype}: {why}\n", "dim")
+        text.append("\nNot audited", "bold")
+    for (label, why), dtypes in seen.items():
+        text.append(f"\n  {label} in {', '.join(dtypes)}: {why}", "dim")
     return text
 
 
