@@ -74,9 +74,10 @@ def group_table(report: Report) -> Table:
     table.add_column("nan", justify="right")
     table.add_column("argmax lost", justify="right")
     table.add_column("status", no_wrap=True)
+    several = len({g.dtype for g in report.groups}) > 1
     previous = None
     for g in report.groups:
-        if previous is not None and g.algorithm != previous:
+        if several and previous is not None and g.algorithm != previous:
             table.add_section()
         previous = g.algorithm
         benign = f" (+{g.underflow_benign} ok)" if g.underflow_benign else ""
