@@ -155,6 +155,7 @@ def test_correctly_rounded_infinity_is_not_an_overflow() -> None:
     # float16: x - max = -120000 rounds to -inf, and so does the exact -120000.
     r = one([-60000.0, 60000.0], "log_softmax_stable", "float16")
     assert r.overflow == 0 and r.max_ulp == 0.0
+    assert (r.underflow, r.underflow_benign) == (0, 0)  # a correct -inf is not a flush
 
 
 def test_masked_class_has_zero_error() -> None:
