@@ -186,9 +186,11 @@ def _breaches(result: Result, limits: dict[str, tuple[float, str]]) -> Iterator[
         where = f"limit from {origin}" if origin else ""
         if check == "max_ulp":
             detail = ", ".join(x for x in (f"element {result.worst_index}", where) if x)
-            message = f"max_ulp {value:.4g} > {limit:g} by {value - limit:.4g} ({detail})"
+            by = f" by {value - limit:.4g}" if math.isfinite(value) else ""
+            message = f"max_ulp {value:.4g} > {limit:g}{by} ({detail})"
         elif check == "max_rel_error":
-            message = f"max_rel_error {value:.3g} > {limit:g} by {value - limit:.3g}"
+            by = f" by {value - limit:.3g}" if math.isfinite(value) else ""
+            message = f"max_rel_error {value:.3g} > {limit:g}{by}"
             message += f" ({where})" if where else ""
         else:
             message = f"{check} {value:g} > {limit:g}" + (f" ({where})" if where else "")

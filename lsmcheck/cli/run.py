@@ -59,9 +59,10 @@ def _check_rule_names(cfg: Config, user: list[Algorithm]) -> None:
         try:
             get_algorithm(rule.algorithm)
         except UsageError:
+            file, _, table = rule.origin.rpartition(" [")
             raise ConfigError(
-                f"{rule.origin}: unknown algorithm {rule.algorithm!r} (neither built in nor "
-                "one of the implementations)"
+                f"{file}: {table.rstrip(']')}: unknown algorithm {rule.algorithm!r} (neither "
+                "built in nor one of the implementations)"
             ) from None
 
 
