@@ -42,10 +42,11 @@ class Case:
     @property
     def worst(self) -> Result:
         """The result to point at: the worst failure, else the first error, else the worst."""
-        pool = self.failed or self.errors or [r for r in self.results if r.audited]
-        if not pool:
-            return self.results[0]
-        return max(pool, key=_badness)
+        if self.failed:
+            return max(self.failed, key=_badness)
+        if self.errors:
+            return self.errors[0]
+        return max((r for r in self.results if r.audited), key=_badness, default=self.results[0])
 
     @property
     def max_ulp(self) -> float | None:
@@ -97,7 +98,8 @@ def summary(case: Case) -> str:
     if errors:
         parts.append(f"{len(errors)} of {n} vector{'s' if n != 1 else ''} errored")
     worst = case.worst
-    return f"{' and '.join(parts)}; worst {worst.label}: {why(worst)}"
+    which = "worst" if failed else "first"
+    return f"{' and '.join(parts)}; {which} {worst.label}: {why(worst)}"
 
 
 def verdict(report: Report) -> str:

@@ -66,7 +66,8 @@ def _stats(case: Case) -> str:
     audited = sum(r.audited for r in case.results)
     text = (
         f"{case.algorithm} ({case.kind}) in {case.dtype} on {case.source}: "
-        f"{len(case.results)} vectors, {audited} audited, max ulp {fmt_ulp(case.max_ulp)}, "
+        f"{len(case.results)} vector{'s' if len(case.results) != 1 else ''}, {audited} audited, "
+        f"max ulp {fmt_ulp(case.max_ulp)}, "
         f"overflow {case.total('overflow')}, underflow {case.total('underflow')}, "
         f"nan {case.total('nan')}"
     )

@@ -13,13 +13,24 @@ from lsmcheck.results import Report, Status
 #: Failing results listed before the rest is counted.
 MAX_LISTED = 20
 
-_SPECIAL = "\\`*_[]<>|~"
+_SPECIAL = "\\`*[]<|~"
 
 
 def escape(text: str) -> str:
-    """Text safe in a table cell or list item: markdown punctuation escaped, one line."""
-    out = "".join("\\" + c if c in _SPECIAL else c for c in " ".join(text.split()))
-    return out
+    """Text safe in a table cell or list item, on one line.
+
+    Markdown punctuation is backslash-escaped; an underscore only where it could start or end
+    emphasis (inside a word, as in ``max_ulp``, it cannot).
+    """
+    text = " ".join(text.split())
+    out = []
+    for i, c in enumerate(text):
+        if c == "_":
+            inside = 0 < i < len(text) - 1 and text[i - 1].isalnum() and text[i + 1].isalnum()
+            out.append(c if inside else "\\_")
+        else:
+            out.append("\\" + c if c in _SPECIAL else c)
+    return "".join(out)
 
 
 def render(report: Report, style: Style) -> str:
