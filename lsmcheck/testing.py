@@ -18,8 +18,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-import numpy as np
-
 from lsmcheck.api import as_vectors, audit
 from lsmcheck.dtypes import DEFAULT_FORMATS
 from lsmcheck.gate import FAIL_ON_CHOICES
@@ -100,8 +98,8 @@ def _gate_text(max_ulp: float | None, max_rel_error: float | None, fail_on: Iter
 def _logits_text(vector: Vector | None) -> str:
     if vector is None:
         return ""
-    text = np.array2string(vector.values, separator=", ", threshold=8, max_line_width=10**6)
-    return text if len(text) <= MAX_LOGITS else text[: MAX_LOGITS - 3] + "..."
+    text = "[" + ", ".join(f"{v:.6g}" for v in vector.values.tolist()) + "]"
+    return text if len(text) <= MAX_LOGITS else text[: MAX_LOGITS - 4] + "...]"
 
 
 def _row(r: Result, vectors: dict[tuple[str, int], Vector]) -> list[str]:
