@@ -202,7 +202,7 @@ def test_markdown_renders_as_a_table() -> None:
 
 def test_markdown_escaping_keeps_the_table_intact() -> None:
     assert escape("a|b") == "a\\|b" and escape("max_ulp") == "max_ulp"
-    assert escape("_x_ *y* <b> [l]") == "\\_x\\_ \\*y\\* \\<b> \\[l\\]"
+    assert escape("_x_ *y* <b> [l] [a](b)") == "\\_x\\_ \\*y\\* \\<b> [l] [a\\](b)"
     row = "| " + " | ".join([escape("pkg:f|g"), escape("two\nlines")]) + " |"
     html = MarkdownIt("commonmark").enable("table").render(f"| a | b |\n|---|---|\n{row}\n")
     assert "<td>pkg:f|g</td>" in html and "<td>two lines</td>" in html

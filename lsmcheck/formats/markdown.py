@@ -13,14 +13,15 @@ from lsmcheck.results import Report, Status
 #: Failing results listed before the rest is counted.
 MAX_LISTED = 20
 
-_SPECIAL = "\\`*[]<|~"
+_SPECIAL = "\\`*<|~"
 
 
 def escape(text: str) -> str:
     """Text safe in a table cell or list item, on one line.
 
     Markdown punctuation is backslash-escaped; an underscore only where it could start or end
-    emphasis (inside a word, as in ``max_ulp``, it cannot).
+    emphasis (inside a word, as in ``max_ulp``, it cannot), a ``]`` only before ``(`` (a
+    link); the ``[tool.lsmcheck]`` in a message stays readable.
     """
     text = " ".join(text.split())
     out = []
@@ -28,6 +29,8 @@ def escape(text: str) -> str:
         if c == "_":
             inside = 0 < i < len(text) - 1 and text[i - 1].isalnum() and text[i + 1].isalnum()
             out.append(c if inside else "\\_")
+        elif c == "]" and text[i + 1 : i + 2] == "(":
+            out.append("\\]")
         else:
             out.append("\\" + c if c in _SPECIAL else c)
     return "".join(out)
