@@ -1,4 +1,5 @@
-"""How a project gates its kernels in its own pytest suite (docs/ci.md)."""
+"""Checks a project would keep in its pytest suite (docs/ci.md); not named test_* here
+because one fails on purpose to show the message."""
 
 from __future__ import annotations
 
