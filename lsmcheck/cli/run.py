@@ -10,6 +10,8 @@ Exit codes: 0 every result passes; 1 a result fails the gate, an implementation 
 
 from __future__ import annotations
 
+import sys
+
 import click
 from click.core import ParameterSource
 
@@ -231,7 +233,7 @@ def run(
     inputs = paths if paths or logits else (cfg.inputs or ())
     baseline = baseline or cfg.baseline
     recorded = baseline_file.load(baseline) if baseline else None  # fail before the audit
-    vectors = read_sources(inputs, logits, stdin=click.get_text_stream("stdin"))
+    vectors = read_sources(inputs, logits, stdin=sys.stdin)
     tolerance = next(
         t for t in (baseline_tolerance, cfg.baseline_tolerance, DEFAULT_TOLERANCE) if t is not None
     )
@@ -242,6 +244,5 @@ def run(
     for name, path, flag in files:
         _write(path, render(name, report, Style(color=False)), protected, flag)
     if not output:
-        stdout = click.get_text_stream("stdout")
-        stdout.write(render(fmt, report, style_for(stdout)))
+        sys.stdout.write(render(fmt, report, style_for(sys.stdout)))
     return 0 if exit_zero else report.exit_code
