@@ -27,6 +27,7 @@ from lsmcheck.fastref import DD_TIER, FLOAT64_TIER, FastReference, Values, fast_
 from lsmcheck.gate import Thresholds, judge
 from lsmcheck.reference import Exact, exact, round_to_format
 from lsmcheck.results import Element, Finding, ReferenceInfo, Report, Result, Status
+from lsmcheck.userimpl import ImplementationError
 from lsmcheck.vectors import Vector
 
 #: The lowest and highest ``--precision`` accepted (bits of the first mpmath attempt).
@@ -44,7 +45,9 @@ class Options:
 
     Attributes:
         dtypes: format names (see :mod:`lsmcheck.dtypes`).
-        algorithms: implementation names (see :mod:`lsmcheck.algorithms`).
+        algorithms: implementation names (see :mod:`lsmcheck.algorithms`) or
+            :class:`~lsmcheck.algorithms.Algorithm` objects (e.g. the user's own, from
+            :func:`lsmcheck.userimpl.wrap`).
         precision_bits: the first mpmath working precision of the reference.
         per_element: whether results carry per-element detail.
         thresholds: the gate.
@@ -57,7 +60,7 @@ class Options:
     """
 
     dtypes: tuple[str, ...] = DEFAULT_FORMATS
-    algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
+    algorithms: tuple[str | Algorithm, ...] = DEFAULT_ALGORITHMS
     precision_bits: int = 113
     per_element: bool = False
     thresholds: Thresholds = field(default_factory=Thresholds)
@@ -90,7 +93,17 @@ class Options:
         return [get_format(n) for n in dict.fromkeys(self.dtypes)]
 
     def implementations(self) -> list[Algorithm]:
-        return [get_algorithm(n) for n in dict.fromkeys(self.algorithms)]
+        return resolve_algorithms(self.algorithms)
+
+
+def resolve_algorithms(items: Sequence[str | Algorithm]) -> list[Algorithm]:
+    """Registered names and Algorithm objects as Algorithms; a name used twice is an error."""
+    out: dict[str, Algorithm] = {}
+    for item in items:
+        alg = item if isinstance(item, Algorithm) else get_algorithm(item)
+        if out.setdefault(alg.name, alg) is not alg:
+            raise UsageError(f"two different implementations are named {alg.name!r}")
+    return list(out.values())
 
 
 def audit(
@@ -193,9 +206,9 @@ def audit_chunk(vectors: Sequence[Vector], options: Options) -> ChunkOutcome:
                 keyed[vi, fi, ai] = _skipped(v, alg, fmt, status, reason)
         for rows in _sub_batches(runnable.items()):
             batch = np.stack([rounded[vi] for vi in rows])
-            traces = [alg.run(batch) for alg in algorithms]
+            runs = [_run(alg, batch) for alg in algorithms]
             measured = _measure_batch(
-                [vectors[vi] for vi in rows], batch, algorithms, traces, fmt, options, tiers
+                [vectors[vi] for vi in rows], batch, algorithms, runs, fmt, options, tiers
             )
             max_bits = max(max_bits, measured.max_bits)
             gate = options.thresholds.max_ulp is not None or bool(options.thresholds.fail_on)
@@ -233,7 +246,7 @@ def _measure_batch(
     vectors: list[Vector],
     batch: npt.NDArray[Any],
     algorithms: list[Algorithm],
-    traces: list[Trace],
+    runs: list[list[tuple[Trace, int] | str]],
     fmt: Format,
     options: Options,
     tiers: dict[str, int],
@@ -257,15 +270,24 @@ def _measure_batch(
     fast = fast_reference(x64, fmt) if options.reference == "auto" else None
     prepared: dict[Kind, fastmetrics.Prepared] = {}
     out: dict[tuple[int, int], Result] = {}
-    for ai, (alg, trace) in enumerate(zip(algorithms, traces, strict=True)):
+    for ai, (alg, alg_runs) in enumerate(zip(algorithms, runs, strict=True)):
         kind = alg.kind
+        ok = [r for r, ran in enumerate(alg_runs) if not isinstance(ran, str)]
+        for r, ran in enumerate(alg_runs):
+            if isinstance(ran, str):  # a user implementation failed on this vector
+                out[r, ai] = _skipped(vectors[r], alg, fmt, Status.ERROR, ran)
+        if not ok:
+            continue
+        trace, sel = _joined(alg_runs, ok)
         c = np.asarray(trace.out, np.float64)
         over, flush = trace.overflow, trace.flush
+        xs = x64 if sel is None else x64[sel]
         if fast is not None:
             if kind not in prepared:
                 prepared[kind] = fastmetrics.prepare(_values(fast, kind), fmt)
+            prep = prepared[kind] if sel is None else fastmetrics.take(prepared[kind], sel)
             flagged = fastmetrics.flagged(c, over, flush)
-            b = fastmetrics.measure_batch(c, prepared[kind], flagged)
+            b = fastmetrics.measure_batch(c, prep, flagged)
             ulp, abs_e, rel_e = b.ulp, b.abs_error, b.rel_error
             rounded, exact_zero, unsettled = b.rounded, b.exact_zero, b.unsettled
             tier = fast.tier
@@ -276,7 +298,7 @@ def _measure_batch(
             tier = "mpmath"
         rr, ii = np.nonzero(unsettled)
         for r, i in zip(rr.tolist(), ii.tolist(), strict=True):
-            ref = exact_row(r)
+            ref = exact_row(ok[r])
             v = metrics.exact_values(kind, ref)[i]
             ulp[r, i], abs_e[r, i], rel_e[r, i] = metrics.element_error(
                 float(c[r, i]), v, fmt, ref.bits
@@ -291,10 +313,10 @@ def _measure_batch(
         overflow, underflow, benign, nan = fastmetrics.classify(
             kind, c, rounded, exact_zero, over, flush
         )
-        rows = _row_stats(kind, x64, c, ulp, abs_e, rel_e, overflow, underflow, benign, nan)
-        for r, v in enumerate(vectors):
+        rows = _row_stats(kind, xs, c, ulp, abs_e, rel_e, overflow, underflow, benign, nan)
+        for j, r in enumerate(ok):  # j: row in the trace, r: row in the batch
             m = metrics.Measured(
-                c[r], (), ulp[r], abs_e[r], rel_e[r], overflow[r], underflow[r], benign[r], nan[r]
+                c[j], (), ulp[j], abs_e[j], rel_e[j], overflow[j], underflow[j], benign[j], nan[j]
             )
             elements = None
             if options.per_element:
@@ -303,9 +325,34 @@ def _measure_batch(
                     dataclasses.replace(m, exact=exact_values),
                     None if kind.per_vector else x64[r],
                 )
-            out[r, ai] = _result(v, alg, fmt, trace, r, m, rows, elements)
+            out[r, ai] = _result(vectors[r], alg, fmt, trace, j, m, rows, elements)
     max_bits = max((e.bits for e in exacts.values()), default=options.precision_bits)
     return _Measured(out, max_bits)
+
+
+def _joined(
+    runs: list[tuple[Trace, int] | str], ok: list[int]
+) -> tuple[Trace, npt.NDArray[np.intp] | None]:
+    """One trace for the rows in ``ok`` (in order), and their indices (``None``: every row).
+
+    The common case is one trace for the whole batch; when a user implementation failed on
+    some vectors, the others ran alone and their rows are stacked.
+    """
+    first = runs[ok[0]]
+    assert not isinstance(first, str)
+    whole = len(ok) == len(runs) and all(
+        not isinstance(ran, str) and ran[0] is first[0] and ran[1] == r
+        for r, ran in enumerate(runs)
+    )
+    if whole:
+        return first[0], None
+    picked = [ran for ran in (runs[r] for r in ok) if not isinstance(ran, str)]
+
+    def stack(field: str) -> npt.NDArray[Any]:
+        return np.stack([getattr(tr, field)[i] for tr, i in picked])
+
+    trace = Trace(stack("out"), stack("overflow"), stack("flush"), stack("nan"), stack("arg"))
+    return trace, np.array(ok)
 
 
 def _values(fast: FastReference, kind: Kind) -> Values:
@@ -416,6 +463,21 @@ def _result(
         findings=findings,
         elements=elements,
     )
+
+
+def _run(alg: Algorithm, batch: npt.NDArray[Any]) -> list[tuple[Trace, int] | str]:
+    """Per row of ``batch``: (trace, row in it), or why the implementation failed on it.
+
+    Only a user implementation fails (:class:`ImplementationError`); when it fails on a batch,
+    each row is run alone so that the error names the vectors it failed on.
+    """
+    try:
+        trace = alg.run(batch)
+        return [(trace, r) for r in range(len(batch))]
+    except ImplementationError as e:
+        if len(batch) == 1:
+            return [str(e)]
+    return [_run(alg, batch[r : r + 1])[0] for r in range(len(batch))]
 
 
 def _undefined(x: npt.NDArray[Any]) -> str | None:

@@ -22,6 +22,7 @@ the mpmath path (:func:`lsmcheck.reference.exact` and :func:`lsmcheck.metrics.el
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -159,6 +160,11 @@ def _prepare(v: Values, fmt: Format) -> Prepared:
     return Prepared(ue, qh, ql, sign, qe, settled, rounded, round_settled, exact_zero, minf)
 
 
+def take(prep: Prepared, rows: npt.NDArray[np.intp]) -> Prepared:
+    """``prep`` restricted to some rows of its batch."""
+    return Prepared(*(getattr(prep, f.name)[rows] for f in dataclasses.fields(prep)))
+
+
 @dataclass(frozen=True)
 class Batch:
     """Per-element metrics of a batch of outputs, shape ``(B, m)``.
@@ -276,4 +282,5 @@ __all__ = [
     "measure_batch",
     "prepare",
     "sum_errors",
+    "take",
 ]

@@ -132,8 +132,10 @@ def _settled(v: Mpf, rel: Mpf, fmt: Format) -> bool:
         return True
     if rel > TARGET_REL_ERROR:
         return False
-    lo = v * (1 - rel)
-    hi = v * (1 + rel)
+    _, _, _, bc = v._mpf_
+    with mpmath.workprec(bc + 2 * int(-mpmath.log(rel, 2)) + 64):  # the ends exactly enough
+        lo = v * (1 - rel)
+        hi = v * (1 + rel)
     return round_to_format(lo, fmt) == round_to_format(hi, fmt) and ulp_exponent(
         lo, fmt
     ) == ulp_exponent(hi, fmt)

@@ -39,22 +39,28 @@ def algorithm_names(values: Iterable[str]) -> tuple[str, ...]:
 
 
 def style_for(stream: TextIO) -> Style:
-    """Colour only on a terminal and without NO_COLOR; the terminal's width (at least 80)."""
+    """Colour only on a terminal and without NO_COLOR; the terminal's width (at least 80).
+
+    Output that is not a terminal (a file, a pipe, a CI log) is laid out 140 columns wide.
+    """
     tty = stream.isatty()
     color = tty and not os.environ.get("NO_COLOR")
-    width = shutil.get_terminal_size((120, 24)).columns if tty else 120
+    width = shutil.get_terminal_size((140, 24)).columns if tty else 140
     return Style(color=color, width=max(width, 80))
 
 
-def write_atomically(path: str, text: str, inputs: Iterable[str]) -> None:
-    """Write ``text`` to ``path`` via a temporary file and a rename; never over an input."""
+def write_atomically(path: str, text: str, inputs: Iterable[str], flag: str = "--output") -> None:
+    """Write ``text`` to ``path`` via a temporary file and a rename; never over an input.
+
+    ``flag`` names the option that asked for the file in error messages.
+    """
     target = Path(path)
     for src in inputs:
         if src != "-" and Path(src).exists() and target.exists() and target.samefile(src):
-            raise UsageError(f"--output: {path} is an input file; refusing to overwrite it")
+            raise UsageError(f"{flag}: {path} is an input file; refusing to overwrite it")
     directory = target.parent
     if not directory.is_dir():
-        raise UsageError(f"--output: directory {str(directory)!r} does not exist")
+        raise UsageError(f"{flag}: directory {str(directory)!r} does not exist")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:

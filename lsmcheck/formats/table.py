@@ -28,7 +28,10 @@ def to_text(renderables: Iterable[RenderableType], style: Style) -> str:
     )
     for r in renderables:
         console.print(r)
-    return buf.getvalue()
+    text = buf.getvalue()
+    if not style.color:  # rich pads every line to the width; plain text needs no padding
+        text = "\n".join(line.rstrip() for line in text.split("\n"))
+    return text
 
 
 def _count(n: int, colour: str) -> Text:
@@ -70,6 +73,8 @@ def group_table(report: Report) -> Table:
         f"reference {_reference(report)}",
         title_justify="left",
         box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
     )
     labels = [len(g.worst.label) for g in report.groups if g.worst is not None]
     table.add_column("algorithm", no_wrap=True)
@@ -82,9 +87,10 @@ def group_table(report: Report) -> Table:
     table.add_column("nan", justify="right")
     table.add_column("argmax lost", justify="right")
     table.add_column("status", no_wrap=True)
+    several = len({g.dtype for g in report.groups}) > 1
     previous = None
     for g in report.groups:
-        if previous is not None and g.algorithm != previous:
+        if several and previous is not None and g.algorithm != previous:
             table.add_section()
         previous = g.algorithm
         benign = f" (+{g.underflow_benign} ok)" if g.underflow_benign else ""
@@ -105,69 +111,91 @@ def group_table(report: Report) -> Table:
     return table
 
 
-def findings_text(report: Report) -> Text:
+def findings_table(report: Report) -> Table | None:
     """What broke and why, merged per (implementation, dtype, event)."""
+    rows = _finding_rows(report)
+    if not rows:
+        return None
+    grid = Table(
+        title="What broke", title_justify="left", title_style="bold", box=None, pad_edge=False
+    )
+    for name in ("algorithm", "dtype", "event", "n", "where", "why"):
+        grid.add_column(name, no_wrap=name != "why", justify="right" if name == "n" else "left")
+    grid.show_header = False
+    for alg, dtype, kind, n, where, message in rows:
+        colour = "red" if kind in ("overflow", "nan") else "yellow"
+        grid.add_row(alg, dtype, Text(kind, colour), str(n), Text(where, "dim"), message)
+    return grid
+
+
+def _finding_rows(report: Report) -> list[tuple[str, str, str, int, str, str]]:
+    """(algorithm, dtype, kind, elements, where, message) per event, benign flushes left out.
+
+    An aggregated run has the totals already; otherwise the results are merged here.
+    """
     if report.aggregated is not None:
-        return _findings_totals(report)
+        return [
+            (f.algorithm, f.dtype, f.kind, f.elements, _where(f.first, f.vectors), f.message)
+            for f in report.aggregated.findings
+            if f.kind != "underflow_benign"
+        ]
     merged: dict[tuple[str, str, str, str], list[tuple[Result, int, str]]] = {}
     for r in report.results:
         for f in r.findings:
-            if f.kind == "underflow_benign":
-                continue
-            merged.setdefault((r.algorithm, r.dtype, f.kind, f.event), []).append(
-                (r, f.count, f.message)
-            )
-    text = Text()
-    if merged:
-        text.append("What broke\n", "bold")
-    for (alg, dtype, kind, _), hits in merged.items():
-        first, _, message = hits[0]
-        elements = sum(n for _, n, _ in hits)
-        vectors = len(hits)
-        colour = "red" if kind in ("overflow", "nan") else "yellow"
-        text.append(f"  {alg} {dtype} ", "bold")
-        text.append(f"{kind}", colour)
-        text.append(f": {message}")
-        more = f" and {vectors - 1} more vector{'s' if vectors > 2 else ''}" if vectors > 1 else ""
-        text.append(
-            f" [{elements} element{'s' if elements != 1 else ''}, at {first.label}{more}]\n",
-            "dim",
+            if f.kind != "underflow_benign":
+                key = (r.algorithm, r.dtype, f.kind, f.event)
+                merged.setdefault(key, []).append((r, f.count, f.message))
+    return [
+        (
+            alg,
+            dtype,
+            kind,
+            sum(n for _, n, _ in hits),
+            _where(hits[0][0].label, len(hits)),
+            hits[0][2],
         )
-    return text
+        for (alg, dtype, kind, _), hits in merged.items()
+    ]
 
 
-def _findings_totals(report: Report) -> Text:
-    """What broke, from the totals of an aggregated run."""
-    assert report.aggregated is not None
-    text = Text()
-    totals = [f for f in report.aggregated.findings if f.kind != "underflow_benign"]
-    if totals:
-        text.append("What broke\n", "bold")
-    for f in totals:
-        colour = "red" if f.kind in ("overflow", "nan") else "yellow"
-        text.append(f"  {f.algorithm} {f.dtype} ", "bold")
-        text.append(f.kind, colour)
-        text.append(f": {f.message}")
-        more = f" and {f.vectors - 1} more vector{'s' if f.vectors > 2 else ''}"
-        text.append(
-            f" [{f.elements} element{'s' if f.elements != 1 else ''}, at {f.first}"
-            f"{more if f.vectors > 1 else ''}]\n",
-            "dim",
-        )
-    return text
+def _where(first: str, vectors: int) -> str:
+    return first + (f" +{vectors - 1}" if vectors > 1 else "")
 
 
 def skipped_text(report: Report) -> Text:
-    """Vectors that were not audited in a dtype, and why."""
-    seen: dict[tuple[str, str, str], None] = {}
+    """Vectors that were not audited in some dtype, and why (one line per vector and reason)."""
+    seen: dict[tuple[str, str], list[str]] = {}
     for r in report.results:
         if r.status in (Status.UNDEFINED, Status.UNREPRESENTABLE):
-            seen[(r.label, r.dtype, f"{r.status.value}: {r.reason}")] = None
+            dtypes = seen.setdefault((r.label, f"{r.status.value}: {r.reason}"), [])
+            if r.dtype not in dtypes:
+                dtypes.append(r.dtype)
     text = Text()
     if seen:
-        text.append("Not audited\n", "bold")
-    for label, dtype, why in seen:
-        text.append(f"  {label} in {dtype}: {why}\n", "dim")
+        text.append("\nNot audited", "bold")
+    for (label, why), dtypes in seen.items():
+        text.append(f"\n  {label} in {', '.join(dtypes)}: {why}", "dim")
+    return text
+
+
+def baseline_text(report: Report) -> Text:
+    """The comparison with the baseline: what regressed, improved and vanished."""
+    b = report.baseline
+    text = Text()
+    if b is None:
+        return text
+    text.append(f"\nAgainst the baseline {b.path}", "bold")
+    text.append(
+        f" (tolerance {b.tolerance:g} ulp): {b.regressed} regressed, {b.improved} improved, "
+        f"{b.unchanged} unchanged, {b.new} new, {len(b.vanished)} vanished"
+    )
+    for r in report.results:
+        if r.baseline in ("regressed", "improved") and r.baseline_note:
+            text.append(f"\n  {r.baseline:<9}", "red" if r.baseline == "regressed" else "green")
+            text.append(f" {r.algorithm} {r.dtype} {r.label}: {r.baseline_note}")
+    for v in b.vanished:
+        text.append("\n  vanished ", "red")
+        text.append(f" {v.algorithm} {v.dtype} {v.label}")
     return text
 
 
@@ -180,9 +208,11 @@ def verdict_text(report: Report) -> Text:
     kept = ""
     if report.aggregated is not None:
         kept = f" (aggregated: {len(report.results)} results kept in the report)"
-    if not n_failed:
-        return Text(f"PASS: {n} results{kept}", "bold green")
-    text = Text(f"FAIL: {n_failed} of {n} results broke the gate{kept}\n", "bold red")
+    if report.passed:
+        return Text(f"\nPASS: {n} results{kept}", "bold green")
+    text = Text(f"\nFAIL: {n_failed} of {n} results broke the gate{kept}\n", "bold red")
+    if report.baseline is not None and report.baseline.vanished:
+        text.append(f"  and {len(report.baseline.vanished)} baseline results vanished\n")
     for r in failed[:10]:
         why = "; ".join(r.failures) or (r.reason or "")
         text.append(f"  {r.algorithm} {r.dtype} {r.label}: {why}\n")
@@ -194,7 +224,10 @@ def verdict_text(report: Report) -> Text:
 def render(report: Report, style: Style) -> str:
     """The whole table report."""
     parts: list[RenderableType] = [group_table(report)]
-    for part in (findings_text(report), skipped_text(report)):
+    findings = findings_table(report)
+    if findings is not None:
+        parts.append(findings)
+    for part in (skipped_text(report), baseline_text(report)):
         if part.plain:
             parts.append(part)
     parts.append(verdict_text(report))
