@@ -57,6 +57,8 @@ def test_log_softmax_710_0_is_not_zero() -> None:
         [7.0],
         [3.0, 3.0, 3.0],
         [-745.2, -745.2],
+        [1.0, 9007199254740994.0],  # log_softmax[0] = -(2**53 + 1) - tiny: a float64 rounding tie
+        [0.0, 0.0, -1e300],  # 1/2 - tiny: a power of two approached from below
     ],
 )
 @pytest.mark.parametrize("fmt", ["float16", "float32", "float64"])
