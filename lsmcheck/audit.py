@@ -149,7 +149,7 @@ def audit(
     return Report(
         version=__version__,
         reference=ReferenceInfo(
-            options.reference, options.precision_bits, max_bits, settled=_ordered(tiers)
+            "mpmath", options.precision_bits, max_bits, options.reference, _ordered(tiers)
         ),
         results=acc.results(),
         groups=acc.groups(),
@@ -211,9 +211,9 @@ def audit_chunk(vectors: Sequence[Vector], options: Options) -> ChunkOutcome:
                 [vectors[vi] for vi in rows], batch, algorithms, runs, fmt, options, tiers
             )
             max_bits = max(max_bits, measured.max_bits)
-            gate = options.thresholds.max_ulp is not None or bool(options.thresholds.fail_on)
+            gate = options.thresholds != Thresholds()
             for (r, ai), res in measured.results.items():
-                # without thresholds every result passes (the default status): skip the copy
+                # default thresholds set no limit: every result passes (its default status)
                 keyed[rows[r], fi, ai] = judge(res, options.thresholds) if gate else res
     return ChunkOutcome(
         results=tuple(keyed[k] for k in sorted(keyed)),

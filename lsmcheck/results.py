@@ -235,10 +235,11 @@ class ReferenceInfo:
     """How the reference was computed.
 
     Attributes:
-        method: ``"auto"`` (the fast certified tier, mpmath for what it cannot settle) or
-            ``"mpmath"`` (mpmath for every element).
+        method: ``"mpmath"``: every figure is certified against mpmath's arbitrary precision.
         precision_bits: the starting working precision of mpmath.
         max_precision_bits: the highest precision any vector needed to certify.
+        mode: ``"auto"`` (the fast certified tier, mpmath for what it cannot settle) or
+            ``"mpmath"`` (mpmath for every element).
         settled: how many output elements each tier settled (``"float64"``,
             ``"double-double"``, ``"mpmath"``), over the whole run.
     """
@@ -246,6 +247,7 @@ class ReferenceInfo:
     method: str
     precision_bits: int
     max_precision_bits: int
+    mode: str = "mpmath"
     settled: dict[str, int] = field(default_factory=dict)
 
 
@@ -550,6 +552,7 @@ def report_to_dict(report: Report) -> dict[str, Any]:
             "method": report.reference.method,
             "precision_bits": report.reference.precision_bits,
             "max_precision_bits": report.reference.max_precision_bits,
+            "mode": report.reference.mode,
             "settled": dict(report.reference.settled),
         },
         "results": [result_to_dict(r) for r in report.results],

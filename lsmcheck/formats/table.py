@@ -55,7 +55,7 @@ def _ulp_cell(g: Group) -> Text:
 def _reference(report: Report) -> str:
     """``mpmath (certified, 113+ bits)``, or for the tiered reference what settled how much."""
     ref = report.reference
-    if ref.method != "auto":
+    if ref.mode != "auto":
         return f"{ref.method} (certified, {ref.precision_bits}+ bits)"
     settled = ", ".join(f"{n} {tier}" for tier, n in ref.settled.items())
     return f"auto (certified; elements settled: {settled or 'none'})"
