@@ -41,25 +41,36 @@ def matrix(rows: int, cols: int) -> np.ndarray:
     return np.random.default_rng(SEED).standard_normal((rows, cols)) * 4.0
 
 
+#: Runs lsmcheck and reports its peak RSS and CPU time: a small process of its own, so that
+#: the benchmark's memory (inherited between fork and exec) does not count.
+_WRAPPER = """
+import resource, subprocess, sys
+code = subprocess.run([sys.executable, "-m", "lsmcheck", *sys.argv[1:]]).returncode
+u = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(u.ru_maxrss, u.ru_utime + u.ru_stime, code, file=sys.stderr)
+"""
+
+
 def run_cli(args: list[str]) -> tuple[float, int, str, float]:
     """Run ``python -m lsmcheck ...`` from the repository root.
 
-    Returns (wall seconds, peak resident memory of that process in KiB, stdout, CPU seconds of
-    the process and its workers).
+    Returns (wall seconds, peak resident memory of lsmcheck and its workers in KiB (the
+    largest of them), stdout, CPU seconds of lsmcheck and its workers).
     """
     t = time.perf_counter()
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "lsmcheck", *args], cwd=ROOT, stdout=out, stderr=err
-        )
-        _, status, usage = os.wait4(proc.pid, 0)
-        elapsed = time.perf_counter() - t
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        if proc.returncode not in (0, 1):
-            sys.exit(f"lsmcheck failed ({proc.returncode}): {err.read()}")
-        return elapsed, usage.ru_maxrss, out.read(), usage.ru_utime + usage.ru_stime
+    proc = subprocess.run(
+        [sys.executable, "-c", _WRAPPER, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    elapsed = time.perf_counter() - t
+    *messages, last = proc.stderr.strip().splitlines() or [""]
+    peak, cpu, code = last.split()
+    if int(code) not in (0, 1):
+        sys.exit(f"lsmcheck failed ({code}): {' '.join(messages)}")
+    return elapsed, int(peak), proc.stdout, float(cpu)
 
 
 def numpy_floor(x: np.ndarray, repeat: int = 3) -> tuple[float, float]:
@@ -122,6 +133,18 @@ def agreement(fast: object, slow: object) -> str:
     return f"identical counts, ULP errors within {worst:.2g} ulp"
 
 
+#: Writes the big .npy in a process of its own (its pages never enter the benchmark's memory).
+_WRITE_BIG = f"""
+import sys, numpy as np
+path, n = sys.argv[1], int(sys.argv[2])
+mm = np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=(n, 4096))
+rng = np.random.default_rng({SEED})
+for i in range(0, n, 4096):
+    mm[i : i + 4096] = rng.standard_normal((min(4096, n - i), 4096)) * 4.0
+mm.flush()
+"""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="200 x 1000, no 2 GB file")
@@ -158,12 +181,7 @@ def main() -> None:
         if not args.quick:
             big = os.path.join(tmp, "big.npy")
             n = int(args.big_gb * 2**30 / 8 / 4096)
-            mm = np.lib.format.open_memmap(big, mode="w+", dtype=np.float64, shape=(n, 4096))
-            rng = np.random.default_rng(SEED)
-            for i in range(0, n, 4096):
-                mm[i : i + 4096] = rng.standard_normal((min(4096, n - i), 4096)) * 4.0
-            mm.flush()
-            del mm
+            subprocess.run([sys.executable, "-c", _WRITE_BIG, big, str(n)], check=True)
             size = os.path.getsize(big) / 2**30
             t, peak_kib, out, _ = run_cli(
                 ["run", big, "-d", "float32", "-a", "softmax_stable", "-f", "json", "--quiet"]

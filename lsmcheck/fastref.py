@@ -49,7 +49,9 @@ element goes to mpmath.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import mpmath
@@ -100,14 +102,37 @@ class Values:
     minf: Bools
 
 
-@dataclass(frozen=True)
 class FastReference:
-    """The fast tier's softmax, log-softmax (shape ``(B, n)``) and logsumexp (``(B, 1)``)."""
+    """The fast tier's softmax, log-softmax (shape ``(B, n)``) and logsumexp (``(B, 1)``).
 
-    tier: str
-    softmax: Values
-    log_softmax: Values
-    logsumexp: Values
+    Each kind is computed on first use (an audit of softmax alone needs no log-softmax).
+    """
+
+    def __init__(
+        self,
+        tier: str,
+        softmax: Callable[[], Values],
+        log_softmax: Callable[[], Values],
+        logsumexp: Callable[[], Values],
+    ) -> None:
+        self.tier = tier
+        self._make = {"softmax": softmax, "log_softmax": log_softmax, "logsumexp": logsumexp}
+
+    def _get(self, kind: str) -> Values:
+        with np.errstate(all="ignore"):
+            return self._make[kind]()
+
+    @cached_property
+    def softmax(self) -> Values:
+        return self._get("softmax")
+
+    @cached_property
+    def log_softmax(self) -> Values:
+        return self._get("log_softmax")
+
+    @cached_property
+    def logsumexp(self) -> Values:
+        return self._get("logsumexp")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -373,27 +398,26 @@ def _float64_tier(x: F64) -> FastReference:
     one_s = 1.0 + s
     log_l = np.log1p(s)
     lb = sb + REL_LIBM * log_l + TINY_NORMAL  # |log1p(s_true) - L|: log1p is 1-Lipschitz on s >= 0
-    p = e / one_s[:, None]
-    pb = 1.01 * (eb / one_s[:, None] + p * (sb / one_s + 4 * U)[:, None]) + TINY_NORMAL
-    pb = np.where(finite, pb, 0.0)
-    ls = d - log_l[:, None]
-    lsb = np.where(finite, 1.01 * (np.abs(dl) + lb[:, None] + U * np.abs(ls)), 0.0)
-    ls = np.where(finite, ls, -np.inf)
-    lse = m + log_l
-    lseb = 1.01 * (lb + U * np.abs(lse))
-    zero = np.zeros_like(x)
-    return FastReference(
-        FLOAT64_TIER,
-        Values(p, zero, pb, _zeros_int(x.shape), np.zeros(x.shape, bool)),
-        Values(ls, zero, lsb, _zeros_int(x.shape), ~finite),
-        Values(
-            lse[:, None],
-            np.zeros((b, 1)),
-            lseb[:, None],
-            _zeros_int((b, 1)),
-            np.zeros((b, 1), bool),
-        ),
-    )
+
+    def softmax() -> Values:
+        p = e / one_s[:, None]
+        pb = 1.01 * (eb / one_s[:, None] + p * (sb / one_s + 4 * U)[:, None]) + TINY_NORMAL
+        pb = np.where(finite, pb, 0.0)
+        return Values(p, np.zeros_like(x), pb, _zeros_int(x.shape), np.zeros(x.shape, bool))
+
+    def log_softmax() -> Values:
+        ls = d - log_l[:, None]
+        lsb = np.where(finite, 1.01 * (np.abs(dl) + lb[:, None] + U * np.abs(ls)), 0.0)
+        ls = np.where(finite, ls, -np.inf)
+        return Values(ls, np.zeros_like(x), lsb, _zeros_int(x.shape), ~finite)
+
+    def logsumexp() -> Values:
+        lse = m + log_l
+        lseb = 1.01 * (lb + U * np.abs(lse))
+        zero = np.zeros((b, 1))
+        return Values(lse[:, None], zero, lseb[:, None], _zeros_int((b, 1)), zero != 0)
+
+    return FastReference(FLOAT64_TIER, softmax, log_softmax, logsumexp)
 
 
 def _dd_tier(x: F64) -> FastReference:
@@ -485,12 +509,10 @@ def _dd_tier(x: F64) -> FastReference:
     zh, zl = np.where(m_zero, lh, zh), np.where(m_zero, ll, zl)
     z_scale = np.where(m_zero, l_scale, 0)
     z_err = np.where(m_zero, l_err, z_err)
-    return FastReference(
-        DD_TIER,
-        Values(ph, pl, p_err, p_scale, np.zeros(x.shape, bool)),
-        Values(qh, ql, q_err, q_scale, ~finite),
-        Values(zh[:, None], zl[:, None], z_err[:, None], z_scale[:, None], np.zeros((b, 1), bool)),
-    )
+    sm = Values(ph, pl, p_err, p_scale, np.zeros(x.shape, bool))
+    ls = Values(qh, ql, q_err, q_scale, ~finite)
+    lse = Values(zh[:, None], zl[:, None], z_err[:, None], z_scale[:, None], np.zeros((b, 1), bool))
+    return FastReference(DD_TIER, lambda: sm, lambda: ls, lambda: lse)
 
 
 __all__ = [
