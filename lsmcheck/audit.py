@@ -328,18 +328,22 @@ def _measure_batch(
             kind, c, rounded, exact_zero, over, flush
         )
         rows = _row_stats(kind, xs, c, ulp, abs_e, rel_e, overflow, underflow, benign, nan)
+        found = fastmetrics.findings_batch(
+            (overflow, underflow, benign, nan), over, flush, trace.nan, trace.arg, fmt
+        )
         for j, r in enumerate(ok):  # j: row in the trace, r: row in the batch
-            m = metrics.Measured(
-                c[j], (), ulp[j], abs_e[j], rel_e[j], overflow[j], underflow[j], benign[j], nan[j]
-            )
             elements = None
             if options.per_element:
+                m = metrics.Measured(
+                    c[j], (), ulp[j], abs_e[j], rel_e[j], overflow[j], underflow[j], benign[j],
+                    nan[j],
+                )  # fmt: skip
                 exact_values = metrics.exact_values(kind, exact_row(r))
                 elements = metrics.elements(
                     dataclasses.replace(m, exact=exact_values),
                     None if kind.per_vector else x64[r],
                 )
-            out[r, ai] = _result(vectors[r], alg, fmt, trace, j, m, rows, elements)
+            out[r, ai] = _result(vectors[r], alg, fmt, found[j], j, rows, elements)
     max_bits = max((e.bits for e in exacts.values()), default=options.precision_bits)
     return _Measured(out, max_bits)
 
@@ -442,19 +446,13 @@ def _result(
     v: Vector,
     alg: Algorithm,
     fmt: Format,
-    trace: Trace,
+    findings: tuple[Finding, ...],
     r: int,
-    m: metrics.Measured,
     rows: _Rows,
     elements: tuple[Element, ...] | None,
 ) -> Result:
     """The result of row ``r`` of a measured batch."""
     over, under, benign, nan = rows.counts[r]
-    findings: tuple[Finding, ...] = ()
-    if rows.eventful[r]:
-        findings = metrics.findings(
-            m, trace.overflow[r], trace.flush[r], trace.nan[r], trace.arg[r], fmt
-        )
     return Result(
         source=v.source,
         vector=v.index,

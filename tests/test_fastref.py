@@ -245,3 +245,24 @@ def test_bounds_contain_the_truth() -> None:
                         scale = mpmath.mpf(2) ** int(vals.scale[r, i])
                         got = (mpmath.mpf(vals.hi[r, i]) + mpmath.mpf(vals.lo[r, i])) * scale
                         assert abs(got - t) <= mpmath.mpf(vals.err[r, i]) * scale, (fmt, r, i)
+
+
+def test_findings_batch_is_metrics_findings_row_by_row() -> None:
+    from lsmcheck import metrics
+    from lsmcheck.fastmetrics import findings_batch
+
+    rng = np.random.default_rng(8)
+    b, m = 40, 9
+    masks = tuple(rng.random((b, m)) < p for p in (0.2, 0.15, 0.1, 0.2))
+    codes = [rng.integers(0, 12, (b, m)).astype(np.uint8) * (rng.random((b, m)) < 0.6)
+             for _ in range(3)]  # fmt: skip
+    args = np.where(rng.random((b, m)) < 0.7, rng.standard_normal((b, m)) * 100, np.nan)
+    for fmt in FORMATS.values():
+        batch = findings_batch(masks, codes[0], codes[1], codes[2], args, fmt)  # type: ignore[arg-type]
+        for r in range(b):
+            row = metrics.Measured(
+                np.zeros(m), (), np.zeros(m), np.zeros(m), np.zeros(m),
+                masks[0][r], masks[1][r], masks[2][r], masks[3][r],
+            )  # fmt: skip
+            expected = metrics.findings(row, codes[0][r], codes[1][r], codes[2][r], args[r], fmt)
+            assert batch[r] == expected, (fmt.name, r)
