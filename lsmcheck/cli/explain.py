@@ -22,7 +22,7 @@ from lsmcheck.formats.explain import render
 from lsmcheck.sources import parse_logits_flag
 
 
-@click.command()
+@click.command(context_settings={"ignore_unknown_options": True})
 @click.argument("logits", metavar="LOGITS")
 @dtype_option
 @algorithm_option

@@ -27,6 +27,7 @@ from lsmcheck.cli.common import (
     guard,
     precision_option,
     style_for,
+    check_output,
     write_atomically,
 )
 from lsmcheck.config import Config, ConfigError, discover
@@ -105,7 +106,9 @@ def _outputs(
                 f"{cfg.where('format')}: unknown format {cfg.format!r} (choose from {choices})"
             )
         fmt = cfg.format
-    files = [(fmt, output, "--output")] if output else []
+    if output == "-":  # -o - is standard output
+        output = None
+    files = [(fmt, output, "--output")] if output is not None else []
     flag = "--output-format" if output_format else cfg.where("output_format")
     for spec in output_format or cfg.output_format or ():
         name, _, path = spec.partition(":")
@@ -117,6 +120,7 @@ def _outputs(
         files.append((name, path, flag))
     seen: set[str] = set()
     for _, path, flag_ in files:
+        check_output(path, flag_)
         if path in seen:
             raise UsageError(f"{flag_}: {path} is written twice")
         seen.add(path)
@@ -234,6 +238,8 @@ def run(
     inputs = paths if paths or logits else (cfg.inputs or ())
     baseline = baseline or cfg.baseline
     recorded = baseline_file.load(baseline) if baseline else None  # fail before the audit
+    if save_baseline:
+        check_output(save_baseline, "--save-baseline")
     vectors = read_sources(inputs, logits, stdin=sys.stdin)
     tolerance = next(
         t for t in (baseline_tolerance, cfg.baseline_tolerance, DEFAULT_TOLERANCE) if t is not None
@@ -244,6 +250,6 @@ def run(
     protected = [*inputs, *([baseline] if baseline else [])]
     for name, path, flag in files:
         _write(path, render(name, report, Style(color=False)), protected, flag)
-    if not output:
+    if not any(flag == "--output" for _, _, flag in files):
         sys.stdout.write(render(fmt, report, style_for(sys.stdout)))
     return 0 if exit_zero else report.exit_code
