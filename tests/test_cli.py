@@ -270,7 +270,7 @@ def test_signals_end_the_run_without_a_partial_file(tmp_path: Path, sig: int, co
     )
     time.sleep(1.5)  # well into the audit (it takes many seconds), past start-up
     proc.send_signal(signal.Signals(sig))
-    stdout, stderr = proc.communicate(timeout=60)
+    _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == code, stderr
     assert stderr.strip().splitlines()[-1] in ("lsmcheck: interrupted", "lsmcheck: terminated")
     assert list(tmp_path.iterdir()) == []

@@ -22,12 +22,12 @@ from lsmcheck.audit import Options
 from lsmcheck.cli.common import (
     algorithm_names,
     algorithm_option,
+    check_output,
     dtype_names,
     dtype_option,
     guard,
     precision_option,
     style_for,
-    check_output,
     write_atomically,
 )
 from lsmcheck.config import Config, ConfigError, discover
