@@ -55,49 +55,104 @@ def _ulp_cell(g: Group) -> Text:
     return Text(text)
 
 
-def group_table(report: Report) -> Table:
-    """The summary table: one row per (implementation, dtype)."""
+def _title(report: Report) -> str:
     sources = {(r.source, r.vector) for r in report.results}
+    return (
+        f"lsmcheck: {len(sources)} vector{'s' if len(sources) != 1 else ''}, "
+        f"reference mpmath (certified, {report.reference.precision_bits}+ bits)"
+    )
+
+
+def _events(g: Group) -> Text:
+    """The event counts of a group in words, for the compact layout."""
+    text = Text()
+    parts = [
+        (g.overflow, "overflow", "red"),
+        (g.underflow, "underflow", "yellow"),
+        (g.nan, "nan", "red"),
+        (g.argmax_lost, "argmax lost", "red"),
+        (g.underflow_benign, "ok flush", "dim"),
+    ]
+    for n, name, colour in parts:
+        if n:
+            if text.plain:
+                text.append(", ")
+            text.append(f"{n} {name}", colour)
+    return text if text.plain else Text("-", "dim")
+
+
+#: Headers of the full layout; below its width the compact one (fewer, wrapped columns) is used.
+WIDE = (
+    "algorithm", "dtype", "max ulp", "mean ulp", "worst vector",
+    "overflow", "underflow", "nan", "argmax lost", "status",
+)  # fmt: skip
+
+
+def group_table(report: Report, width: int = 140) -> Table:
+    """The summary table: one row per (implementation, dtype).
+
+    When the full layout does not fit in ``width`` columns, a compact one names the events in
+    words instead of one column each, so no figure is cut off.
+    """
+    rows = []
+    for g in report.groups:
+        benign = f" (+{g.underflow_benign} ok)" if g.underflow_benign else ""
+        under = _count(g.underflow, "yellow")
+        under.append(benign, "dim")
+        rows.append(
+            (
+                g,
+                [
+                    Text(g.algorithm),
+                    Text(g.dtype),
+                    _ulp_cell(g),
+                    Text(fmt_ulp(g.mean_ulp)),
+                    Text(g.worst.label if g.worst is not None and g.max_ulp else "-"),
+                    _count(g.overflow, "red"),
+                    under,
+                    _count(g.nan, "red"),
+                    _count(g.argmax_lost, "red"),
+                    _status(g.status, report.gated),
+                ],
+            )
+        )
+    needed = sum(
+        max([len(h), *(len(cells[i].plain) for _, cells in rows)]) + 2 for i, h in enumerate(WIDE)
+    )
+    compact = needed > width
     table = Table(
-        title=f"lsmcheck: {len(sources)} vector{'s' if len(sources) != 1 else ''}, "
-        f"reference mpmath (certified, {report.reference.precision_bits}+ bits)",
+        title=_title(report),
         title_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         collapse_padding=True,
+        caption="(compact layout for a narrow terminal; -f json has every figure)"
+        if compact
+        else None,
+        caption_justify="left",
     )
-    labels = [len(g.worst.label) for g in report.groups if g.worst is not None]
-    table.add_column("algorithm", no_wrap=True)
-    table.add_column("dtype", no_wrap=True)
-    table.add_column("max ulp", justify="right", no_wrap=True)
-    table.add_column("mean ulp", justify="right", no_wrap=True)
-    table.add_column("worst vector", min_width=min(max(labels, default=5), 40))
-    table.add_column("overflow", justify="right")
-    table.add_column("underflow", justify="right")
-    table.add_column("nan", justify="right")
-    table.add_column("argmax lost", justify="right")
-    table.add_column("status", no_wrap=True)
+    for i, header in enumerate(WIDE):
+        if compact and header in ("mean ulp", "overflow", "underflow", "nan", "argmax lost"):
+            if header == "overflow":
+                table.add_column("events", ratio=1)
+            continue
+        right = header in ("max ulp", "mean ulp", "overflow", "underflow", "nan", "argmax lost")
+        fold = header == "worst vector"
+        table.add_column(
+            header,
+            justify="right" if right else "left",
+            no_wrap=not fold and i < 4 or header == "status",
+            overflow="fold" if fold else "ellipsis",
+        )
     several = len({g.dtype for g in report.groups}) > 1
     previous = None
-    for g in report.groups:
+    for g, cells in rows:
         if several and previous is not None and g.algorithm != previous:
             table.add_section()
         previous = g.algorithm
-        benign = f" (+{g.underflow_benign} ok)" if g.underflow_benign else ""
-        under = _count(g.underflow, "yellow")
-        under.append(benign, "dim")
-        table.add_row(
-            g.algorithm,
-            g.dtype,
-            _ulp_cell(g),
-            fmt_ulp(g.mean_ulp),
-            g.worst.label if g.worst is not None and g.max_ulp else "-",
-            _count(g.overflow, "red"),
-            under,
-            _count(g.nan, "red"),
-            _count(g.argmax_lost, "red"),
-            _status(g.status, report.gated),
-        )
+        if compact:
+            cells = [*cells[:3], cells[4], _events(g), cells[9]]
+        table.add_row(*cells)
     return table
 
 
@@ -201,7 +256,7 @@ def verdict_text(report: Report) -> Text:
 
 def render(report: Report, style: Style) -> str:
     """The whole table report."""
-    parts: list[RenderableType] = [group_table(report)]
+    parts: list[RenderableType] = [group_table(report, style.width)]
     findings = findings_table(report)
     if findings is not None:
         parts.append(findings)
