@@ -18,7 +18,6 @@ Two shortcuts keep long probes cheap, neither of which changes a classification:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import mpmath
@@ -26,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lsmcheck import metrics
-from lsmcheck.algorithms import Algorithm, Trace
+from lsmcheck.algorithms import Algorithm, Kind, Trace
 from lsmcheck.dtypes import Format
 from lsmcheck.reference import Exact, exact
 from lsmcheck.results import Finding
@@ -39,30 +38,80 @@ CLOSED_FORM_BITS = 256
 DEDUP_FROM = 64
 
 
-@dataclass(frozen=True)
 class Sample:
-    """One probe row, run and measured.
+    """One probe row, run; measured on demand.
+
+    A row is *clean* when the algorithm recorded no step event for it and every output is
+    finite (and, for softmax, nonzero).  :func:`lsmcheck.metrics.measure` classifies an element
+    as overflowed only with an overflow event or an infinite output, as (benignly) underflowed
+    only with a flush event or a flushed output (0, or -inf in the log domain), and as NaN only
+    when it is NaN; so a clean row is neither broken nor flushed, and is not measured unless its
+    ULP error is asked for.
 
     Attributes:
         x: the row as rounded to the dtype (float64 values).
-        measured: the metrics of the measured elements (all of them, or one representative
-            per group of identical elements for a long row).
-        picked: the indices of the measured elements within the row.
         trace: the algorithm's trace of the whole batch; ``row`` is this sample's row in it.
     """
 
-    x: npt.NDArray[np.float64]
-    measured: metrics.Measured
-    picked: npt.NDArray[np.intp]
-    trace: Trace
-    row: int
-    fmt: Format
+    def __init__(
+        self, x: npt.NDArray[np.float64], alg: Algorithm, trace: Trace, row: int, prober: Prober
+    ) -> None:
+        self.x = x
+        self.alg = alg
+        self.trace = trace
+        self.row = row
+        self.fmt = prober.fmt
+        self._prober = prober
+        self._measured: tuple[metrics.Measured, npt.NDArray[np.intp]] | None = None
+
+    @property
+    def clean(self) -> bool:
+        t, r = self.trace, self.row
+        if t.overflow[r].any() or t.flush[r].any() or t.nan[r].any():
+            return False
+        out = np.asarray(t.out[r], np.float64)
+        if not np.isfinite(out).all():
+            return False
+        return not (self.alg.kind is Kind.SOFTMAX and (out == 0).any())
+
+    def _measure(self) -> tuple[metrics.Measured, npt.NDArray[np.intp]]:
+        if self._measured is None:
+            self._measured = self._prober.measure(self.alg, self.x, self.trace, self.row)
+        return self._measured
+
+    @property
+    def measured(self) -> metrics.Measured:
+        """The metrics of the measured elements (all, or one per group of identical ones)."""
+        return self._measure()[0]
+
+    @property
+    def picked(self) -> npt.NDArray[np.intp]:
+        """The indices within the row of the measured elements."""
+        return self._measure()[1]
 
     @property
     def broken(self) -> bool:
         """Whether any element overflowed, underflowed (not benignly) or is NaN."""
+        if self.clean:
+            return False
         m = self.measured
         return bool(m.overflow.any() or m.underflow.any() or m.nan.any())
+
+    @property
+    def overflowed(self) -> bool:
+        """Whether any element overflowed or is NaN."""
+        if self.clean:
+            return False
+        m = self.measured
+        return bool(m.overflow.any() or m.nan.any())
+
+    @property
+    def underflowed(self) -> bool:
+        """Whether any element underflowed (not benignly) or is NaN."""
+        if self.clean:
+            return False
+        m = self.measured
+        return bool(m.underflow.any() or m.nan.any())
 
     @property
     def max_ulp(self) -> float:
@@ -70,6 +119,8 @@ class Sample:
 
     def flushed(self, index: int) -> bool:
         """Whether element ``index`` of the output was flushed (benignly or not)."""
+        if self.clean:
+            return False
         hit = np.flatnonzero(self.picked == index)
         if not hit.size:
             return False
@@ -79,8 +130,6 @@ class Sample:
     def findings(self) -> tuple[Finding, ...]:
         """What happened, in words (counts are of measured elements)."""
         t, r, p = self.trace, self.row, self.picked
-        if t.out.shape[1] != self.x.size:  # per-vector output: codes have one column
-            p = np.zeros(1, np.intp)
         return metrics.findings(
             self.measured, t.overflow[r][p], t.flush[r][p], t.nan[r][p], t.arg[r][p], self.fmt
         )
@@ -132,7 +181,7 @@ class Prober:
         return self.fmt.cast(np.atleast_2d(np.asarray(rows, np.float64)))
 
     def probe(self, alg: Algorithm, rows: npt.NDArray[np.float64]) -> list[Sample]:
-        """Run ``alg`` on ``rows`` (one probe vector per row) and measure every row.
+        """Run ``alg`` on ``rows`` (one probe vector per row); rows are measured on demand.
 
         Every row must be finite in the dtype (probes never ask for an unrepresentable or
         undefined vector).
@@ -143,32 +192,30 @@ class Prober:
             raise ValueError("probe rows must be finite in the dtype")
         trace = alg.run(batch)
         self.evaluations += len(values)
-        samples = []
-        for r, x in enumerate(values):
-            ref = self.reference(x)
-            picked = self._picked(x, trace, r)
-            if alg.kind.per_vector:
-                m = metrics.measure(
-                    alg.kind, trace.out[r], trace.overflow[r], trace.flush[r], ref, self.fmt
-                )
-                picked = np.zeros(1, np.intp)
-            else:
-                sub = Exact(
-                    tuple(ref.softmax[i] for i in picked),
-                    tuple(ref.log_softmax[i] for i in picked),
-                    ref.logsumexp,
-                    ref.bits,
-                )
-                m = metrics.measure(
-                    alg.kind,
-                    trace.out[r][picked],
-                    trace.overflow[r][picked],
-                    trace.flush[r][picked],
-                    sub,
-                    self.fmt,
-                )
-            samples.append(Sample(x, m, picked, trace, r, self.fmt))
-        return samples
+        return [Sample(x, alg, trace, r, self) for r, x in enumerate(values)]
+
+    def measure(
+        self, alg: Algorithm, x: npt.NDArray[np.float64], trace: Trace, r: int
+    ) -> tuple[metrics.Measured, npt.NDArray[np.intp]]:
+        """Row ``r`` of ``trace`` measured against the reference, and the elements measured."""
+        ref = self.reference(x)
+        if alg.kind.per_vector:
+            m = metrics.measure(
+                alg.kind, trace.out[r], trace.overflow[r], trace.flush[r], ref, self.fmt
+            )
+            return m, np.zeros(1, np.intp)
+        picked = self._picked(x, trace, r)
+        sub = Exact(
+            tuple(ref.softmax[i] for i in picked),
+            tuple(ref.log_softmax[i] for i in picked),
+            ref.logsumexp,
+            ref.bits,
+        )
+        out = trace.out[r][picked]
+        m = metrics.measure(
+            alg.kind, out, trace.overflow[r][picked], trace.flush[r][picked], sub, self.fmt
+        )
+        return m, picked
 
     @staticmethod
     def _picked(x: npt.NDArray[np.float64], trace: Trace, r: int) -> npt.NDArray[np.intp]:
