@@ -78,7 +78,7 @@ _CAUSES = {
 _QUANTITIES = {
     "overflow": "largest logit",
     "underflow": "largest logit",
-    "flush": "lowest logit relative to the maximum",
+    "flush": "lowest x - max",
     "length": "length",
 }
 

@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from lsmcheck.formats.style import Style, fmt_ulp
-from lsmcheck.results import Group, Report, Result, Status
+from lsmcheck.results import Group, Headroom, Report, Result, Status
 
 
 def to_text(renderables: Iterable[RenderableType], style: Style) -> str:
@@ -121,6 +121,36 @@ def findings_text(report: Report) -> Text:
     return text
 
 
+def headroom_text(report: Report) -> Text:
+    """Vectors within the danger zone of a measured limit: the closest per group, merged."""
+    closest: dict[tuple[str, str, str], tuple[Result, Headroom, int]] = {}
+    for r in report.results:
+        for h in r.headroom:
+            if not h.warning or h.headroom < 0:  # past the limit: "What broke" says it
+                continue
+            key = (r.algorithm, r.dtype, h.limit)
+            prev = closest.get(key)
+            if prev is None or h.headroom < prev[1].headroom:
+                closest[key] = (r, h, prev[2] + 1 if prev else 1)
+            else:
+                closest[key] = (prev[0], prev[1], prev[2] + 1)
+    merged: dict[tuple[str, str], list[tuple[str, Result, int]]] = {}
+    for (alg, _, _), (r, h, count) in closest.items():
+        merged.setdefault((r.dtype, h.message), []).append((alg, r, count))
+    text = Text()
+    if merged:
+        text.append("Close to a limit\n", "bold")
+    for (_, message), hits in merged.items():
+        algs = [a for a, _, _ in hits]
+        _, first, count = hits[0]
+        more = f" and {count - 1} more vector{'s' if count > 2 else ''}" if count > 1 else ""
+        text.append(f"  {', '.join(algs)} ", "bold")
+        text.append("warning", "yellow")
+        text.append(f": {message}")
+        text.append(f" [at {first.label}{more}]\n", "dim")
+    return text
+
+
 def skipped_text(report: Report) -> Text:
     """Vectors that were not audited in a dtype, and why."""
     seen: dict[tuple[str, str, str], None] = {}
@@ -153,7 +183,7 @@ def verdict_text(report: Report) -> Text:
 def render(report: Report, style: Style) -> str:
     """The whole table report."""
     parts: list[RenderableType] = [group_table(report)]
-    for part in (findings_text(report), skipped_text(report)):
+    for part in (findings_text(report), headroom_text(report), skipped_text(report)):
         if part.plain:
             parts.append(part)
     parts.append(verdict_text(report))
