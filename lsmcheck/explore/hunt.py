@@ -83,6 +83,12 @@ class Found:
             line,
         ]
 
+    @property
+    def signature(self) -> tuple[float, ...]:
+        """The sorted gaps to the maximum to 2 digits: near-copies of a vector share it."""
+        gaps = np.sort(self.values - np.max(self.values))
+        return tuple(float(f"{g:.2g}") for g in gaps)
+
 
 @dataclass(frozen=True)
 class HuntReport:
