@@ -15,6 +15,7 @@ from lsmcheck.cli.common import (
     style_for,
     write_atomically,
 )
+from lsmcheck.cli.explore import danger_zone_option
 from lsmcheck.formats import FORMATTERS, Style, render
 from lsmcheck.gate import FAIL_ON_CHOICES, Thresholds, parse_fail_on
 from lsmcheck.sources import read_sources
@@ -46,6 +47,7 @@ from lsmcheck.sources import read_sources
     metavar="EVENTS",
     help=f"Fail a result with any of these ({', '.join(FAIL_ON_CHOICES)}, or all).",
 )
+@danger_zone_option
 @guard
 def run(
     paths: tuple[str, ...],
@@ -58,6 +60,7 @@ def run(
     output: str | None,
     max_ulp: float | None,
     fail_on: tuple[str, ...],
+    danger_zone: float,
 ) -> int:
     """Audit the logit vectors in PATHS (CSV, TSV, JSON, .npy, .npz; - for stdin)."""
     options = Options(
@@ -66,6 +69,7 @@ def run(
         precision_bits=precision,
         per_element=per_element,
         thresholds=Thresholds(max_ulp=max_ulp, fail_on=parse_fail_on(fail_on)),
+        danger_zone=danger_zone / 100,
     )
     options.validate()
     vectors = read_sources(paths, logits, stdin=click.get_text_stream("stdin"))
