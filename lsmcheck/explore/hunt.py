@@ -17,8 +17,9 @@ maximum, shifting the whole vector by ``±2**e``, or copying one logit onto anot
 enters the pool when it scores higher than the pool's weakest.
 
 A candidate's score orders by whether it broke (overflow, underflow or NaN), then by its max
-ULP error.  The search stops when the time budget is spent, or after exactly ``evals``
-candidates when that is given (so ``--seed S --evals N`` repeats a hunt exactly on any machine).
+ULP error.  The search stops when the time budget is spent (but not before one round of each
+kind has run), or after exactly ``evals`` candidates when that is given (so
+``--seed S --evals N`` repeats a hunt exactly on any machine).
 """
 
 from __future__ import annotations
@@ -274,7 +275,7 @@ def hunt(
     def left() -> bool:
         if evals is not None:
             return hunter.evaluations < evals
-        return clock() - start < budget
+        return hunter.rounds < 3 or clock() - start < budget  # baseline, sampling, refinement
 
     while left():
         if progress is not None:
