@@ -103,8 +103,9 @@ def _entry(lim: Limit, value: float, zone: float, fmt: Format) -> Headroom | Non
     if room < 0:
         how = "past the limit"
     else:
-        pct = math.floor(room * 1000) / 10  # rounded down: never more room than there is
-        how = f"{pct:.1f}% headroom" if pct < 10 else f"{pct:.0f}% headroom"
+        # rounded down, never up: a message never claims more room than there is
+        pct = f"{math.floor(room * 1000) / 10:.1f}" if room < 0.1 else str(math.floor(room * 100))
+        how = f"{pct}% headroom"
     message = (
         f"{quantity} {fmt_value(value)} of {fmt_value(threshold)} before {_cause(lim)} "
         f"in {fmt.name}: {how}"
