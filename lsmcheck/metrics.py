@@ -114,7 +114,9 @@ def measure(
             traced_over | (~traced_flush & ~looks_flushed & np.isinf(c) & np.isfinite(rounded))
         )
         underflow = wrong & ~overflow & (traced_flush | looks_flushed)
-        benign = ~wrong & flushed & ~exact_zero & ~traced_over
+        # A correct flush exists only for probabilities: a log-domain -inf that is correctly
+        # rounded comes from a value beyond the range (an overflow of the magnitude).
+        benign = ~wrong & flushed & ~exact_zero & ~traced_over & (kind is Kind.SOFTMAX)
     return Measured(c, exact, ulp, abs_err, rel_err, overflow, underflow, benign, np.isnan(c))
 
 

@@ -39,10 +39,13 @@ def algorithm_names(values: Iterable[str]) -> tuple[str, ...]:
 
 
 def style_for(stream: TextIO) -> Style:
-    """Colour only on a terminal and without NO_COLOR; the terminal's width (at least 80)."""
+    """Colour only on a terminal and without NO_COLOR; the terminal's width (at least 80).
+
+    Output that is not a terminal (a file, a pipe, a CI log) is laid out 140 columns wide.
+    """
     tty = stream.isatty()
     color = tty and not os.environ.get("NO_COLOR")
-    width = shutil.get_terminal_size((120, 24)).columns if tty else 120
+    width = shutil.get_terminal_size((140, 24)).columns if tty else 140
     return Style(color=color, width=max(width, 80))
 
 

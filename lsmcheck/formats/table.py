@@ -28,7 +28,10 @@ def to_text(renderables: Iterable[RenderableType], style: Style) -> str:
     )
     for r in renderables:
         console.print(r)
-    return buf.getvalue()
+    text = buf.getvalue()
+    if not style.color:  # rich pads every line to the width; plain text needs no padding
+        text = "\n".join(line.rstrip() for line in text.split("\n"))
+    return text
 
 
 def _count(n: int, colour: str) -> Text:
@@ -57,6 +60,8 @@ def group_table(report: Report) -> Table:
         f"reference mpmath (certified, {report.reference.precision_bits}+ bits)",
         title_justify="left",
         box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
     )
     labels = [len(g.worst.label) for g in report.groups if g.worst is not None]
     table.add_column("algorithm", no_wrap=True)
@@ -69,9 +74,10 @@ def group_table(report: Report) -> Table:
     table.add_column("nan", justify="right")
     table.add_column("argmax lost", justify="right")
     table.add_column("status", no_wrap=True)
+    several = len({g.dtype for g in report.groups}) > 1
     previous = None
     for g in report.groups:
-        if previous is not None and g.algorithm != previous:
+        if several and previous is not None and g.algorithm != previous:
             table.add_section()
         previous = g.algorithm
         benign = f" (+{g.underflow_benign} ok)" if g.underflow_benign else ""
@@ -92,36 +98,39 @@ def group_table(report: Report) -> Table:
     return table
 
 
-def findings_text(report: Report) -> Text:
+def findings_table(report: Report) -> Table | None:
     """What broke and why, merged per (implementation, dtype, event)."""
     merged: dict[tuple[str, str, str, str], list[tuple[Result, int, str]]] = {}
     for r in report.results:
         for f in r.findings:
-            if f.kind == "underflow_benign":
-                continue
-            merged.setdefault((r.algorithm, r.dtype, f.kind, f.event), []).append(
-                (r, f.count, f.message)
-            )
-    text = Text()
-    if merged:
-        text.append("What broke\n", "bold")
+            if f.kind != "underflow_benign":
+                key = (r.algorithm, r.dtype, f.kind, f.event)
+                merged.setdefault(key, []).append((r, f.count, f.message))
+    if not merged:
+        return None
+    grid = Table(
+        title="What broke", title_justify="left", title_style="bold", box=None, pad_edge=False
+    )
+    for name in ("algorithm", "dtype", "event", "n", "where", "why"):
+        grid.add_column(name, no_wrap=name != "why", justify="right" if name == "n" else "left")
+    grid.show_header = False
     for (alg, dtype, kind, _), hits in merged.items():
         first, _, message = hits[0]
-        elements = sum(n for _, n, _ in hits)
         vectors = len(hits)
+        more = f" +{vectors - 1}" if vectors > 1 else ""
         colour = "red" if kind in ("overflow", "nan") else "yellow"
-        text.append(f"  {alg} {dtype} ", "bold")
-        text.append(f"{kind}", colour)
-        text.append(f": {message}")
-        more = f" and {vectors - 1} more vector{'s' if vectors > 2 else ''}" if vectors > 1 else ""
-        text.append(
-            f" [{elements} element{'s' if elements != 1 else ''}, at {first.label}{more}]\n",
-            "dim",
+        grid.add_row(
+            alg,
+            dtype,
+            Text(kind, colour),
+            str(sum(n for _, n, _ in hits)),
+            Text(first.label + more, "dim"),
+            message,
         )
-    return text
+    return grid
 
 
-def headroom_text(report: Report) -> Text:
+def headroom_table(report: Report) -> Table | None:
     """Vectors within the danger zone of a measured limit: the closest per group, merged."""
     closest: dict[tuple[str, str, str], tuple[Result, Headroom, int]] = {}
     for r in report.results:
@@ -134,34 +143,38 @@ def headroom_text(report: Report) -> Text:
                 closest[key] = (r, h, prev[2] + 1 if prev else 1)
             else:
                 closest[key] = (prev[0], prev[1], prev[2] + 1)
+    if not closest:
+        return None
     merged: dict[tuple[str, str], list[tuple[str, Result, int]]] = {}
     for (alg, _, _), (r, h, count) in closest.items():
         merged.setdefault((r.dtype, h.message), []).append((alg, r, count))
-    text = Text()
-    if merged:
-        text.append("Close to a limit\n", "bold")
+    grid = Table(
+        title="Close to a limit", title_justify="left", title_style="bold", box=None, pad_edge=False
+    )
+    grid.add_column("where", no_wrap=True)
+    grid.add_column("why")
+    grid.show_header = False
     for (_, message), hits in merged.items():
-        algs = [a for a, _, _ in hits]
         _, first, count = hits[0]
-        more = f" and {count - 1} more vector{'s' if count > 2 else ''}" if count > 1 else ""
-        text.append(f"  {', '.join(algs)} ", "bold")
-        text.append("warning", "yellow")
-        text.append(f": {message}")
-        text.append(f" [at {first.label}{more}]\n", "dim")
-    return text
+        more = f" +{count - 1}" if count > 1 else ""
+        why = Text(", ".join(a for a, _, _ in hits), "bold").append(": " + message, "yellow")
+        grid.add_row(Text(first.label + more, "dim"), why)
+    return grid
 
 
 def skipped_text(report: Report) -> Text:
-    """Vectors that were not audited in a dtype, and why."""
-    seen: dict[tuple[str, str, str], None] = {}
+    """Vectors that were not audited in some dtype, and why (one line per vector and reason)."""
+    seen: dict[tuple[str, str], list[str]] = {}
     for r in report.results:
         if r.status in (Status.UNDEFINED, Status.UNREPRESENTABLE):
-            seen[(r.label, r.dtype, f"{r.status.value}: {r.reason}")] = None
+            dtypes = seen.setdefault((r.label, f"{r.status.value}: {r.reason}"), [])
+            if r.dtype not in dtypes:
+                dtypes.append(r.dtype)
     text = Text()
     if seen:
-        text.append("Not audited\n", "bold")
-    for label, dtype, why in seen:
-        text.append(f"  {label} in {dtype}: {why}\n", "dim")
+        text.append("\nNot audited", "bold")
+    for (label, why), dtypes in seen.items():
+        text.append(f"\n  {label} in {', '.join(dtypes)}: {why}", "dim")
     return text
 
 
@@ -170,8 +183,8 @@ def verdict_text(report: Report) -> Text:
     failed = [r for r in report.results if r.status in (Status.FAIL, Status.ERROR)]
     n = len(report.results)
     if not failed:
-        return Text(f"PASS: {n} results", "bold green")
-    text = Text(f"FAIL: {len(failed)} of {n} results broke the gate\n", "bold red")
+        return Text(f"\nPASS: {n} results", "bold green")
+    text = Text(f"\nFAIL: {len(failed)} of {n} results broke the gate\n", "bold red")
     for r in failed[:10]:
         why = "; ".join(r.failures) or (r.reason or "")
         text.append(f"  {r.algorithm} {r.dtype} {r.label}: {why}\n")
@@ -183,8 +196,15 @@ def verdict_text(report: Report) -> Text:
 def render(report: Report, style: Style) -> str:
     """The whole table report."""
     parts: list[RenderableType] = [group_table(report)]
-    for part in (findings_text(report), headroom_text(report), skipped_text(report)):
-        if part.plain:
-            parts.append(part)
+    findings = findings_table(report)
+    if findings is not None:
+        parts.append(findings)
+    headroom = headroom_table(report)
+    if headroom is not None:
+        parts.append(Text(""))
+        parts.append(headroom)
+    skipped = skipped_text(report)
+    if skipped.plain:
+        parts.append(skipped)
     parts.append(verdict_text(report))
     return to_text(parts, style)
