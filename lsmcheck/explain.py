@@ -86,9 +86,11 @@ def verdict(dtype: str, results: list[Result]) -> str:
     if inaccurate:
         worst = max(inaccurate, key=lambda r: r.max_ulp or 0.0)
         exact = _exact_at(worst)
+        several = len(inaccurate) > 1
+        verbs = "overflow nor underflow but are" if several else "overflows nor underflows but is"
         sentences.append(
-            f"{_join([r.algorithm for r in inaccurate])} neither overflow nor underflow but "
-            f"{'are' if len(inaccurate) > 1 else 'is'} off by up to {worst.max_ulp:.3g} ulp "
+            f"{_join([r.algorithm for r in inaccurate])} neither {verbs} off by up to "
+            f"{worst.max_ulp:.3g} ulp "
             f"(element {worst.worst_index}, exact {exact}): the exact value is smaller than "
             "the rounding error of the terms the formula adds or subtracts, so it is lost "
             "(the log1p form, max + log1p(sum of the others), keeps it)."
