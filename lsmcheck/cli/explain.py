@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from lsmcheck.audit import Options
@@ -47,6 +49,6 @@ def explain(
         vector = parse_logits_flag(logits, 0)
     except InputError as e:  # name the argument, not the -l flag
         raise InputError(e.where.replace("--logits #1", "LOGITS"), e.message) from None
-    stdout = click.get_text_stream("stdout")
+    stdout = sys.stdout
     stdout.write(render(explain_vector(vector, options), style_for(stdout)))
     return 0

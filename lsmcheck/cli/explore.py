@@ -96,11 +96,11 @@ def _emit(text: str, output: str | None) -> None:
         write_atomically(output, text, ())
         click.echo(f"lsmcheck: wrote {output}", err=True)
     else:
-        click.get_text_stream("stdout").write(text)
+        sys.stdout.write(text)
 
 
 def _out_style(output: str | None) -> Style:
-    return Style(color=False) if output else style_for(click.get_text_stream("stdout"))
+    return Style(color=False) if output else style_for(sys.stdout)
 
 
 output_option = click.option(
@@ -400,9 +400,9 @@ def hunt(
         added, skipped = append_cases(save, report.case_text())
         already = f" ({skipped} already there)" if skipped else ""
         click.echo(f"lsmcheck: appended {added} vectors to {save}{already}", err=True)
-    width = style_for(click.get_text_stream("stdout")).width
+    width = style_for(sys.stdout).width
     text = fmt_explore.hunt_json(report) if fmt == "json" else fmt_explore.hunt_text(report, width)
-    click.get_text_stream("stdout").write(text)
+    sys.stdout.write(text)
     return 0
 
 

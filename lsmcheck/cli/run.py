@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from lsmcheck.audit import Options, audit
@@ -72,12 +74,12 @@ def run(
         danger_zone=danger_zone / 100,
     )
     options.validate()
-    vectors = read_sources(paths, logits, stdin=click.get_text_stream("stdin"))
+    vectors = read_sources(paths, logits, stdin=sys.stdin)
     report = audit(vectors, options)
     if output:
         write_atomically(output, render(fmt, report, Style(color=False)), paths)
         click.echo(f"lsmcheck: wrote {output}", err=True)
     else:
-        stdout = click.get_text_stream("stdout")
+        stdout = sys.stdout
         stdout.write(render(fmt, report, style_for(stdout)))
     return report.exit_code
