@@ -26,6 +26,7 @@ from lsmcheck.explore import headroom
 from lsmcheck.gate import Thresholds, judge
 from lsmcheck.reference import Exact, exact
 from lsmcheck.results import ReferenceInfo, Report, Result, Status, summarise
+from lsmcheck.userimpl import ImplementationError
 from lsmcheck.vectors import Vector
 
 #: The lowest and highest ``--precision`` accepted (bits of the first mpmath attempt).
@@ -40,7 +41,9 @@ class Options:
 
     Attributes:
         dtypes: format names (see :mod:`lsmcheck.dtypes`).
-        algorithms: implementation names (see :mod:`lsmcheck.algorithms`).
+        algorithms: implementation names (see :mod:`lsmcheck.algorithms`) or
+            :class:`~lsmcheck.algorithms.Algorithm` objects (e.g. the user's own, from
+            :func:`lsmcheck.userimpl.wrap`).
         precision_bits: the first mpmath working precision of the reference.
         per_element: whether results carry per-element detail.
         thresholds: the gate.
@@ -49,7 +52,7 @@ class Options:
     """
 
     dtypes: tuple[str, ...] = DEFAULT_FORMATS
-    algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
+    algorithms: tuple[str | Algorithm, ...] = DEFAULT_ALGORITHMS
     precision_bits: int = 113
     per_element: bool = False
     thresholds: Thresholds = field(default_factory=Thresholds)
@@ -80,7 +83,17 @@ class Options:
         return [get_format(n) for n in dict.fromkeys(self.dtypes)]
 
     def implementations(self) -> list[Algorithm]:
-        return [get_algorithm(n) for n in dict.fromkeys(self.algorithms)]
+        return resolve_algorithms(self.algorithms)
+
+
+def resolve_algorithms(items: Sequence[str | Algorithm]) -> list[Algorithm]:
+    """Registered names and Algorithm objects as Algorithms; a name used twice is an error."""
+    out: dict[str, Algorithm] = {}
+    for item in items:
+        alg = item if isinstance(item, Algorithm) else get_algorithm(item)
+        if out.setdefault(alg.name, alg) is not alg:
+            raise UsageError(f"two different implementations are named {alg.name!r}")
+    return list(out.values())
 
 
 def audit(
@@ -116,13 +129,19 @@ def audit(
             done += 1
         for rows in runnable.values():
             batch = np.stack([rounded[vi] for vi in rows])
-            traces = [alg.run(batch) for alg in algorithms]
+            traces = [_run(alg, batch) for alg in algorithms]
             for r, vi in enumerate(rows):
                 x = rounded[vi]
                 ref = exact(np.asarray(x, np.float64), fmt, options.precision_bits)
                 max_bits = max(max_bits, ref.bits)
-                for ai, (alg, trace) in enumerate(zip(algorithms, traces, strict=True)):
-                    res = _measure(vectors[vi], x, alg, trace, r, ref, fmt, options.per_element)
+                for ai, (alg, runs) in enumerate(zip(algorithms, traces, strict=True)):
+                    ran = runs[r]
+                    if isinstance(ran, str):
+                        keyed[vi, fi, ai] = _skipped(vectors[vi], alg, fmt, Status.ERROR, ran)
+                        continue
+                    res = _measure(
+                        vectors[vi], x, alg, ran[0], ran[1], ref, fmt, options.per_element
+                    )
                     if options.danger_zone is not None:
                         room = headroom.assess(
                             alg, fmt, np.asarray(x, np.float64), options.danger_zone
@@ -139,6 +158,21 @@ def audit(
         results=results,
         groups=summarise(results),
     )
+
+
+def _run(alg: Algorithm, batch: npt.NDArray[Any]) -> list[tuple[Trace, int] | str]:
+    """Per row of ``batch``: (trace, row in it), or why the implementation failed on it.
+
+    Only a user implementation fails (:class:`ImplementationError`); when it fails on a batch,
+    each row is run alone so that the error names the vectors it failed on.
+    """
+    try:
+        trace = alg.run(batch)
+        return [(trace, r) for r in range(len(batch))]
+    except ImplementationError as e:
+        if len(batch) == 1:
+            return [str(e)]
+    return [_run(alg, batch[r : r + 1])[0] for r in range(len(batch))]
 
 
 def _undefined(x: npt.NDArray[Any]) -> str | None:

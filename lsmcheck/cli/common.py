@@ -49,15 +49,18 @@ def style_for(stream: TextIO) -> Style:
     return Style(color=color, width=max(width, 80))
 
 
-def write_atomically(path: str, text: str, inputs: Iterable[str]) -> None:
-    """Write ``text`` to ``path`` via a temporary file and a rename; never over an input."""
+def write_atomically(path: str, text: str, inputs: Iterable[str], flag: str = "--output") -> None:
+    """Write ``text`` to ``path`` via a temporary file and a rename; never over an input.
+
+    ``flag`` names the option that asked for the file in error messages.
+    """
     target = Path(path)
     for src in inputs:
         if src != "-" and Path(src).exists() and target.exists() and target.samefile(src):
-            raise UsageError(f"--output: {path} is an input file; refusing to overwrite it")
+            raise UsageError(f"{flag}: {path} is an input file; refusing to overwrite it")
     directory = target.parent
     if not directory.is_dir():
-        raise UsageError(f"--output: directory {str(directory)!r} does not exist")
+        raise UsageError(f"{flag}: directory {str(directory)!r} does not exist")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -49,6 +49,5 @@ def explain(
         vector = parse_logits_flag(logits, 0)
     except InputError as e:  # name the argument, not the -l flag
         raise InputError(e.where.replace("--logits #1", "LOGITS"), e.message) from None
-    stdout = sys.stdout
-    stdout.write(render(explain_vector(vector, options), style_for(stdout)))
+    sys.stdout.write(render(explain_vector(vector, options), style_for(sys.stdout)))
     return 0

@@ -42,6 +42,7 @@ from lsmcheck.dtypes import Format, get_format
 from lsmcheck.errors import UsageError
 from lsmcheck.explore.probe import Prober, Sample
 from lsmcheck.reference import round_to_format
+from lsmcheck.userimpl import ImplementationError
 
 Progress = Callable[[int, int], None]
 
@@ -309,7 +310,27 @@ class Explorer:
         return sum(p.evaluations for p in self._probers.values())
 
     def limit(self, alg: Algorithm, fmt: Format, name: str) -> Limit:
-        """Measure limit ``name`` of ``alg`` in ``fmt``."""
+        """Measure limit ``name`` of ``alg`` in ``fmt``.
+
+        A user implementation that fails on a probe (:class:`ImplementationError`) gets a limit
+        that is not applicable, with the error as its ``event``: no number is made up.
+        """
+        try:
+            return self._limit(alg, fmt, name)
+        except ImplementationError as e:
+            return Limit(
+                alg.name,
+                fmt.name,
+                name,
+                last_ok=None,
+                first_bad=None,
+                searched=fmt.max,
+                analytical=analytical(name, fmt),
+                event=f"error: {e}",
+                applicable=False,
+            )
+
+    def _limit(self, alg: Algorithm, fmt: Format, name: str) -> Limit:
         prober = self.prober(fmt)
         ana = analytical(name, fmt)
         if name == "flush" and alg.kind.per_vector:

@@ -44,7 +44,7 @@ def _num(x: float | None) -> float | str | None:
 def _cell(lim: Limit) -> Text:
     """The measured value: the last that holds (length: the first that breaks)."""
     if not lim.applicable:
-        return Text("n/a", "dim")
+        return Text("error", "red") if lim.event.startswith("error") else Text("n/a", "dim")
     if lim.name == "length":
         if lim.first_bad is None:
             return Text(f"> {int(lim.searched)}", "dim")

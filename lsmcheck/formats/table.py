@@ -178,13 +178,36 @@ def skipped_text(report: Report) -> Text:
     return text
 
 
+def baseline_text(report: Report) -> Text:
+    """The comparison with the baseline: what regressed, improved and vanished."""
+    b = report.baseline
+    text = Text()
+    if b is None:
+        return text
+    text.append(f"\nAgainst the baseline {b.path}", "bold")
+    text.append(
+        f" (tolerance {b.tolerance:g} ulp): {b.regressed} regressed, {b.improved} improved, "
+        f"{b.unchanged} unchanged, {b.new} new, {len(b.vanished)} vanished"
+    )
+    for r in report.results:
+        if r.baseline in ("regressed", "improved") and r.baseline_note:
+            text.append(f"\n  {r.baseline:<9}", "red" if r.baseline == "regressed" else "green")
+            text.append(f" {r.algorithm} {r.dtype} {r.label}: {r.baseline_note}")
+    for v in b.vanished:
+        text.append("\n  vanished ", "red")
+        text.append(f" {v.algorithm} {v.dtype} {v.label}")
+    return text
+
+
 def verdict_text(report: Report) -> Text:
     """The closing line: what the gate decided."""
     failed = [r for r in report.results if r.status in (Status.FAIL, Status.ERROR)]
     n = len(report.results)
-    if not failed:
+    if report.passed:
         return Text(f"\nPASS: {n} results", "bold green")
     text = Text(f"\nFAIL: {len(failed)} of {n} results broke the gate\n", "bold red")
+    if report.baseline is not None and report.baseline.vanished:
+        text.append(f"  and {len(report.baseline.vanished)} baseline results vanished\n")
     for r in failed[:10]:
         why = "; ".join(r.failures) or (r.reason or "")
         text.append(f"  {r.algorithm} {r.dtype} {r.label}: {why}\n")
@@ -203,8 +226,8 @@ def render(report: Report, style: Style) -> str:
     if headroom is not None:
         parts.append(Text(""))
         parts.append(headroom)
-    skipped = skipped_text(report)
-    if skipped.plain:
-        parts.append(skipped)
+    for part in (skipped_text(report), baseline_text(report)):
+        if part.plain:
+            parts.append(part)
     parts.append(verdict_text(report))
     return to_text(parts, style)
