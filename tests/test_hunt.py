@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import mpmath
 import numpy as np
@@ -114,3 +115,29 @@ def test_cli_usage_errors() -> None:
     assert res.exit_code == 2 and "unknown dtype" in res.stderr
     res = runner.invoke(main, ["hunt", "-a", "softmax_naive", "-d", "float16", "--budget", "0"])
     assert res.exit_code == 2 and "--budget" in res.stderr
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_hunt_and_limits_take_a_user_implementation(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(FIXTURES)
+    runner = CliRunner()
+    impl = "softmax=mysoftmax:naive_softmax"
+    res = runner.invoke(main, ["hunt", "--impl", impl, "-d", "float16", "--evals", "96"])
+    assert res.exit_code == 0, res.output
+    assert f"# lsmcheck hunt --impl {impl} -d float16" in res.stdout
+    assert f"repeat exactly with: lsmcheck hunt --impl {impl}" in res.stderr
+    assert "mysoftmax:naive_softmax in float16 breaks" in res.stdout
+    res = runner.invoke(
+        main,
+        ["limits", "--impl", impl, "--impl", "softmax=mysoftmax:raising_softmax",
+         "-d", "float16", "--limit", "overflow"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    flat = " ".join(res.stdout.split())
+    assert "mysoftmax:naive_softmax 11.086" in flat
+    assert "mysoftmax:naive_softmax in float16 returns NaN once any logit exceeds 11.09" in flat
+    assert "mysoftmax:raising_softmax error" in flat and "could not be probed" in flat
+    res = runner.invoke(main, ["hunt", "-d", "float16"])
+    assert res.exit_code == 2 and "give one implementation" in res.stderr

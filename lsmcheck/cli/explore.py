@@ -14,7 +14,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from lsmcheck.algorithms import DEFAULT_ALGORITHMS
+from lsmcheck.algorithms import Algorithm
 from lsmcheck.cli.common import (
     algorithm_names,
     algorithm_option,
@@ -33,6 +33,7 @@ from lsmcheck.explore.sweep import run_sweep, to_csv, to_json
 from lsmcheck.formats import Style
 from lsmcheck.formats import explore as fmt_explore
 from lsmcheck.formats.plot import figure, render_sweep
+from lsmcheck.userimpl import load
 
 #: A progress bar appears once work has taken this long (and only on a terminal).
 PROGRESS_AFTER = 0.5
@@ -103,6 +104,22 @@ def _out_style(output: str | None) -> Style:
     return Style(color=False) if output else style_for(sys.stdout)
 
 
+impl_option = click.option(
+    "--impl",
+    "impls",
+    multiple=True,
+    metavar="KIND=MODULE:FUNCTION",
+    help="Your own implementation (repeatable), as in `lsmcheck run --impl`.",
+)
+
+
+def _algorithms(algorithms: tuple[str, ...], impls: tuple[str, ...]) -> tuple[str | Algorithm, ...]:
+    """``-a`` names and ``--impl`` implementations; with ``--impl`` alone, only those."""
+    user = [load(spec, "--impl") for spec in impls]
+    builtin = algorithm_names(algorithms) if algorithms or not user else ()
+    return (*builtin, *user)
+
+
 output_option = click.option(
     "-o", "--output", metavar="FILE", help="Write to FILE (atomically) instead of stdout."
 )
@@ -116,6 +133,7 @@ output_option = click.option(
 @click.command()
 @dtype_option
 @algorithm_option
+@impl_option
 @click.option(
     "--limit",
     "limit_names",
@@ -152,6 +170,7 @@ output_option = click.option(
 def limits(
     dtypes: tuple[str, ...],
     algorithms: tuple[str, ...],
+    impls: tuple[str, ...],
     limit_names: tuple[str, ...],
     ulp_bound: float,
     max_length: int,
@@ -162,7 +181,7 @@ def limits(
     names = [n.strip() for v in limit_names for n in v.split(",") if n.strip()] or list(LIMITS)
     with progress_bar("limits") as progress:
         report = measure_limits(
-            algorithm_names(algorithms),
+            _algorithms(algorithms, impls),
             dtype_names(dtypes),
             names,
             ulp_bound=ulp_bound,
@@ -212,6 +231,7 @@ def _write_binary(path: str, data: bytes, flag: str) -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the draw.")
 @dtype_option
 @algorithm_option
+@impl_option
 @precision_option
 @click.option(
     "-f",
@@ -240,6 +260,7 @@ def sweep(
     seed: int,
     dtypes: tuple[str, ...],
     algorithms: tuple[str, ...],
+    impls: tuple[str, ...],
     precision: int,
     fmt: str,
     output: str | None,
@@ -265,7 +286,7 @@ def sweep(
             length=length,
             samples=samples,
             seed=seed,
-            algorithms=algorithm_names(algorithms) if algorithms else DEFAULT_ALGORITHMS,
+            algorithms=_algorithms(algorithms, impls),
             dtypes=dtype_names(dtypes),
             precision_bits=precision,
             progress=progress,
@@ -336,7 +357,13 @@ def append_cases(path: str, text: str) -> tuple[int, int]:
 
 
 @click.command()
-@click.option("-a", "--algorithm", "algorithm", required=True, metavar="NAME", help="Algorithm.")
+@click.option("-a", "--algorithm", "algorithm", metavar="NAME", help="A built-in algorithm.")
+@click.option(
+    "--impl",
+    "impl",
+    metavar="KIND=MODULE:FUNCTION",
+    help="Or your own implementation, as in `lsmcheck run --impl`.",
+)
 @click.option("-d", "--dtype", "dtype", required=True, metavar="DTYPE", help="Precision.")
 @click.option("--length", type=int, default=8, show_default=True, metavar="N", help="Logits.")
 @click.option(
@@ -363,7 +390,8 @@ def append_cases(path: str, text: str) -> tuple[int, int]:
 @precision_option
 @guard
 def hunt(
-    algorithm: str,
+    algorithm: str | None,
+    impl: str | None,
     dtype: str,
     length: int,
     budget: float,
@@ -374,14 +402,17 @@ def hunt(
     fmt: str,
     precision: int,
 ) -> int:
-    """Search for the inputs that break one algorithm in one dtype worst.
+    """Search for the inputs that break one implementation in one dtype worst.
 
     Prints the worst vectors as case lines: lsmcheck hunt -a softmax_naive -d float16 | lsmcheck
     run -.
     """
-    with progress_bar(f"hunt {algorithm} {dtype}") as progress:
+    if (algorithm is None) == (impl is None):
+        raise UsageError("hunt: give one implementation: -a NAME or --impl KIND=MODULE:FUNCTION")
+    target: str | Algorithm = algorithm if algorithm is not None else load(str(impl), "--impl")
+    with progress_bar("hunt") as progress:
         report = run_hunt(
-            algorithm,
+            target,
             dtype,
             length=length,
             budget=budget,
@@ -392,7 +423,7 @@ def hunt(
             progress=progress,
         )
     click.echo(
-        f"lsmcheck: repeat exactly with: lsmcheck hunt -a {algorithm} -d {dtype} "
+        f"lsmcheck: repeat exactly with: lsmcheck hunt {report.flag} -d {dtype} "
         f"--length {length} --seed {seed} --evals {report.evaluations}",
         err=True,
     )

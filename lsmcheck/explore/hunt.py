@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from lsmcheck.algorithms import BUILTINS, Algorithm
 from lsmcheck.audit import Options, audit
 from lsmcheck.dtypes import Format, get_format
 from lsmcheck.errors import UsageError
@@ -74,13 +75,16 @@ class Found:
         return self.broken, (-1.0 if ulp is None or math.isnan(ulp) else ulp)
 
     def case_lines(self, algorithm: str, seed: int) -> list[str]:
-        """A comment naming what it breaks, and the vector as a CSV line of the dtype's values."""
+        """A comment naming what it breaks, and the vector as a CSV line of the dtype's values.
+
+        ``algorithm`` is how the command line names the implementation (``-a NAME`` or
+        ``--impl KIND=MODULE:FUNCTION``)."""
         r = self.result
         what = [f"max_ulp {_fmt_ulp(r.max_ulp)}"]
         what += [f"{k} {getattr(r, k)}" for k in ("overflow", "underflow", "nan") if getattr(r, k)]
         line = ",".join(repr_float(float(v), r.dtype) for v in self.values)
         return [
-            f"# lsmcheck hunt -a {algorithm} -d {r.dtype} --seed {seed}: {', '.join(what)}",
+            f"# lsmcheck hunt {algorithm} -d {r.dtype} --seed {seed}: {', '.join(what)}",
             line,
         ]
 
@@ -102,6 +106,8 @@ class HuntReport:
             :attr:`Found.signature`).
         baseline: the worst max ULP error of the baseline round of standard normal logits.
         broken: candidates that overflowed, underflowed or returned NaN.
+        kind: what the implementation computes (``softmax``, ``log_softmax``, ``logsumexp``).
+        implementation: the implementation itself (to audit the worst again).
     """
 
     algorithm: str
@@ -114,12 +120,21 @@ class HuntReport:
     worst: tuple[Found, ...]
     baseline: float
     broken: int
+    kind: str = ""
+    implementation: Algorithm | None = None
+
+    @property
+    def flag(self) -> str:
+        """The implementation as a command-line flag: ``-a NAME`` or ``--impl KIND=NAME``."""
+        if self.algorithm in BUILTINS:
+            return f"-a {self.algorithm}"
+        return f"--impl {self.kind}={self.algorithm}"
 
     def case_text(self) -> str:
         """The worst vectors as ready-to-use case lines (with a comment each)."""
         lines = []
         for f in self.worst:
-            lines += f.case_lines(self.algorithm, self.seed)
+            lines += f.case_lines(self.flag, self.seed)
         return "\n".join(lines) + "\n"
 
     def verdict(self) -> str:
@@ -135,8 +150,9 @@ def _fmt_ulp(x: float | None) -> str:
 class Hunter:
     """The search state: the generator, the pool of best candidates, and counters."""
 
-    def __init__(self, algorithm: str, fmt: Format, length: int, seed: int, bits: int) -> None:
-        self.algorithm = algorithm
+    def __init__(
+        self, algorithm: str | Algorithm, fmt: Format, length: int, seed: int, bits: int
+    ) -> None:
         self.fmt = fmt
         self.length = length
         self.seed = seed
@@ -144,7 +160,7 @@ class Hunter:
         self.options = Options(
             dtypes=(fmt.name,), algorithms=(algorithm,), precision_bits=bits, danger_zone=None
         )
-        self.options.validate()
+        (self.implementation,) = self.options.implementations()
         self.pool: list[Found] = []
         self.best: dict[bytes, Found] = {}
         self.evaluations = 0
@@ -245,7 +261,7 @@ class Hunter:
 
 
 def hunt(
-    algorithm: str,
+    algorithm: str | Algorithm,
     dtype: str,
     *,
     length: int = 8,
@@ -298,8 +314,9 @@ def hunt(
         if f.signature not in seen and len(worst) < top:
             seen.add(f.signature)
             worst.append(f)
+    impl = hunter.implementation
     return HuntReport(
-        algorithm=algorithm,
+        algorithm=impl.name,
         dtype=fmt.name,
         length=length,
         seed=seed,
@@ -309,6 +326,8 @@ def hunt(
         worst=tuple(worst),
         baseline=base,
         broken=hunter.broken,
+        kind=impl.kind.value,
+        implementation=impl,
     )
 
 
@@ -321,6 +340,10 @@ _ADVICE = {
     "underflow:log_of_zero": "compute log_softmax directly instead of log(softmax)",
     "nan:inf_over_inf": "shift by the maximum first",
     "nan:zero_over_zero": "shift by the maximum first",
+    "nan:output": "a NaN usually comes from exp overflowing to inf (inf/inf): shift by the "
+    "maximum first",
+    "overflow:output": "shift by the maximum first, or use a wider type",
+    "underflow:output": "compute in the log domain (log_softmax), or use a wider type",
 }
 
 
@@ -333,7 +356,8 @@ def hunt_verdict(h: HuntReport) -> str:
     tried = f"{h.evaluations} inputs of length {h.length} tried in {h.seconds:.1f} s"
     base = f"random normal logits give at most {_fmt_ulp(h.baseline)} ulp"
     if w.broken:
-        first = next(f for f in r.findings if f.kind != "underflow_benign")
+        found = [f for f in r.findings if f.kind != "underflow_benign"]
+        first = next(f for k in ("overflow", "nan", "underflow") for f in found if f.kind == k)
         advice = _ADVICE.get(f"{first.kind}:{first.event}", "use a wider type")
         return (
             f"{h.algorithm} in {h.dtype} breaks: {h.broken} of {tried} overflowed, underflowed "
@@ -347,7 +371,10 @@ def hunt_verdict(h: HuntReport) -> str:
         detail = audit(
             [Vector("hunt", 0, None, w.values)],
             Options(
-                dtypes=(h.dtype,), algorithms=(h.algorithm,), per_element=True, danger_zone=None
+                dtypes=(h.dtype,),
+                algorithms=(h.implementation or h.algorithm,),
+                per_element=True,
+                danger_zone=None,
             ),
         ).results
         text += " " + verdict(h.dtype, list(detail))

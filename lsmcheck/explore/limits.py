@@ -471,7 +471,7 @@ class LimitsReport:
 
 
 def measure_limits(
-    algorithms: Sequence[str],
+    algorithms: Sequence[str | Algorithm],
     dtypes: Sequence[str],
     names: Sequence[str] = LIMITS,
     ulp_bound: float = DEFAULT_ULP_BOUND,
@@ -479,7 +479,7 @@ def measure_limits(
     progress: Progress | None = None,
 ) -> LimitsReport:
     """Measure every limit in ``names`` for every algorithm in every dtype."""
-    algs = [get_algorithm(a) for a in dict.fromkeys(algorithms)]
+    algs = [a if isinstance(a, Algorithm) else get_algorithm(a) for a in dict.fromkeys(algorithms)]
     fmts = [get_format(d) for d in dict.fromkeys(dtypes)]
     for n in names:
         if n not in SPECS:
@@ -523,7 +523,7 @@ def _join(names: list[str]) -> str:
 
 def _advice(lim: Limit) -> str:
     if lim.name in ("overflow", "underflow"):
-        return "shift by the maximum first" if "naive" in lim.algorithm else "use a wider type"
+        return "shift by the maximum first"
     if lim.name == "flush":
         return "compute log_softmax directly: (x - max) - log(sum(exp(x - max)))"
     if lim.name == "length":
@@ -584,9 +584,15 @@ def verdicts(limits: Sequence[Limit]) -> list[str]:
         who = "every algorithm" if every else _join(algs)
         sentence = f"{who} in {dtype} {_what(lims[0], len(algs) > 1 and not every)}: {advice}."
         out.append(sentence[0].upper() + sentence[1:] if every else sentence)
+    failed: dict[tuple[str, str], str] = {}
+    for lim in limits:
+        if lim.event.startswith("error"):
+            failed.setdefault((lim.algorithm, lim.dtype), lim.event)
+    for (alg, dtype), error in failed.items():
+        out.append(f"{alg} in {dtype} could not be probed: {error}.")
     survivors: dict[str, list[str]] = {}
     for lim in limits:
-        if lim.name == "overflow" and not lim.found:
+        if lim.name == "overflow" and lim.applicable and not lim.found:
             survivors.setdefault(lim.dtype, []).append(lim.algorithm)
     for dtype, algs in survivors.items():
         fmt = get_format(dtype)

@@ -134,19 +134,24 @@ class Sample:
             self.measured, t.overflow[r][p], t.flush[r][p], t.nan[r][p], t.arg[r][p], self.fmt
         )
 
+    def _first(self) -> Finding | None:
+        """The finding that names the break: an overflow, else a NaN, else an underflow."""
+        found = [f for f in self.findings() if f.kind != "underflow_benign"]
+        for kind in ("overflow", "nan", "underflow"):
+            for f in found:
+                if f.kind == kind:
+                    return f
+        return None
+
     def event(self) -> str:
-        """The first non-benign finding's message ("" when nothing broke)."""
-        for f in self.findings():
-            if f.kind != "underflow_benign":
-                return f.message
-        return ""
+        """The message of the finding that names the break ("" when nothing broke)."""
+        f = self._first()
+        return "" if f is None else f.message
 
     def event_kind(self) -> str:
-        """The first non-benign finding as ``kind:event`` (e.g. ``overflow:exp_overflow``)."""
-        for f in self.findings():
-            if f.kind != "underflow_benign":
-                return f"{f.kind}:{f.event}"
-        return ""
+        """That finding as ``kind:event`` (e.g. ``overflow:exp_overflow``)."""
+        f = self._first()
+        return "" if f is None else f"{f.kind}:{f.event}"
 
 
 def equal_logits_exact(n: int, c: float, bits: int = CLOSED_FORM_BITS) -> Exact:

@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from lsmcheck.algorithms import Algorithm
 from lsmcheck.audit import Options, audit
 from lsmcheck.explore.generators import Family, draw, get_family, steps, vectors
 from lsmcheck.results import Result, Status
@@ -112,7 +113,7 @@ def run_sweep(
     length: int = 16,
     samples: int | None = None,
     seed: int = 0,
-    algorithms: Sequence[str] = (),
+    algorithms: Sequence[str | Algorithm] = (),
     dtypes: Sequence[str] = (),
     precision_bits: int = 113,
     progress: Progress | None = None,
