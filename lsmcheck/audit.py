@@ -125,7 +125,7 @@ def audit(
                 runnable.setdefault(len(x), []).append(vi)
                 continue
             for ai, alg in enumerate(algorithms):
-                keyed[vi, fi, ai] = _skipped(v, alg, fmt, status, reason)
+                keyed[vi, fi, ai] = judge(_skipped(v, alg, fmt, status, reason), options.thresholds)
             done += 1
         for rows in runnable.values():
             batch = np.stack([rounded[vi] for vi in rows])
@@ -157,6 +157,7 @@ def audit(
         reference=ReferenceInfo("mpmath", options.precision_bits, max_bits),
         results=results,
         groups=summarise(results),
+        gated=options.thresholds.active,
     )
 
 

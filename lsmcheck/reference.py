@@ -126,17 +126,39 @@ def ulp_exponent(v: Mpf, fmt: Format) -> int:
     return int(max(exp + bc - 1, fmt.emin) - fmt.p + 1)
 
 
-def _settled(v: Mpf, rel: Mpf, fmt: Format) -> bool:
-    """Whether every value within relative distance ``rel`` of ``v`` rounds and ulps alike."""
+def _settled(v: Mpf, rel: Mpf, fmt: Format, side: int = 0) -> bool:
+    """Whether every value the bound allows rounds to the same value with the same ulp.
+
+    The bound allows the magnitudes within relative distance ``rel`` of ``v``; with ``side``
+    -1 (+1) only those not above (not below) ``|v|``: ``v`` was nudged off a power of two the
+    true value is known to lie strictly below (above) in magnitude (see :func:`_nudge`).
+    """
     if rel == 0 or not mpmath.isfinite(v) or v == 0:
         return True
     if rel > TARGET_REL_ERROR:
         return False
-    lo = v * (1 - rel)
-    hi = v * (1 + rel)
+    _, _, _, bc = v._mpf_
+    with mpmath.workprec(bc + 2 * int(-mpmath.log(rel, 2)) + 64):  # the ends exactly enough
+        lo = v if side > 0 else v * (1 - rel)
+        hi = v if side < 0 else v * (1 + rel)
     return round_to_format(lo, fmt) == round_to_format(hi, fmt) and ulp_exponent(
         lo, fmt
     ) == ulp_exponent(hi, fmt)
+
+
+def _power_of_two(v: Mpf) -> bool:
+    return bool(mpmath.isfinite(v) and v != 0 and v._mpf_[1] == 1)
+
+
+def _nudge(v: Mpf, side: int, bits: int) -> Mpf:
+    """``v`` moved by ``2**-(bits+16)`` of itself, down (side -1) or up (+1) in magnitude.
+
+    Used where the working precision absorbed a positive term into a power of two: the true
+    value is then strictly on one side of ``v``, closer to it than any working precision can
+    show, and the nudged value lies between the two, in the true value's binade.
+    """
+    with mpmath.workprec(bits + 32):
+        return v * (1 + side * mpf(2) ** -(bits + 16))
 
 
 def exact(values: npt.NDArray[np.float64], fmt: Format, start_bits: int = 113) -> Exact:
@@ -164,8 +186,9 @@ def exact(values: npt.NDArray[np.float64], fmt: Format, start_bits: int = 113) -
         return Exact((), (), mpf("nan"), start_bits, undefined=reason)
     bits = start_bits
     while bits <= MAX_BITS:
-        result, bounds = _evaluate(values, bits)
-        if all(_settled(v, b, fmt) for v, b in zip(_flat(result), bounds, strict=True)):
+        result, bounds, sides = _evaluate(values, bits)
+        values_and_bounds = zip(_flat(result), bounds, sides, strict=True)
+        if all(_settled(v, b, fmt, side) for v, b, side in values_and_bounds):
             return result
         bits *= 2
     raise RuntimeError(f"reference not certified at {MAX_BITS} bits: {values!r}")
@@ -175,8 +198,15 @@ def _flat(r: Exact) -> list[Mpf]:
     return [*r.softmax, *r.log_softmax, r.logsumexp]
 
 
-def _evaluate(values: npt.NDArray[np.float64], bits: int) -> tuple[Exact, list[Mpf]]:
-    """Values at working precision ``bits`` and their relative error bounds."""
+def _evaluate(values: npt.NDArray[np.float64], bits: int) -> tuple[Exact, list[Mpf], list[int]]:
+    """Values at working precision ``bits``, their relative error bounds and known sides.
+
+    A value that came out exactly equal to its anchor although the true value differs from it
+    by a positive term the precision absorbed (``s`` beside a tie's ``1/c``, ``log1p(s)`` beside
+    ``d_i`` or ``m``) is nudged to the known side (:func:`_nudge`): where the anchor is a power
+    of two or a rounding tie of the format, the side decides the ulp binade or the rounding,
+    which no finite precision would settle.
+    """
     finite = np.isfinite(values)
     m_float = float(values[finite].max())
     k = int(np.flatnonzero(values == m_float)[0])
@@ -211,9 +241,40 @@ def _evaluate(values: npt.NDArray[np.float64], bits: int) -> tuple[Exact, list[M
             lse = m + log1p_s
             rel_p = rel_l = 4 * (n + 4) * u
             rel_lse = _lse_bound(m, log1p_s, 4 * (n + 2) * u, u, lse)
+            sm, ls, lse, sides = _absorbed(d, sm, ls, lse, m, bits)
+            result = Exact(sm, ls, lse, bits)
+            bounds = [rel_p] * len(sm) + [rel_l] * len(ls) + [rel_lse]
+            return result, [b + mpf(2) ** -(bits + 15) for b in bounds], sides
     result = Exact(sm, ls, lse, bits)
     bounds = [rel_p] * len(sm) + [rel_l] * len(ls) + [rel_lse]
-    return result, bounds
+    return result, bounds, [0] * len(bounds)
+
+
+def _absorbed(
+    d: list[Mpf], sm: tuple[Mpf, ...], ls: tuple[Mpf, ...], lse: Mpf, m: Mpf, bits: int
+) -> tuple[tuple[Mpf, ...], tuple[Mpf, ...], Mpf, list[int]]:
+    """Nudge the values where a positive ``s`` (some logit below the maximum) was absorbed.
+
+    With ``s > 0``: a tie's probability ``1/(c + s')`` is below ``1/c``; a log-probability
+    ``d_i - log1p(s)`` is below ``d_i``; ``logsumexp = m + log1p(s)`` is above ``m``.
+    """
+    ties = sum(1 for dj in d if dj == 0)
+    p_tie = mpf(1) / ties
+    sm_sides = [
+        -1 if dj == 0 and p == p_tie and _power_of_two(p) else 0
+        for dj, p in zip(d, sm, strict=True)
+    ]
+    # d_i (exact) can be a power of two or a rounding tie of the format: either way the
+    # absorbed -log1p(s) decides the rounding, and its side is known.
+    ls_sides = [1 if lp == dj and dj != 0 else 0 for dj, lp in zip(d, ls, strict=True)]
+    lse_side = (1 if m > 0 else -1) if lse == m and m != 0 else 0
+    sm = tuple(_nudge(p, side, bits) if side else p for p, side in zip(sm, sm_sides, strict=True))
+    ls = tuple(
+        _nudge(lp, side, bits) if side else lp for lp, side in zip(ls, ls_sides, strict=True)
+    )
+    if lse_side:
+        lse = _nudge(lse, lse_side, bits)
+    return sm, ls, lse, [*sm_sides, *ls_sides, lse_side]
 
 
 def _lse_bound(m: Mpf, log_term: Mpf, rel_log: Mpf, u: Mpf, lse: Mpf) -> Mpf:

@@ -333,6 +333,8 @@ class Report:
         reference: how the reference was computed.
         results: one per (vector, implementation, dtype), in input order.
         baseline: the comparison with a baseline, when one was given.
+        gated: whether any threshold or baseline judged the results (without one, ``run``
+            only reports: every audited result passes).
     """
 
     version: str
@@ -340,6 +342,12 @@ class Report:
     results: tuple[Result, ...]
     groups: tuple[Group, ...] = field(default=())
     baseline: BaselineSummary | None = None
+    gated: bool = False
+
+    @property
+    def audited(self) -> int:
+        """How many results carry metrics."""
+        return sum(r.audited for r in self.results)
 
     @property
     def passed(self) -> bool:
@@ -517,6 +525,8 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         "baseline": None if report.baseline is None else baseline_to_dict(report.baseline),
         "summary": {
             "passed": report.passed,
+            "gated": report.gated,
+            "audited": report.audited,
             "results": len(report.results),
             "statuses": report.counts(),
             "groups": [group_to_dict(g) for g in report.groups],

@@ -57,6 +57,8 @@ def test_log_softmax_710_0_is_not_zero() -> None:
         [7.0],
         [3.0, 3.0, 3.0],
         [-745.2, -745.2],
+        [1.0, 9007199254740994.0],  # log_softmax[0] = -(2**53 + 1) - tiny: a float64 rounding tie
+        [0.0, 0.0, -1e300],  # 1/2 - tiny: a power of two approached from below
     ],
 )
 @pytest.mark.parametrize("fmt", ["float16", "float32", "float64"])
@@ -188,3 +190,15 @@ def test_softmax_sums_to_one_and_matches_exp_log_softmax(values: list[float]) ->
             # lp is certified to 2**-80 relative; exp turns that into |lp| * 2**-80 relative.
             tol = mpmath.mpf(2) ** -75 + (abs(lp) if mpmath.isfinite(lp) else 0) * 2.0**-79
             assert abs(mpmath.exp(lp) - p) <= abs(p) * tol
+
+
+def test_settling_checks_the_interval_at_full_precision() -> None:
+    # A value 2**-100 above float32's rounding tie between 1 and 1 + 2**-23: with a bound of
+    # 2**-90 the interval straddles the tie, so it is not settled; 2**-60 above, it is.
+    from lsmcheck.reference import _settled
+
+    f32 = FORMATS["float32"]
+    with mpmath.workprec(200):
+        tie = 1 + mpmath.mpf(2) ** -24
+        assert not _settled(tie + mpmath.mpf(2) ** -100, mpmath.mpf(2) ** -90, f32)
+        assert _settled(tie + mpmath.mpf(2) ** -60, mpmath.mpf(2) ** -90, f32)

@@ -174,7 +174,8 @@ def _write(path: str, text: str, inputs: list[str], flag: str) -> None:
     "--fail-on",
     multiple=True,
     metavar="EVENTS",
-    help=f"Fail a result with any of these ({', '.join(FAIL_ON_CHOICES)}, or all).",
+    help=f"Fail a result with any of these ({', '.join(FAIL_ON_CHOICES)}, or all), and with "
+    "'unaudited' fail inputs that cannot be audited (undefined or unrepresentable).",
 )
 @click.option(
     "--baseline",

@@ -38,7 +38,10 @@ def _count(n: int, colour: str) -> Text:
     return Text(str(n), style=colour if n else "dim")
 
 
-def _status(status: Status) -> Text:
+def _status(status: Status, gated: bool) -> Text:
+    """The status cell; without a gate a result is only reported: ``-``."""
+    if status is Status.PASS and not gated:
+        return Text("-", "dim")
     colours = {Status.PASS: "green", Status.FAIL: "bold red", Status.ERROR: "bold red"}
     return Text(status.value.upper() if status is not Status.PASS else "pass", colours[status])
 
@@ -93,7 +96,7 @@ def group_table(report: Report) -> Table:
             under,
             _count(g.nan, "red"),
             _count(g.argmax_lost, "red"),
-            _status(g.status),
+            _status(g.status, report.gated),
         )
     return table
 
@@ -200,12 +203,24 @@ def baseline_text(report: Report) -> Text:
 
 
 def verdict_text(report: Report) -> Text:
-    """The closing line: what the gate decided."""
+    """The closing line: what the gate decided, or that there was no gate."""
     failed = [r for r in report.results if r.status in (Status.FAIL, Status.ERROR)]
     n = len(report.results)
+    skipped = sum(
+        not r.audited and r.reason is not None and r.status is not Status.ERROR
+        for r in report.results
+    )
+    unseen = f" ({skipped} not audited)" if skipped else ""
+    counted = f"{n} results{unseen}"
+    if report.passed and not report.gated:
+        return Text(
+            f"\nAudited {counted}; no gate set (--max-ulp, --fail-on or a config's thresholds "
+            "make this a pass/fail check)",
+            "bold",
+        )
     if report.passed:
-        return Text(f"\nPASS: {n} results", "bold green")
-    text = Text(f"\nFAIL: {len(failed)} of {n} results broke the gate\n", "bold red")
+        return Text(f"\nPASS: {counted}", "bold green")
+    text = Text(f"\nFAIL: {len(failed)} of {n} results broke the gate{unseen}\n", "bold red")
     if report.baseline is not None and report.baseline.vanished:
         text.append(f"  and {len(report.baseline.vanished)} baseline results vanished\n")
     for r in failed[:10]:
