@@ -42,9 +42,8 @@ def test_run_seeds_table() -> None:
     assert "\x1b[" not in out  # no colour when not a terminal
     out = " ".join(out.split())
     assert "exp(19..20) overflowed (float16 max exp argument ~11.09)" in out
-    assert out.endswith(
-        "Audited 105 results; no gate set (--max-ulp, --fail-on or a config's thresholds make this a pass/fail check)"
-    )
+    assert out.endswith("make this a pass/fail check)")
+    assert "Audited 105 results; no gate set" in out
 
 
 def test_run_json_schema() -> None:
