@@ -10,6 +10,7 @@ dtype, then implementation.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ from lsmcheck import metrics
 from lsmcheck.algorithms import DEFAULT_ALGORITHMS, Algorithm, Kind, Trace, get_algorithm
 from lsmcheck.dtypes import DEFAULT_FORMATS, Format, get_format
 from lsmcheck.errors import UsageError
+from lsmcheck.explore import headroom
 from lsmcheck.gate import Thresholds, judge
 from lsmcheck.reference import Exact, exact
 from lsmcheck.results import ReferenceInfo, Report, Result, Status, summarise
@@ -45,6 +47,8 @@ class Options:
         precision_bits: the first mpmath working precision of the reference.
         per_element: whether results carry per-element detail.
         thresholds: the gate.
+        danger_zone: warn when a vector is within this fraction of a measured limit
+            (:mod:`lsmcheck.explore.headroom`); ``None`` computes no headroom.
     """
 
     dtypes: tuple[str, ...] = DEFAULT_FORMATS
@@ -52,8 +56,14 @@ class Options:
     precision_bits: int = 113
     per_element: bool = False
     thresholds: Thresholds = field(default_factory=Thresholds)
+    danger_zone: float | None = 0.10
 
     def __post_init__(self) -> None:
+        if self.danger_zone is not None and not 0 <= self.danger_zone < 1:
+            raise UsageError(
+                f"--danger-zone: expected a percentage from 0 to below 100, "
+                f"got {self.danger_zone * 100:g}"
+            )
         if not MIN_BITS <= self.precision_bits <= MAX_START_BITS:
             raise UsageError(
                 f"--precision: expected bits between {MIN_BITS} and {MAX_START_BITS}, "
@@ -132,6 +142,11 @@ def audit(
                     res = _measure(
                         vectors[vi], x, alg, ran[0], ran[1], ref, fmt, options.per_element
                     )
+                    if options.danger_zone is not None:
+                        room = headroom.assess(
+                            alg, fmt, np.asarray(x, np.float64), options.danger_zone
+                        )
+                        res = dataclasses.replace(res, headroom=room)
                     keyed[vi, fi, ai] = judge(res, options.thresholds)
                 done += 1
                 if progress is not None:

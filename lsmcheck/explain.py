@@ -100,6 +100,7 @@ def verdict(dtype: str, results: list[Result]) -> str:
             f"(worst: {worst.algorithm})."
         )
         sentences.extend(_close_values(audited, fmt.p))
+    sentences.extend(_close_calls(audited))
     skipped = [r for r in results if r.status is Status.UNDEFINED]
     if skipped:
         sentences.append(f"Not audited: {skipped[0].reason}.")
@@ -150,6 +151,19 @@ def _cause(r: Result, fmt: Format) -> str:
             + ("" if shifted else " (shifting by the maximum keeps the largest term normal)")
         )
     return ""
+
+
+def _close_calls(results: list[Result]) -> list[str]:
+    """Warn about limits a vector is close to but has not crossed (the headroom)."""
+    by_message: dict[str, list[str]] = {}
+    for r in results:
+        for h in r.headroom:
+            if h.warning and h.headroom >= 0:
+                by_message.setdefault(h.message, []).append(r.algorithm)
+    return [
+        f"{_join(algs)} {'are' if len(algs) > 1 else 'is'} close to a limit: {message}."
+        for message, algs in by_message.items()
+    ]
 
 
 def _count(n: int) -> str:

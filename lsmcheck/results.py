@@ -103,6 +103,30 @@ class Element:
 
 
 @dataclass(frozen=True)
+class Headroom:
+    """How close one vector comes to one measured limit of an implementation in a dtype.
+
+    See :mod:`lsmcheck.explore.headroom`.
+
+    Attributes:
+        limit: ``overflow``, ``underflow``, ``flush`` or ``length`` (as ``lsmcheck limits``).
+        value: the vector's quantity: its largest logit, its lowest logit minus the largest,
+            or its length.
+        threshold: the last value of that quantity that holds, as measured.
+        headroom: ``(threshold - value) / threshold``: 1 far away, 0 at the limit, negative past.
+        warning: within the danger zone or past the limit.
+        message: in words, e.g. ``largest logit 10.2 of 11.09 before exp overflows ...``.
+    """
+
+    limit: str
+    value: float
+    threshold: float
+    headroom: float
+    warning: bool
+    message: str
+
+
+@dataclass(frozen=True)
 class Result:
     """The audit of one vector by one implementation in one dtype.
 
@@ -132,6 +156,7 @@ class Result:
         failures: for a failed result, each threshold it broke and by how much.
         reason: for ``undefined``/``unrepresentable``/``error``, why.
         elements: per-element detail, when asked for.
+        headroom: how close the vector comes to each measured limit of the implementation.
         breaches: the same failures as structured :class:`Breach` values.
         baseline: against a baseline, ``"new"``, ``"unchanged"``, ``"improved"`` or
             ``"regressed"`` (``None`` without a baseline).
@@ -163,6 +188,7 @@ class Result:
     failures: tuple[str, ...] = ()
     reason: str | None = None
     elements: tuple[Element, ...] | None = None
+    headroom: tuple[Headroom, ...] = ()
     breaches: tuple[Breach, ...] = ()
     baseline: str | None = None
     baseline_note: str | None = None
@@ -391,6 +417,17 @@ def result_to_dict(r: Result) -> dict[str, Any]:
         "findings": [
             {"kind": f.kind, "event": f.event, "message": f.message, "count": f.count}
             for f in r.findings
+        ],
+        "headroom": [
+            {
+                "limit": h.limit,
+                "value": _num(h.value),
+                "threshold": _num(h.threshold),
+                "headroom": _num(h.headroom),
+                "warning": h.warning,
+                "message": h.message,
+            }
+            for h in r.headroom
         ],
     }
     if r.elements is not None:

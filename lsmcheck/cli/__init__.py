@@ -19,6 +19,7 @@ import click
 
 from lsmcheck import __version__
 from lsmcheck.cli.explain import explain
+from lsmcheck.cli.explore import hunt, limits, sweep
 from lsmcheck.cli.info import list_algorithms
 from lsmcheck.cli.run import run
 
@@ -71,5 +72,8 @@ def main() -> None:
 main.add_command(run)
 main.add_command(explain)
 main.add_command(list_algorithms)
+main.add_command(limits)
+main.add_command(sweep)
+main.add_command(hunt)
 
 __all__ = ["main"]

@@ -10,6 +10,7 @@ Exit codes: 0 every result passes; 1 a result fails the gate, an implementation 
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import click
@@ -30,6 +31,7 @@ from lsmcheck.cli.common import (
     style_for,
     write_atomically,
 )
+from lsmcheck.cli.explore import danger_zone_option
 from lsmcheck.config import Config, ConfigError, discover
 from lsmcheck.errors import UsageError
 from lsmcheck.formats import FORMATTERS, Style, render
@@ -201,6 +203,7 @@ def _write(path: str, text: str, inputs: list[str], flag: str) -> None:
 )
 @click.option("--no-config", is_flag=True, help="Ignore every config file.")
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when the gate fails.")
+@danger_zone_option
 @guard
 def run(
     paths: tuple[str, ...],
@@ -222,6 +225,7 @@ def run(
     config_path: str | None,
     no_config: bool,
     exit_zero: bool,
+    danger_zone: float,
 ) -> int:
     """Audit the logit vectors in PATHS (CSV, TSV, JSON, .npy, .npz; - for stdin)."""
     cfg = discover(config_path, use_files=not no_config)
@@ -235,6 +239,7 @@ def run(
     user = _implementations(impls, cfg)
     _check_rule_names(cfg, user)
     options = _options(cfg, user, dtypes, algorithms, precision, per_element, thresholds)
+    options = dataclasses.replace(options, danger_zone=danger_zone / 100)
     inputs = paths if paths or logits else (cfg.inputs or ())
     baseline = baseline or cfg.baseline
     recorded = baseline_file.load(baseline) if baseline else None  # fail before the audit

@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from lsmcheck.formats.style import Style, fmt_ulp
-from lsmcheck.results import Group, Report, Result, Status
+from lsmcheck.results import Group, Headroom, Report, Result, Status
 
 
 def to_text(renderables: Iterable[RenderableType], style: Style) -> str:
@@ -141,7 +141,7 @@ def group_table(report: Report, width: int = 140) -> Table:
         table.add_column(
             header,
             justify="right" if right else "left",
-            no_wrap=not fold and i < 4 or header == "status",
+            no_wrap=(not fold and i < 4) or header == "status",
             overflow="fold" if fold else "ellipsis",
         )
     several = len({g.dtype for g in report.groups}) > 1
@@ -185,6 +185,38 @@ def findings_table(report: Report) -> Table | None:
             Text(first.label + more, "dim"),
             message,
         )
+    return grid
+
+
+def headroom_table(report: Report) -> Table | None:
+    """Vectors within the danger zone of a measured limit: the closest per group, merged."""
+    closest: dict[tuple[str, str, str], tuple[Result, Headroom, int]] = {}
+    for r in report.results:
+        for h in r.headroom:
+            if not h.warning or h.headroom < 0:  # past the limit: "What broke" says it
+                continue
+            key = (r.algorithm, r.dtype, h.limit)
+            prev = closest.get(key)
+            if prev is None or h.headroom < prev[1].headroom:
+                closest[key] = (r, h, prev[2] + 1 if prev else 1)
+            else:
+                closest[key] = (prev[0], prev[1], prev[2] + 1)
+    if not closest:
+        return None
+    merged: dict[tuple[str, str], list[tuple[str, Result, int]]] = {}
+    for (alg, _, _), (r, h, count) in closest.items():
+        merged.setdefault((r.dtype, h.message), []).append((alg, r, count))
+    grid = Table(
+        title="Close to a limit", title_justify="left", title_style="bold", box=None, pad_edge=False
+    )
+    grid.add_column("where", no_wrap=True)
+    grid.add_column("why")
+    grid.show_header = False
+    for (_, message), hits in merged.items():
+        _, first, count = hits[0]
+        more = f" +{count - 1}" if count > 1 else ""
+        why = Text(", ".join(a for a, _, _ in hits), "bold").append(": " + message, "yellow")
+        grid.add_row(Text(first.label + more, "dim"), why)
     return grid
 
 
@@ -260,6 +292,10 @@ def render(report: Report, style: Style) -> str:
     findings = findings_table(report)
     if findings is not None:
         parts.append(findings)
+    headroom = headroom_table(report)
+    if headroom is not None:
+        parts.append(Text(""))
+        parts.append(headroom)
     for part in (skipped_text(report), baseline_text(report)):
         if part.plain:
             parts.append(part)
