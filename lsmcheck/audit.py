@@ -23,6 +23,7 @@ from lsmcheck import fastmetrics, metrics
 from lsmcheck.algorithms import DEFAULT_ALGORITHMS, Algorithm, Kind, Trace, get_algorithm
 from lsmcheck.dtypes import DEFAULT_FORMATS, Format, get_format
 from lsmcheck.errors import UsageError
+from lsmcheck.explore import headroom
 from lsmcheck.fastref import DD_TIER, FLOAT64_TIER, FastReference, Values, fast_reference
 from lsmcheck.gate import Thresholds, judge
 from lsmcheck.reference import Exact, exact, round_to_format
@@ -33,8 +34,9 @@ from lsmcheck.vectors import Vector
 #: The lowest and highest ``--precision`` accepted (bits of the first mpmath attempt).
 MIN_BITS, MAX_START_BITS = 64, 4096
 
-#: ``progress(done, total)``: elements audited so far, and in all (``None``: unknown).
-Progress = Callable[[int, int | None], None]
+#: ``progress(done, total)``: elements audited so far, and in all (an int, or ``None`` when the
+#: input is an iterator of unknown length; typed Any so that ``(int, int)`` callbacks fit).
+Progress = Callable[[int, Any], None]
 #: The reference modes: the tiered fast reference with mpmath fallback, or mpmath everywhere.
 REFERENCE_MODES: tuple[str, ...] = ("auto", "mpmath")
 
@@ -57,6 +59,8 @@ class Options:
             only the ``keep`` worst vectors and the first ``keep`` failing and skipped ones
             (the groups and :class:`~lsmcheck.results.Aggregate` totals cover every vector).
             ``None``: keep every result up to 100,000 results, then aggregate keeping 10.
+        danger_zone: warn when a vector is within this fraction of a measured limit
+            (:mod:`lsmcheck.explore.headroom`); ``None`` computes no headroom.
     """
 
     dtypes: tuple[str, ...] = DEFAULT_FORMATS
@@ -66,10 +70,16 @@ class Options:
     thresholds: Thresholds = field(default_factory=Thresholds)
     reference: str = "auto"
     keep: int | None = None
+    danger_zone: float | None = 0.10
 
     def __post_init__(self) -> None:
         if self.keep is not None and self.keep < 0:
             raise UsageError(f"--keep: expected a number >= 0, got {self.keep}")
+        if self.danger_zone is not None and not 0 <= self.danger_zone < 1:
+            raise UsageError(
+                f"--danger-zone: expected a percentage from 0 to below 100, "
+                f"got {self.danger_zone * 100:g}"
+            )
         if self.reference not in REFERENCE_MODES:
             raise UsageError(
                 f"--reference: expected one of {', '.join(REFERENCE_MODES)}, got {self.reference!r}"
@@ -154,6 +164,7 @@ def audit(
         results=acc.results(),
         groups=acc.groups(),
         aggregated=acc.aggregate(),
+        gated=options.thresholds.active,
     )
 
 
@@ -217,7 +228,7 @@ def audit_chunk(vectors: Sequence[Vector], options: Options) -> ChunkOutcome:
                 runnable.setdefault(len(x), []).append(vi)
                 continue
             for ai, alg in enumerate(algorithms):
-                keyed[vi, fi, ai] = _skipped(v, alg, fmt, status, reason)
+                keyed[vi, fi, ai] = judge(_skipped(v, alg, fmt, status, reason), options.thresholds)
         for rows in _sub_batches(runnable.items()):
             batch = np.stack([rounded[vi] for vi in rows])
             runs = [_run(alg, batch) for alg in algorithms]
@@ -225,7 +236,7 @@ def audit_chunk(vectors: Sequence[Vector], options: Options) -> ChunkOutcome:
                 [vectors[vi] for vi in rows], batch, algorithms, runs, fmt, options, tiers
             )
             max_bits = max(max_bits, measured.max_bits)
-            gate = options.thresholds != Thresholds()
+            gate = options.thresholds.active
             for (r, ai), res in measured.results.items():
                 # default thresholds set no limit: every result passes (its default status)
                 keyed[rows[r], fi, ai] = judge(res, options.thresholds) if gate else res
@@ -344,7 +355,11 @@ def _measure_batch(
                     dataclasses.replace(m, exact=exact_values),
                     None if kind.per_vector else x64[r],
                 )
-            out[r, ai] = _result(vectors[r], alg, fmt, found[j], j, rows, elements)
+            res = _result(vectors[r], alg, fmt, found[j], j, rows, elements)
+            if options.danger_zone is not None:
+                room = headroom.assess(alg, fmt, x64[r], options.danger_zone)
+                res = dataclasses.replace(res, headroom=room)
+            out[r, ai] = res
     max_bits = max((e.bits for e in exacts.values()), default=options.precision_bits)
     return _Measured(out, max_bits)
 
@@ -418,9 +433,12 @@ def _row_stats(
     if kind.per_vector:
         argmax: list[bool | None] = [None] * b
     else:
-        top = np.argmax(c, axis=1)
-        at_top = x64[np.arange(b), top] == np.max(x64, axis=1)
-        argmax = (at_top & ~nan.any(axis=1)).tolist()
+        # as metrics.argmax_preserved: a maximal input keeps the maximal output (ties allowed)
+        top = x64 == np.max(x64, axis=1, keepdims=True)
+        with np.errstate(invalid="ignore"):
+            best_top = np.where(top, c, -np.inf).max(axis=1)
+            kept = (best_top == c.max(axis=1)) & ~nan.any(axis=1)
+        argmax = kept.tolist()
     return _Rows(
         worst=worst.tolist(),
         max_ulp=ulp[np.arange(b), worst].tolist(),

@@ -38,6 +38,10 @@ from lsmcheck.results import (
 #: The event counts ``--fail-on`` may name.
 FAIL_ON_CHOICES: tuple[str, ...] = ("overflow", "underflow", "nan")
 
+#: ``--fail-on`` may also name this: a result that could not be audited (its input overflows
+#: the dtype, or its softmax is undefined) then fails, so a gate never passes unseen inputs.
+UNAUDITED = "unaudited"
+
 #: Every check a threshold can set, in the order failures are listed.
 CHECKS: tuple[str, ...] = ("max_ulp", "max_rel_error", *FAIL_ON_CHOICES)
 
@@ -127,14 +131,24 @@ class Thresholds:
     rules: tuple[Rule, ...] = ()
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.fail_on) - set(FAIL_ON_CHOICES))
+        unknown = sorted(set(self.fail_on) - {*FAIL_ON_CHOICES, UNAUDITED})
         if unknown:
-            choices = ", ".join(FAIL_ON_CHOICES)
+            choices = ", ".join((*FAIL_ON_CHOICES, UNAUDITED))
             raise UsageError(f"--fail-on: unknown event {unknown[0]!r} (choose from {choices})")
         if self.max_ulp is not None and not self.max_ulp >= 0:
             raise UsageError(f"--max-ulp: expected a number >= 0, got {self.max_ulp!r}")
         if self.max_rel_error is not None and not self.max_rel_error >= 0:
             raise UsageError(f"--max-rel-error: expected a number >= 0, got {self.max_rel_error!r}")
+
+    @property
+    def active(self) -> bool:
+        """Whether any limit is set: without one, ``run`` reports and never fails."""
+        return bool(
+            self.max_ulp is not None
+            or self.max_rel_error is not None
+            or self.fail_on
+            or any(r.limits != Limits() for r in self.rules)
+        )
 
     @property
     def direct(self) -> Limits:
@@ -163,10 +177,13 @@ def _resolve(thresholds: Thresholds, algorithm: str, dtype: str) -> dict[str, tu
 
 
 def parse_fail_on(values: tuple[str, ...] | list[str]) -> frozenset[str]:
-    """Comma-separated or repeated ``--fail-on`` values as a set (``all`` = every kind)."""
+    """Comma-separated or repeated ``--fail-on`` values as a set.
+
+    ``all`` means every event (overflow, underflow, nan); ``unaudited`` must be named.
+    """
     names = {n.strip() for v in values for n in v.split(",") if n.strip()}
     if "all" in names:
-        return frozenset(FAIL_ON_CHOICES)
+        names = (names - {"all"}) | set(FAIL_ON_CHOICES)
     return frozenset(names)
 
 
@@ -198,8 +215,16 @@ def _breaches(result: Result, limits: dict[str, tuple[float, str]]) -> Iterator[
 
 
 def judge(result: Result, thresholds: Thresholds) -> Result:
-    """``result`` with status ``pass`` or ``fail`` and the thresholds it broke."""
+    """``result`` with status ``pass`` or ``fail`` and the thresholds it broke.
+
+    A result that was not audited keeps its status, unless ``--fail-on unaudited`` asks that
+    it fail.
+    """
     if not result.audited:
+        skipped = result.status in (Status.UNDEFINED, Status.UNREPRESENTABLE)
+        if skipped and UNAUDITED in thresholds.fail_on:
+            why = f"not audited: {result.reason}"
+            return dataclasses.replace(result, status=Status.FAIL, failures=(why,))
         return result
     broken = tuple(_breaches(result, thresholds.resolve(result.algorithm, result.dtype)))
     status = Status.FAIL if broken else Status.PASS
@@ -238,7 +263,7 @@ def compare(report: Report, baseline: Baseline, tolerance: float = DEFAULT_TOLER
         vanished=tuple(remaining[k] for k in sorted(remaining)),
     )
     return dataclasses.replace(
-        report, results=tuple(results), groups=summarise(results), baseline=summary
+        report, results=tuple(results), groups=summarise(results), baseline=summary, gated=True
     )
 
 

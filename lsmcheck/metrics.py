@@ -128,11 +128,15 @@ def sum_error(computed: npt.NDArray[np.float64]) -> float:
 
 
 def argmax_preserved(inputs: npt.NDArray[np.float64], computed: npt.NDArray[np.float64]) -> bool:
-    """Whether ``argmax(computed)`` is one of the maximal input logits (False on NaN)."""
+    """Whether a maximal input logit still has the maximal output (ties allowed); False on NaN.
+
+    A correctly rounded output may tie classes the input ranks apart (three probabilities of
+    1/3 in float32): the top class still has the top output then, and the argmax is kept.
+    """
     if np.isnan(computed).any():
         return False
     top = inputs == np.max(inputs)
-    return bool(top[int(np.argmax(computed))])
+    return bool(np.max(computed[top]) == np.max(computed))
 
 
 def findings(

@@ -104,6 +104,30 @@ class Element:
 
 
 @dataclass(frozen=True)
+class Headroom:
+    """How close one vector comes to one measured limit of an implementation in a dtype.
+
+    See :mod:`lsmcheck.explore.headroom`.
+
+    Attributes:
+        limit: ``overflow``, ``underflow``, ``flush`` or ``length`` (as ``lsmcheck limits``).
+        value: the vector's quantity: its largest logit, its lowest logit minus the largest,
+            or its length.
+        threshold: the last value of that quantity that holds, as measured.
+        headroom: ``(threshold - value) / threshold``: 1 far away, 0 at the limit, negative past.
+        warning: within the danger zone or past the limit.
+        message: in words, e.g. ``largest logit 10.2 of 11.09 before exp overflows ...``.
+    """
+
+    limit: str
+    value: float
+    threshold: float
+    headroom: float
+    warning: bool
+    message: str
+
+
+@dataclass(frozen=True)
 class Result:
     """The audit of one vector by one implementation in one dtype.
 
@@ -133,6 +157,7 @@ class Result:
         failures: for a failed result, each threshold it broke and by how much.
         reason: for ``undefined``/``unrepresentable``/``error``, why.
         elements: per-element detail, when asked for.
+        headroom: how close the vector comes to each measured limit of the implementation.
         breaches: the same failures as structured :class:`Breach` values.
         baseline: against a baseline, ``"new"``, ``"unchanged"``, ``"improved"`` or
             ``"regressed"`` (``None`` without a baseline).
@@ -164,6 +189,7 @@ class Result:
     failures: tuple[str, ...] = ()
     reason: str | None = None
     elements: tuple[Element, ...] | None = None
+    headroom: tuple[Headroom, ...] = ()
     breaches: tuple[Breach, ...] = ()
     baseline: str | None = None
     baseline_note: str | None = None
@@ -377,6 +403,8 @@ class Report:
         reference: how the reference was computed.
         results: one per (vector, implementation, dtype), in input order.
         baseline: the comparison with a baseline, when one was given.
+        gated: whether any threshold or baseline judged the results (without one, ``run``
+            only reports: every audited result passes).
     """
 
     version: str
@@ -385,6 +413,14 @@ class Report:
     groups: tuple[Group, ...] = field(default=())
     baseline: BaselineSummary | None = None
     aggregated: Aggregate | None = None
+    gated: bool = False
+
+    @property
+    def audited(self) -> int:
+        """How many results carry metrics (over every result, when aggregated)."""
+        if self.aggregated is not None:
+            return sum(g.audited for g in self.groups)
+        return sum(r.audited for r in self.results)
 
     @property
     def passed(self) -> bool:
@@ -459,6 +495,17 @@ def result_to_dict(r: Result) -> dict[str, Any]:
         "findings": [
             {"kind": f.kind, "event": f.event, "message": f.message, "count": f.count}
             for f in r.findings
+        ],
+        "headroom": [
+            {
+                "limit": h.limit,
+                "value": _num(h.value),
+                "threshold": _num(h.threshold),
+                "headroom": _num(h.headroom),
+                "warning": h.warning,
+                "message": h.message,
+            }
+            for h in r.headroom
         ],
     }
     if r.elements is not None:
@@ -559,6 +606,8 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         "baseline": None if report.baseline is None else baseline_to_dict(report.baseline),
         "summary": {
             "passed": report.passed,
+            "gated": report.gated,
+            "audited": report.audited,
             "results": len(report.results),
             "statuses": report.counts(),
             "groups": [group_to_dict(g) for g in report.groups],

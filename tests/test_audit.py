@@ -216,3 +216,25 @@ def test_results_are_in_input_order() -> None:
         (2, "float32"),
         (2, "float64"),
     ]
+
+
+def test_correctly_rounded_ties_keep_the_argmax() -> None:
+    # float32 rounds all three probabilities of 1e-15,2e-15,3e-15 to 0.33333334: the top class
+    # still has the top output.
+    r = one([1e-15, 2e-15, 3e-15], "softmax_stable", "float32")
+    assert r.elements is not None and len({e.computed for e in r.elements}) == 1
+    assert r.argmax_preserved is True
+
+
+def test_fail_on_unaudited() -> None:
+    v = [Vector("t", 0, 1, np.array([70000.0, 1.0])), Vector("t", 1, 2, np.array([np.nan, 1.0]))]
+    plain = audit(v, Options(dtypes=("float16",), algorithms=("softmax_stable",)))
+    assert plain.passed and not plain.gated and plain.audited == 0
+    strict = Options(
+        dtypes=("float16",),
+        algorithms=("softmax_stable",),
+        thresholds=Thresholds(fail_on=frozenset({"unaudited"})),
+    )
+    gated = audit(v, strict)
+    assert gated.gated and not gated.passed
+    assert [r.failures[0].split(":")[0] for r in gated.results] == ["not audited"] * 2

@@ -42,7 +42,8 @@ def test_run_seeds_table() -> None:
     assert "\x1b[" not in out  # no colour when not a terminal
     out = " ".join(out.split())
     assert "exp(19..20) overflowed (float16 max exp argument ~11.09)" in out
-    assert out.endswith("PASS: 105 results")
+    assert out.endswith("make this a pass/fail check)")
+    assert "Audited 105 results; no gate set" in out
 
 
 def test_run_json_schema() -> None:
@@ -250,3 +251,46 @@ def test_subprocess_like_a_user(tmp_path: Path) -> None:
     )
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.strip() == f"lsmcheck: error: {tmp_path / 'nope.csv'}: no such file"
+
+
+@pytest.mark.parametrize(("sig", "code"), [(2, 130), (15, 143)])
+def test_signals_end_the_run_without_a_partial_file(tmp_path: Path, sig: int, code: int) -> None:
+    import signal
+    import time
+
+    out = tmp_path / "report.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    vocab = str(ROOT / "cases" / "vocab_32k.npy")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lsmcheck", "run", vocab, "-f", "json", "-o", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    time.sleep(1.5)  # well into the audit (it takes many seconds), past start-up
+    proc.send_signal(signal.Signals(sig))
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == code, stderr
+    assert stderr.strip().splitlines()[-1] in ("lsmcheck: interrupted", "lsmcheck: terminated")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_one_line_usage_errors_and_negative_explain() -> None:
+    for args in (["run", "--precision", "abc"], ["run", "-f", "xml"], ["explain"]):
+        code, out, err = invoke(*args)
+        assert code == 2 and out == "" and err.count("\n") == 1, err
+    code, out, _ = invoke("explain", "-inf,0,-1", "-d", "float64", "-a", "softmax_stable")
+    assert code == 0 and "Verdict" in out
+
+
+def test_output_dash_is_stdout_and_files_follow_the_umask(tmp_path: Path) -> None:
+    code, out, _ = invoke("run", "-l", "1,2", "-d", "float64", "-f", "json", "-o", "-")
+    assert code == 0 and strict_json(out)["schema"] == "lsmcheck.report/1"
+    report = tmp_path / "r.json"
+    old = os.umask(0o022)
+    try:
+        assert invoke("run", "-l", "1,2", "-o", str(report))[0] == 0
+    finally:
+        os.umask(old)
+    assert report.stat().st_mode & 0o777 == 0o644

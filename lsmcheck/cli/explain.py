@@ -16,26 +16,33 @@ from lsmcheck.cli.common import (
     precision_option,
     style_for,
 )
+from lsmcheck.cli.explore import danger_zone_option
 from lsmcheck.errors import InputError
 from lsmcheck.explain import explain as explain_vector
 from lsmcheck.formats.explain import render
 from lsmcheck.sources import parse_logits_flag
 
 
-@click.command()
+@click.command(context_settings={"ignore_unknown_options": True})
 @click.argument("logits", metavar="LOGITS")
 @dtype_option
 @algorithm_option
 @precision_option
+@danger_zone_option
 @guard
 def explain(
-    logits: str, dtypes: tuple[str, ...], algorithms: tuple[str, ...], precision: int
+    logits: str,
+    dtypes: tuple[str, ...],
+    algorithms: tuple[str, ...],
+    precision: int,
+    danger_zone: float,
 ) -> int:
     """Explain one vector element by element: explain "1000,1001,1002" -d float32."""
     options = Options(
         dtypes=dtype_names(dtypes),
         algorithms=algorithm_names(algorithms),
         precision_bits=precision,
+        danger_zone=danger_zone / 100,
     )
     options.validate()
     try:

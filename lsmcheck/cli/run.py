@@ -24,6 +24,7 @@ from lsmcheck.cli.common import (
     ProgressBar,
     algorithm_names,
     algorithm_option,
+    check_output,
     dtype_names,
     dtype_option,
     guard,
@@ -35,6 +36,7 @@ from lsmcheck.cli.common import (
     style_for,
     write_atomically,
 )
+from lsmcheck.cli.explore import danger_zone_option
 from lsmcheck.config import Config, ConfigError, discover
 from lsmcheck.errors import UsageError
 from lsmcheck.formats import FORMATTERS, Style, render
@@ -112,7 +114,9 @@ def _outputs(
                 f"{cfg.where('format')}: unknown format {cfg.format!r} (choose from {choices})"
             )
         fmt = cfg.format
-    files = [(fmt, output, "--output")] if output else []
+    if output == "-":  # -o - is standard output
+        output = None
+    files = [(fmt, output, "--output")] if output is not None else []
     flag = "--output-format" if output_format else cfg.where("output_format")
     for spec in output_format or cfg.output_format or ():
         name, _, path = spec.partition(":")
@@ -124,6 +128,7 @@ def _outputs(
         files.append((name, path, flag))
     seen: set[str] = set()
     for _, path, flag_ in files:
+        check_output(path, flag_)
         if path in seen:
             raise UsageError(f"{flag_}: {path} is written twice")
         seen.add(path)
@@ -191,7 +196,8 @@ def _write(path: str, text: str, inputs: list[str], flag: str) -> None:
     "--fail-on",
     multiple=True,
     metavar="EVENTS",
-    help=f"Fail a result with any of these ({', '.join(FAIL_ON_CHOICES)}, or all).",
+    help=f"Fail a result with any of these ({', '.join(FAIL_ON_CHOICES)}, or all), and with "
+    "'unaudited' fail inputs that cannot be audited (undefined or unrepresentable).",
 )
 @click.option(
     "--baseline",
@@ -215,6 +221,7 @@ def _write(path: str, text: str, inputs: list[str], flag: str) -> None:
 )
 @click.option("--no-config", is_flag=True, help="Ignore every config file.")
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when the gate fails.")
+@danger_zone_option
 @guard
 def run(
     paths: tuple[str, ...],
@@ -241,6 +248,7 @@ def run(
     config_path: str | None,
     no_config: bool,
     exit_zero: bool,
+    danger_zone: float,
 ) -> int:
     """Audit the logit vectors in PATHS (CSV, TSV, JSON, .npy, .npz; - for stdin)."""
     cfg = discover(config_path, use_files=not no_config)
@@ -254,10 +262,14 @@ def run(
     user = _implementations(impls, cfg)
     _check_rule_names(cfg, user)
     options = _options(cfg, user, dtypes, algorithms, precision, per_element, thresholds)
-    options = dataclasses.replace(options, reference=reference, keep=keep)
+    options = dataclasses.replace(
+        options, danger_zone=danger_zone / 100, reference=reference, keep=keep
+    )
     inputs = paths if paths or logits else (cfg.inputs or ())
     baseline = baseline or cfg.baseline
     recorded = baseline_file.load(baseline) if baseline else None  # fail before the audit
+    if save_baseline:
+        check_output(save_baseline, "--save-baseline")
     vectors = iter_sources(inputs, logits, stdin=sys.stdin)  # read as the audit streams
     tolerance = next(
         t for t in (baseline_tolerance, cfg.baseline_tolerance, DEFAULT_TOLERANCE) if t is not None
@@ -282,6 +294,6 @@ def run(
     protected = [*inputs, *([baseline] if baseline else [])]
     for name, path, flag in files:
         _write(path, render(name, report, Style(color=False)), protected, flag)
-    if not output:
+    if not any(flag == "--output" for _, _, flag in files):
         sys.stdout.write(render(fmt, report, style_for(sys.stdout)))
     return 0 if exit_zero else report.exit_code
