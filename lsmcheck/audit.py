@@ -355,11 +355,10 @@ def _measure_batch(
                     dataclasses.replace(m, exact=exact_values),
                     None if kind.per_vector else x64[r],
                 )
-            res = _result(vectors[r], alg, fmt, found[j], j, rows, elements)
+            room = None
             if options.danger_zone is not None:
                 room = headroom.assess(alg, fmt, x64[r], options.danger_zone)
-                res = dataclasses.replace(res, headroom=room)
-            out[r, ai] = res
+            out[r, ai] = _result(vectors[r], alg, fmt, found[j], j, rows, elements, room)
     max_bits = max((e.bits for e in exacts.values()), default=options.precision_bits)
     return _Measured(out, max_bits)
 
@@ -469,8 +468,9 @@ def _result(
     r: int,
     rows: _Rows,
     elements: tuple[Element, ...] | None,
+    room: Any = None,
 ) -> Result:
-    """The result of row ``r`` of a measured batch."""
+    """The result of row ``r`` of a measured batch (``room``: its headroom, when assessed)."""
     over, under, benign, nan = rows.counts[r]
     return Result(
         source=v.source,
@@ -493,6 +493,7 @@ def _result(
         worst_index=rows.worst[r],
         findings=findings,
         elements=elements,
+        **({} if room is None else {"headroom": room}),
     )
 
 
