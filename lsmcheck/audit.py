@@ -343,6 +343,11 @@ def _measure_batch(
         found = fastmetrics.findings_batch(
             (overflow, underflow, benign, nan), over, flush, trace.nan, trace.arg, fmt
         )
+        rooms = (
+            headroom.assess_rows(alg, fmt, xs, options.danger_zone)
+            if options.danger_zone is not None
+            else None
+        )
         for j, r in enumerate(ok):  # j: row in the trace, r: row in the batch
             elements = None
             if options.per_element:
@@ -355,9 +360,7 @@ def _measure_batch(
                     dataclasses.replace(m, exact=exact_values),
                     None if kind.per_vector else x64[r],
                 )
-            room = None
-            if options.danger_zone is not None:
-                room = headroom.assess(alg, fmt, x64[r], options.danger_zone)
+            room = None if rooms is None else rooms[j]
             out[r, ai] = _result(vectors[r], alg, fmt, found[j], j, rows, elements, room)
     max_bits = max((e.bits for e in exacts.values()), default=options.precision_bits)
     return _Measured(out, max_bits)

@@ -266,3 +266,18 @@ def test_findings_batch_is_metrics_findings_row_by_row() -> None:
             )  # fmt: skip
             expected = metrics.findings(row, codes[0][r], codes[1][r], codes[2][r], args[r], fmt)
             assert batch[r] == expected, (fmt.name, r)
+
+
+def test_headroom_rows_are_assess_row_by_row() -> None:
+    from lsmcheck.algorithms import BUILTINS
+    from lsmcheck.explore.headroom import assess, assess_rows
+
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((6, 5)) * np.array([[1.0], [5.0], [12.0], [-30.0], [200.0], [0.1]])
+    x[2, 1] = -math.inf
+    x[5] = [-3.0, -3.0, -3.0, -3.0, -3.0]
+    for fmt in FORMATS.values():
+        xs = fmt.cast(x).astype(np.float64)
+        for alg in BUILTINS.values():
+            rows = assess_rows(alg, fmt, xs, 0.1)
+            assert rows == [assess(alg, fmt, xs[r], 0.1) for r in range(len(xs))]

@@ -142,4 +142,42 @@ def assess(
     return tuple(out)
 
 
-__all__ = ["DEFAULT_ZONE", "assess", "measured_limit"]
+def assess_rows(
+    alg: Algorithm, fmt: Format, x: npt.NDArray[np.float64], zone: float = DEFAULT_ZONE
+) -> list[tuple[Headroom, ...]]:
+    """:func:`assess` for every row of a batch of equal-length vectors (the same entries).
+
+    The limits are looked up once per batch and the largest and lowest finite logits taken
+    for all rows at once; only the entries themselves are built per row.
+    """
+    finite = np.isfinite(x)
+    with np.errstate(invalid="ignore"):
+        tops = np.where(finite, x, -np.inf).max(axis=1)
+        lows = np.where(finite, x, np.inf).min(axis=1)
+    has = np.asarray(finite.any(axis=1))
+    n = x.shape[1]
+    cap = _length_cap(n)
+    limits = {
+        name: measured_limit(alg, fmt, name, cap)
+        for name in ("overflow", "underflow", "flush", "length")
+    }
+    length = _entry(limits["length"], float(n), zone, fmt)
+    out: list[tuple[Headroom, ...]] = []
+    for ok, top, low in zip(has.tolist(), tops.tolist(), lows.tolist(), strict=True):
+        if not ok:
+            out.append(())
+            continue
+        entries = []
+        if top > 0:
+            entries.append(_entry(limits["overflow"], top, zone, fmt))
+        elif top < 0:
+            entries.append(_entry(limits["underflow"], top, zone, fmt))
+        gap = low - top
+        if gap < 0 and not alg.kind.per_vector:
+            entries.append(_entry(limits["flush"], gap, zone, fmt))
+        entries.append(length)
+        out.append(tuple(e for e in entries if e is not None))
+    return out
+
+
+__all__ = ["DEFAULT_ZONE", "assess", "assess_rows", "measured_limit"]
