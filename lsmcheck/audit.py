@@ -17,13 +17,21 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from lsmcheck import metrics
-from lsmcheck.algorithms import DEFAULT_ALGORITHMS, Algorithm, Kind, Trace, get_algorithm
-from lsmcheck.dtypes import DEFAULT_FORMATS, Format, get_format
-from lsmcheck.errors import UsageError
+from lsmcheck import bounds, metrics, targets
+from lsmcheck.algorithms import (
+    DEFAULT_ALGORITHMS,
+    DEFAULT_BLOCK,
+    Algorithm,
+    Kind,
+    Setup,
+    Trace,
+    get_algorithm,
+)
+from lsmcheck.dtypes import DEFAULT_FORMATS, Format, accumulate_all, get_format
+from lsmcheck.errors import LsmcheckError, UsageError
 from lsmcheck.gate import Thresholds, judge
-from lsmcheck.reference import Exact, exact
-from lsmcheck.results import ReferenceInfo, Report, Result, Status, summarise
+from lsmcheck.reference import Exact, exact, exact_nll_grad
+from lsmcheck.results import Finding, ReferenceInfo, Report, Result, Status, summarise
 from lsmcheck.vectors import Vector
 
 #: The lowest and highest ``--precision`` accepted (bits of the first mpmath attempt).
@@ -42,6 +50,10 @@ class Options:
         precision_bits: the first mpmath working precision of the reference.
         per_element: whether results carry per-element detail.
         thresholds: the gate.
+        accumulate: a wider dtype for sums, shifts and logs (``--accumulate``), or ``None``.
+        block: the block size of blocked algorithms (``--block``).
+        target: the ``--target`` specification (see :mod:`lsmcheck.targets`), or ``None``.
+        grad: whether to audit the backward pass of every algorithm that has one.
     """
 
     dtypes: tuple[str, ...] = DEFAULT_FORMATS
@@ -49,8 +61,14 @@ class Options:
     precision_bits: int = 113
     per_element: bool = False
     thresholds: Thresholds = field(default_factory=Thresholds)
+    accumulate: str | None = None
+    block: int = DEFAULT_BLOCK
+    target: str | None = None
+    grad: bool = False
 
     def __post_init__(self) -> None:
+        if self.block < 1:
+            raise UsageError(f"--block: expected a block size >= 1, got {self.block}")
         if not MIN_BITS <= self.precision_bits <= MAX_START_BITS:
             raise UsageError(
                 f"--precision: expected bits between {MIN_BITS} and {MAX_START_BITS}, "
@@ -67,10 +85,26 @@ class Options:
         self.implementations()
 
     def formats(self) -> list[Format]:
-        return [get_format(n) for n in dict.fromkeys(self.dtypes)]
+        names = accumulate_all(tuple(dict.fromkeys(self.dtypes)), self.accumulate)
+        return [get_format(n) for n in names]
 
     def implementations(self) -> list[Algorithm]:
-        return [get_algorithm(n) for n in dict.fromkeys(self.algorithms)]
+        algs = [get_algorithm(n) for n in dict.fromkeys(self.algorithms)]
+        if self.grad:
+            backward = [a.backward for a in algs if a.backward is not None]
+            if not backward:
+                raise UsageError(
+                    "--grad: none of the selected algorithms has a backward pass "
+                    "(log_softmax_stable, log_softmax_log1p, log_of_softmax, cross_entropy_*, "
+                    "torch.log_softmax, torch.nn.functional.cross_entropy)"
+                )
+            algs += [get_algorithm(n) for n in dict.fromkeys(backward)]
+        needy = [a.name for a in algs if a.kind.needs_target]
+        if needy and self.target is None:
+            raise UsageError(
+                f"--target: {needy[0]} needs the target class of each vector ({targets.FORMS})"
+            )
+        return list({a.name: a for a in algs}.values())
 
 
 def audit(
@@ -86,6 +120,7 @@ def audit(
 
     options = options or Options()
     formats, algorithms = options.formats(), options.implementations()
+    vectors, target_of = targets.resolve(options.target, vectors)
     keyed: dict[tuple[int, int, int], Result] = {}
     max_bits = options.precision_bits
     done, total = 0, len(vectors) * len(formats)
@@ -102,17 +137,32 @@ def audit(
                 runnable.setdefault(len(x), []).append(vi)
                 continue
             for ai, alg in enumerate(algorithms):
-                keyed[vi, fi, ai] = _skipped(v, alg, fmt, status, reason)
+                if _applies(alg, fmt, formats):
+                    keyed[vi, fi, ai] = _skipped(v, alg, fmt, status, reason)
             done += 1
         for rows in runnable.values():
             batch = np.stack([rounded[vi] for vi in rows])
-            traces = [alg.run(batch) for alg in algorithms]
+            setup = Setup(
+                acc=None if fmt.accumulate is None else fmt.accumulate.dtype,
+                block=options.block,
+                targets=None if target_of is None else np.array([target_of[vi] for vi in rows]),
+            )
+            traces = [
+                _execute(alg, batch, setup) if _applies(alg, fmt, formats) else None
+                for alg in algorithms
+            ]
             for r, vi in enumerate(rows):
                 x = rounded[vi]
                 ref = exact(np.asarray(x, np.float64), fmt, options.precision_bits)
                 max_bits = max(max_bits, ref.bits)
+                target = None if target_of is None else target_of[vi]
                 for ai, (alg, trace) in enumerate(zip(algorithms, traces, strict=True)):
-                    res = _measure(vectors[vi], x, alg, trace, r, ref, fmt, options.per_element)
+                    if trace is None:
+                        continue
+                    if isinstance(trace, str):
+                        keyed[vi, fi, ai] = _skipped(vectors[vi], alg, fmt, Status.ERROR, trace)
+                        continue
+                    res = _measure(vectors[vi], x, alg, trace, r, ref, fmt, options, target)
                     keyed[vi, fi, ai] = judge(res, options.thresholds)
                 done += 1
                 if progress is not None:
@@ -132,10 +182,46 @@ def _undefined(x: npt.NDArray[Any]) -> str | None:
     return undefined_reason(np.asarray(x, np.float64))
 
 
+def _applies(alg: Algorithm, fmt: Format, formats: list[Format]) -> bool:
+    """Whether ``alg`` runs in ``fmt``.
+
+    A black box runs its own kernel whatever the accumulation format: it runs once per storage
+    format, under the storage name, so not again in ``float16/acc=float32`` next to ``float16``.
+    """
+    if fmt.accumulate is None or alg.accumulates:
+        return True
+    return fmt.storage.name not in {f.name for f in formats}
+
+
+def _label(alg: Algorithm, fmt: Format) -> str:
+    """The dtype a result is reported under: a black box ignores the accumulation format."""
+    return fmt.name if alg.accumulates else fmt.storage.name
+
+
+def _execute(alg: Algorithm, batch: npt.NDArray[Any], setup: Setup) -> Trace | str:
+    """The trace of ``alg`` on ``batch``, or why it failed (an exception, a wrong shape)."""
+    try:
+        trace = alg.execute(batch, setup)
+    except LsmcheckError:
+        raise
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [""])[0]
+        return f"{alg.name} raised {type(e).__name__}: {first}"
+    expected = (batch.shape[0], 1) if alg.kind.per_vector else batch.shape
+    if trace.out.shape != expected:
+        return f"{alg.name} returned shape {trace.out.shape}, expected {expected}"
+    return trace
+
+
 def _unrepresentable(
     values: npt.NDArray[np.float64], rounded: npt.NDArray[Any], fmt: Format
 ) -> str | None:
     """Why ``values`` cannot be audited in ``fmt`` (a finite logit overflows), else None."""
+    if not fmt.has_inf:
+        masked = np.flatnonzero(np.isinf(values))
+        if masked.size:
+            i = int(masked[0])
+            return f"x[{i}]={values[i]:g}: {fmt.name} has no infinities"
     bad = np.flatnonzero(np.isfinite(values) & ~np.isfinite(np.asarray(rounded, np.float64)))
     if not bad.size:
         return None
@@ -151,7 +237,7 @@ def _skipped(v: Vector, alg: Algorithm, fmt: Format, status: Status, reason: str
         length=len(v.values),
         algorithm=alg.name,
         kind=alg.kind.value,
-        dtype=fmt.name,
+        dtype=_label(alg, fmt),
         status=status,
         reason=reason,
     )
@@ -165,12 +251,22 @@ def _measure(
     row: int,
     ref: Exact,
     fmt: Format,
-    per_element: bool,
+    options: Options,
+    target: int | None,
 ) -> Result:
     """The result of row ``row`` of ``trace`` (the vector ``v`` rounded to ``x``)."""
     over, flush, nan_c = trace.overflow[row], trace.flush[row], trace.nan[row]
-    m = metrics.measure(alg.kind, trace.out[row], over, flush, ref, fmt)
     inputs = np.asarray(x, np.float64)
+    values = _target_exact(alg.kind, inputs, ref, fmt, target)
+    m = metrics.measure(alg.kind, trace.out[row], over, flush, ref, fmt, values)
+    found = metrics.findings(m, over, flush, nan_c, trace.arg[row], fmt)
+    bound = None
+    if not (m.overflow.any() or m.nan.any()):
+        bound = bounds.verdict(
+            alg.name, inputs, ref, fmt, m.abs_error, m.exact, options.block, target
+        )
+    if bound is not None and bound.over:
+        found += (_beyond_bound(alg, fmt, bound),)
     worst = int(np.argmax(m.ulp))
     mean = float(np.mean(m.ulp))
     return Result(
@@ -180,7 +276,7 @@ def _measure(
         length=len(v.values),
         algorithm=alg.name,
         kind=alg.kind.value,
-        dtype=fmt.name,
+        dtype=_label(alg, fmt),
         max_ulp=float(m.ulp[worst]),
         mean_ulp=mean,
         max_abs_error=float(np.max(m.abs_error)),
@@ -191,11 +287,36 @@ def _measure(
         nan=int(m.nan.sum()),
         sum_error=metrics.sum_error(m.computed) if alg.kind is Kind.SOFTMAX else None,
         argmax_preserved=None
-        if alg.kind.per_vector
+        if alg.kind.per_vector or alg.kind.is_grad
         else metrics.argmax_preserved(inputs, m.computed),
         worst_index=worst,
-        findings=metrics.findings(m, over, flush, nan_c, trace.arg[row], fmt),
+        findings=found,
         elements=metrics.elements(m, None if alg.kind.per_vector else inputs)
-        if per_element
+        if options.per_element
         else None,
+        target=target,
+        bound_ratio=None if bound is None else bound.ratio,
+        bound_rel_error=None if bound is None else bound.bound_rel,
+    )
+
+
+def _target_exact(
+    kind: Kind, x: npt.NDArray[np.float64], ref: Exact, fmt: Format, target: int | None
+) -> tuple[Any, ...] | None:
+    """The exact values of a kind that depends on the target class (else ``None``)."""
+    if target is None or not kind.needs_target:
+        return None
+    if kind is Kind.CROSS_ENTROPY:
+        return (-ref.log_softmax[target],)
+    grad, _ = exact_nll_grad(x, fmt, target, ref.bits)
+    return grad
+
+
+def _beyond_bound(alg: Algorithm, fmt: Format, b: bounds.Verdict) -> Finding:
+    return Finding(
+        "beyond_bound",
+        "output",
+        f"the error is {b.ratio:.3g} times the proven leading-order bound of {alg.name} in "
+        f"{fmt.name} (relative {b.bound_rel:.3g}): a defect, or not the algorithm it claims",
+        b.over,
     )

@@ -87,19 +87,22 @@ def undefined_reason(values: npt.NDArray[np.float64]) -> str | None:
 def round_to_format(v: Mpf, fmt: Format) -> float:
     """``v`` correctly rounded (to nearest, ties to even) to ``fmt``, as a float.
 
-    Values beyond the overflow threshold round to ``±inf``; subnormals are rounded to the
-    fixed quantum ``2**(emin - p + 1)``.  Exact for every format up to float64.
+    ``v`` is rounded on the grid of ``p``-bit significands (subnormals: the fixed quantum
+    ``2**(emin - p + 1)``); a result beyond the largest finite value overflows, to ``±inf``,
+    or to NaN in a format without infinities (float8_e4m3fn: 464 -> 448, 465 -> NaN; see
+    :mod:`lsmcheck.dtypes`).  Exact for every format up to float64.
     """
     if not mpmath.isfinite(v):
-        return float(v)
+        return float(v) if fmt.has_inf or mpmath.isnan(v) else math.nan
     sign, man, exp, bc = v._mpf_
     if man == 0:
         return -0.0 if sign else 0.0
     top = exp + bc - 1  # 2**top <= |v| < 2**(top + 1)
     if top < fmt.emin - fmt.p:  # below half the smallest subnormal
         return -0.0 if sign else 0.0
+    over = math.copysign(fmt.overflow_value, -1.0 if sign else 1.0)
     if top > fmt.emax:
-        return -math.inf if sign else math.inf
+        return over
     q = max(top, fmt.emin) - fmt.p + 1
     if exp < q:
         shift = q - exp
@@ -110,9 +113,12 @@ def round_to_format(v: Mpf, fmt: Format) -> float:
             r += 1
     else:
         r, q = man << (exp - q), q
-    if r.bit_length() - 1 + q > fmt.emax:  # a p-bit r at exponent <= emax is <= max
-        return -math.inf if sign else math.inf
-    return math.ldexp(-r if sign else r, q)
+    if r.bit_length() - 1 + q > fmt.emax:  # rounded up to 2**(emax + 1)
+        return over
+    rounded = math.ldexp(r, q)
+    if rounded > fmt.max:  # float8_e4m3fn: 480 is a NaN code, not a number
+        return over
+    return -rounded if sign else rounded
 
 
 def ulp_exponent(v: Mpf, fmt: Format) -> int:
@@ -134,9 +140,9 @@ def _settled(v: Mpf, rel: Mpf, fmt: Format) -> bool:
         return False
     lo = v * (1 - rel)
     hi = v * (1 + rel)
-    return round_to_format(lo, fmt) == round_to_format(hi, fmt) and ulp_exponent(
-        lo, fmt
-    ) == ulp_exponent(hi, fmt)
+    r_lo, r_hi = round_to_format(lo, fmt), round_to_format(hi, fmt)
+    same = r_lo == r_hi or (math.isnan(r_lo) and math.isnan(r_hi))  # both overflow to NaN
+    return same and ulp_exponent(lo, fmt) == ulp_exponent(hi, fmt)
 
 
 def exact(values: npt.NDArray[np.float64], fmt: Format, start_bits: int = 113) -> Exact:
@@ -223,11 +229,68 @@ def _lse_bound(m: Mpf, log_term: Mpf, rel_log: Mpf, u: Mpf, lse: Mpf) -> Mpf:
     return (abs(log_term) * rel_log + abs(lse) * u) / abs(lse)
 
 
+def exact_nll_grad(
+    values: npt.NDArray[np.float64], fmt: Format, target: int, start_bits: int = 113
+) -> tuple[tuple[Mpf, ...], int]:
+    """``softmax(x) - onehot(target)``, certified for ``fmt``; and the bits that certified it.
+
+    This is the gradient of the cross-entropy ``-log_softmax(x)[target]`` with respect to the
+    logits, and equally the vector-Jacobian product ``g - softmax(x) * sum(g)`` of log-softmax
+    for the upstream gradient ``g = -onehot(target)`` that the NLL loss sends back.
+
+    Certification.  With ``m = x_k`` the maximum, ``e_j = exp(x_j - m)`` and ``S = sum_{j != k}
+    e_j`` (the reference's cancellation-free form), ``softmax_j = e_j / (1 + S)`` and the target
+    entry is computed as ``-(sum_{j != t} e_j) / (1 + S)``, never as ``p_t - 1``: every term is
+    positive, so there is no cancellation (``p_t - 1`` for a dominant class is ``-1.9e-22`` at
+    ``x = [0, -50]``).  Each of the ``n + 4`` mpmath operations on a path (exp, at most ``n``
+    additions, ``1 + S``, the division) has relative error at most ``u = 2**(1-P)``, so every
+    entry is within ``4(n+4)u`` relative (a factor 4 over the first-order sum, as in
+    :func:`exact`).  The precision is doubled until that interval rounds and ulps alike
+    (:func:`_settled`).  When every finite logit ties, the values are the rationals ``1/c`` and
+    ``-(c-1)/c``: exact when ``c`` is a power of two, within ``2u`` otherwise (one correctly
+    rounded division of exact integers).  A masked target (``x_t = -inf``) has ``p_t = 0``
+    and gradient exactly ``-1``.  Otherwise no entry is a rounding boundary (a ratio of sums of
+    exponentials of distinct rationals is transcendental), so the doubling terminates.
+    """
+    finite = np.isfinite(values)
+    n = int(finite.sum())
+    m_float = float(values[finite].max())
+    k = int(np.flatnonzero(values == m_float)[0])
+    bits = start_bits
+    while bits <= MAX_BITS:
+        with mpmath.workprec(bits):
+            u = mpf(2) ** (1 - bits)
+            m = mpf(m_float)
+            d = [
+                mpmath.fsub(mpf(float(x)), m, exact=True) if math.isfinite(x) else None
+                for x in values
+            ]
+            e = [
+                mpf(0) if dj is None else (mpf(1) if j == k else mpmath.exp(dj))
+                for j, dj in enumerate(d)
+            ]
+            if all(dj is None or dj == 0 for dj in d):  # every finite logit ties
+                rel = mpf(0) if n & (n - 1) == 0 else 2 * u
+            else:
+                rel = 4 * (n + 4) * u
+            denom = mpmath.fsum(e)
+            grad = [ej / denom for ej in e]
+            if d[target] is None:
+                grad[target] = mpf(-1)
+            else:
+                grad[target] = -mpmath.fsum(ej for j, ej in enumerate(e) if j != target) / denom
+        if all(_settled(v, rel, fmt) for v in grad):
+            return tuple(grad), bits
+        bits *= 2
+    raise RuntimeError(f"gradient reference not certified at {MAX_BITS} bits: {values!r}")
+
+
 __all__ = [
     "MAX_BITS",
     "TARGET_REL_ERROR",
     "Exact",
     "exact",
+    "exact_nll_grad",
     "mpf",
     "round_to_format",
     "ulp_exponent",

@@ -103,6 +103,11 @@ class Result:
         failures: for a failed result, each threshold it broke and by how much.
         reason: for ``undefined``/``unrepresentable``/``error``, why.
         elements: per-element detail, when asked for.
+        target: the target class, for cross-entropy and gradients (``--target``).
+        bound_ratio: the measured error over the algorithm's proven leading-order error bound
+            (the largest over the elements; above 1 the bound is broken), ``None`` when no
+            bound applies (see :mod:`lsmcheck.bounds`).
+        bound_rel_error: the bound, as a relative error, at the element with that ratio.
     """
 
     source: str
@@ -128,6 +133,9 @@ class Result:
     failures: tuple[str, ...] = ()
     reason: str | None = None
     elements: tuple[Element, ...] | None = None
+    target: int | None = None
+    bound_ratio: float | None = None
+    bound_rel_error: float | None = None
 
     @property
     def label(self) -> str:
@@ -158,6 +166,7 @@ class Group:
         mean_ulp: the mean of the per-vector mean ULP errors.
         overflow, underflow, underflow_benign, nan: summed counts.
         argmax_lost: audited results whose argmax was not preserved.
+        max_bound_ratio: the largest measured-error / proven-bound ratio (``None``: no bound).
     """
 
     algorithm: str
@@ -176,6 +185,7 @@ class Group:
     underflow_benign: int
     nan: int
     argmax_lost: int
+    max_bound_ratio: float | None = None
 
     @property
     def status(self) -> Status:
@@ -276,6 +286,9 @@ def result_to_dict(r: Result) -> dict[str, Any]:
         "status": r.status.value,
         "failures": list(r.failures),
         "reason": r.reason,
+        "target": r.target,
+        "bound_ratio": _num(r.bound_ratio),
+        "bound_rel_error": _num(r.bound_rel_error),
         "findings": [
             {"kind": f.kind, "event": f.event, "message": f.message, "count": f.count}
             for f in r.findings
@@ -315,6 +328,7 @@ def group_to_dict(g: Group) -> dict[str, Any]:
         "underflow_benign": g.underflow_benign,
         "nan": g.nan,
         "argmax_lost": g.argmax_lost,
+        "max_bound_ratio": _num(g.max_bound_ratio),
         "status": g.status.value,
     }
 
@@ -351,7 +365,7 @@ def repr_float(x: float, dtype: str = "float64") -> str:
         return "inf" if x > 0 else "-inf"
     if dtype == "float64":
         return repr(x)
-    return str(get_format(dtype).dtype.type(x))
+    return str(get_format(dtype).dtype.type(x))  # "float16/acc=float32": stored in float16
 
 
 def summarise(results: Sequence[Result]) -> tuple[Group, ...]:
@@ -386,6 +400,9 @@ def summarise(results: Sequence[Result]) -> tuple[Group, ...]:
                 underflow_benign=sum(r.underflow_benign for r in rs),
                 nan=sum(r.nan for r in rs),
                 argmax_lost=sum(r.argmax_preserved is False for r in rs),
+                max_bound_ratio=max(
+                    (r.bound_ratio for r in rs if r.bound_ratio is not None), default=None
+                ),
             )
         )
     return tuple(groups)

@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 import click
 
-from lsmcheck.algorithms import DEFAULT_ALGORITHMS
+from lsmcheck.algorithms import DEFAULT_ALGORITHMS, DEFAULT_BLOCK
 from lsmcheck.dtypes import DEFAULT_FORMATS, FORMATS
 from lsmcheck.errors import LsmcheckError, UsageError
 from lsmcheck.formats import Style
@@ -93,7 +93,8 @@ dtype_option = click.option(
     "dtypes",
     multiple=True,
     metavar="NAMES",
-    help=f"Precisions, comma-separated or repeated ({', '.join(FORMATS)}; default all).",
+    help=f"Precisions, comma-separated or repeated ({', '.join(FORMATS)}; default "
+    "float16,float32,float64); DTYPE/acc=WIDER for mixed precision.",
 )
 algorithm_option = click.option(
     "-a",
@@ -111,3 +112,35 @@ precision_option = click.option(
     metavar="BITS",
     help="Starting mpmath precision of the reference; raised until every value is certified.",
 )
+
+
+def precision_flags(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--accumulate``, ``--block``, ``--target`` and ``--grad`` (see docs/precisions.md)."""
+    for option in reversed(
+        (
+            click.option(
+                "--accumulate",
+                metavar="DTYPE",
+                help="Compute sums, max-shift and log in this wider dtype (mixed precision).",
+            ),
+            click.option(
+                "--block",
+                type=int,
+                default=DEFAULT_BLOCK,
+                show_default=True,
+                metavar="N",
+                help="Block size of softmax_online_blocked.",
+            ),
+            click.option(
+                "--target",
+                metavar="SPEC",
+                help="Target class for cross-entropy and --grad: N, N1,N2,..., argmax, argmin "
+                "or col:K.",
+            ),
+            click.option(
+                "--grad", is_flag=True, help="Also audit the backward pass (needs --target)."
+            ),
+        )
+    ):
+        fn = option(fn)
+    return fn

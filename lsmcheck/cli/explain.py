@@ -11,6 +11,7 @@ from lsmcheck.cli.common import (
     dtype_names,
     dtype_option,
     guard,
+    precision_flags,
     precision_option,
     style_for,
 )
@@ -25,15 +26,27 @@ from lsmcheck.sources import parse_logits_flag
 @dtype_option
 @algorithm_option
 @precision_option
+@precision_flags
 @guard
 def explain(
-    logits: str, dtypes: tuple[str, ...], algorithms: tuple[str, ...], precision: int
+    logits: str,
+    dtypes: tuple[str, ...],
+    algorithms: tuple[str, ...],
+    precision: int,
+    accumulate: str | None,
+    block: int,
+    target: str | None,
+    grad: bool,
 ) -> int:
     """Explain one vector element by element: explain "1000,1001,1002" -d float32."""
     options = Options(
         dtypes=dtype_names(dtypes),
         algorithms=algorithm_names(algorithms),
         precision_bits=precision,
+        accumulate=accumulate,
+        block=block,
+        target=target,
+        grad=grad,
     )
     options.validate()
     try:

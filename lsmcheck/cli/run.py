@@ -11,6 +11,7 @@ from lsmcheck.cli.common import (
     dtype_names,
     dtype_option,
     guard,
+    precision_flags,
     precision_option,
     style_for,
     write_atomically,
@@ -28,6 +29,7 @@ from lsmcheck.sources import read_sources
 @dtype_option
 @algorithm_option
 @precision_option
+@precision_flags
 @click.option("--per-element", is_flag=True, help="Include every element in the JSON report.")
 @click.option(
     "-f",
@@ -53,6 +55,10 @@ def run(
     dtypes: tuple[str, ...],
     algorithms: tuple[str, ...],
     precision: int,
+    accumulate: str | None,
+    block: int,
+    target: str | None,
+    grad: bool,
     per_element: bool,
     fmt: str,
     output: str | None,
@@ -66,6 +72,10 @@ def run(
         precision_bits=precision,
         per_element=per_element,
         thresholds=Thresholds(max_ulp=max_ulp, fail_on=parse_fail_on(fail_on)),
+        accumulate=accumulate,
+        block=block,
+        target=target,
+        grad=grad,
     )
     options.validate()
     vectors = read_sources(paths, logits, stdin=click.get_text_stream("stdin"))
