@@ -265,7 +265,7 @@ def _measure(
         bound = bounds.verdict(
             alg.name, inputs, ref, fmt, m.abs_error, m.exact, options.block, target
         )
-    if bound is not None and bound.over:
+    if bound is not None and bound.over and not m.underflow.any():  # else underflow explains it
         found += (_beyond_bound(alg, fmt, bound),)
     worst = int(np.argmax(m.ulp))
     mean = float(np.mean(m.ulp))

@@ -296,5 +296,6 @@ def verdict(
     ratios = np.where(np.isnan(ratios), 0.0, ratios)
     j = int(np.argmax(ratios))
     v = _float(abs(exact[j])) if mpmath.isfinite(exact[j]) else math.inf
-    rel = float(b[j] / v) if v not in (0.0, math.inf) else math.inf
+    with np.errstate(all="ignore"):
+        rel = float(b[j] / v) if v not in (0.0, math.inf) else math.inf
     return Verdict(float(ratios[j]), rel, int(np.sum(ratios > 1)))
