@@ -23,8 +23,9 @@ lsmcheck runs them (including mixed precision), under this model:
   than its ``n + 3`` (basic softmax) by a few ``u``.
 * A sum of ``n`` positive terms has relative error ``(n - 1) u_a`` (recursive summation; numpy's
   pairwise summation does better).
-* Underflow: every stored ``exp`` term and output may lose ``eta = smallest_subnormal / 2``
-  absolutely; these terms are added, so a bound stays valid where terms are subnormal.
+* Underflow: every stored ``exp`` term and output may lose ``eta``, the smallest subnormal,
+  absolutely (half of it, really; the whole keeps float64's ``eta`` representable); these terms
+  are added, so a bound stays valid where terms are subnormal.
 
 With ``m = max x``, ``d_j = x_j - m``, ``D = max_j |d_j|`` (finite logits), ``n`` finite logits,
 ``S = sum_{j != argmax} e^{d_j}``, ``L = log1p(S)`` and ``e = f`` (or ``u + f_a`` when the
@@ -52,7 +53,7 @@ element ``j`` is, to first order (``r`` is the final rounding: ``u_a``, plus ``u
 The framework adapters are bounded as the shifted algorithms their libraries document (PyTorch,
 JAX and SciPy shift by the maximum).  No bound is given for the double-softmax mistake (it
 computes another function), for the backward passes, or for a result that overflowed or gave
-NaN (the bounds assume finite intermediate values).
+NaN, or whose error is infinite (the bounds assume finite values).
 """
 
 from __future__ import annotations
@@ -91,10 +92,10 @@ class Model:
         acc = fmt.accumulate
         u = fmt.unit_roundoff
         if acc is None:
-            return Model(u, u, func(fmt.p), func(fmt.p), func(fmt.p), u, fmt.smallest_subnormal / 2)
+            return Model(u, u, func(fmt.p), func(fmt.p), func(fmt.p), u, fmt.smallest_subnormal)
         u_a = acc.unit_roundoff
         return Model(
-            u, u_a, func(fmt.p), func(acc.p), u + func(acc.p), u_a + u, fmt.smallest_subnormal / 2
+            u, u_a, func(fmt.p), func(acc.p), u + func(acc.p), u_a + u, fmt.smallest_subnormal
         )
 
 
@@ -287,9 +288,14 @@ def verdict(
     block: int,
     target: int | None = None,
 ) -> Verdict | None:
-    """The measured error of a result against its bound (``None`` when no bound applies)."""
+    """The measured error of a result against its bound.
+
+    ``None`` when no bound applies: no bound is known, or an element's error is infinite (an
+    overflow, NaN, or a flush to ``-inf``: the bounds assume finite values).  An element whose
+    bound cannot be evaluated in float64 (a probability below float64's range) is not counted.
+    """
     b = bounds_of(name, x, ref, fmt, block, target)
-    if b is None or not np.all(np.isfinite(abs_error) | np.isnan(b)):
+    if b is None or not np.all(np.isfinite(abs_error)):
         return None
     with np.errstate(divide="ignore", invalid="ignore"):
         ratios = np.where(abs_error == 0, 0.0, abs_error / b)
