@@ -102,7 +102,8 @@ algorithm_option = click.option(
     "algorithms",
     multiple=True,
     metavar="NAMES",
-    help="Algorithms, comma-separated or repeated (see `lsmcheck algorithms`; default all).",
+    help="Algorithms, comma-separated or repeated (see `lsmcheck algorithms`; default: the "
+    "seven marked *).",
 )
 precision_option = click.option(
     "--precision",
