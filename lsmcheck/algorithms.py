@@ -246,10 +246,26 @@ def _sum(t: _Tracer, x: Array, e: Array, acc: np.dtype[Any]) -> Array:
     finite_x = np.isfinite(np.asarray(x, np.float64))
     term_over = _row(_nonfinite(e) & finite_x)
     bad = _nonfinite(s) & ~_row(np.isnan(np.asarray(x, np.float64)))
+    _spread_overflow(t, bad)
     t.overflowed(Event.EXP_OVERFLOW, bad & term_over, _row_max(x))
     t.overflowed(Event.SUM_OVERFLOW, bad & ~term_over, _row_max(x))
     t.flushed(Event.SUM_FLUSH, (s == 0) & _row(finite_x), _row_max(x))
     return s
+
+
+def _spread_overflow(t: _Tracer, rows: Array) -> None:
+    """An earlier overflow in a row whose sum it spoiled is the cause for the whole row.
+
+    In float8_e4m3fn ``x - max`` overflows to NaN (not ``-inf``, whose exp would be 0), and
+    the NaN reaches every output through the sum.
+    """
+    if t.overflow.shape[-1] == 1:
+        return
+    for r in np.flatnonzero(rows[:, 0] & np.any(t.overflow != 0, axis=-1)):
+        first = int(np.flatnonzero(t.overflow[r])[0])
+        fresh = t.overflow[r] == 0
+        t.overflow[r, fresh] = t.overflow[r, first]
+        t.arg[r, fresh] = t.arg[r, first]
 
 
 def _sub(t: _Tracer, a: Array, b: Array, event: Event = Event.SUB_OVERFLOW) -> Array:

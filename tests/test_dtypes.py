@@ -249,3 +249,50 @@ def test_mixed_precision_labels() -> None:
         "float64",
     )
     assert accumulate_all(("float8_e4m3fn",), "float16") == ("float8_e4m3fn/acc=float16",)
+
+
+@pytest.mark.parametrize(
+    ("name", "values"),
+    [
+        ("bfloat16", [0.0, -90.0]),  # e^-90 = 8.2e-40: a bfloat16 subnormal probability
+        ("bfloat16", [2.0, 1.0, 0.1]),
+        ("bfloat16", [0.0, -50.0]),
+        ("float8_e4m3fn", [0.0, -6.0]),  # e^-6 = 0.0025 < 2**-6: subnormal
+        ("float8_e4m3fn", [448.0, -448.0]),  # log_softmax[1] = -896: beyond the range (NaN)
+        ("float8_e4m3fn", [3.0, 3.0, 3.0]),
+        ("float8_e5m2", [0.0, -10.0]),  # e^-10 = 4.5e-5 < 2**-14: subnormal
+        ("float8_e5m2", [1.0, -math.inf, 3.0]),
+    ],
+)
+def test_reference_of_new_formats_matches_oracle(name: str, values: list[float]) -> None:
+    from lsmcheck.reference import exact
+
+    fmt = FORMATS[name]
+    x = fmt.cast(np.array(values)).astype(np.float64)
+    ref = exact(x, fmt)
+    sm, ls, lse = oracle.truth(x.tolist())
+    for got, true in [*zip(ref.softmax, sm, strict=True), *zip(ref.log_softmax, ls, strict=True)]:
+        assert oracle.close(got, true, name), (values, got, true)
+    assert oracle.close(ref.logsumexp, lse, name)
+    # what the reference rounds to, against the independent rounding
+    for v in [*ref.softmax, *ref.log_softmax]:
+        if mpmath.isfinite(v):
+            with mpmath.workprec(200):
+                as_float = float(v)  # within 2**-200 relative: rounds like v unless on a tie
+            assert same(round_to_format(v, fmt), independent_round(as_float, name)) or (
+                round_to_format(v, fmt) == independent_round(as_float, name)
+            )
+
+
+def test_e4m3fn_shift_overflow_spoils_the_row() -> None:
+    # x - max = -896 overflows float8_e4m3fn to NaN (an IEEE format would give -inf, whose exp
+    # is 0).  Element 1's exact log-probability, -896, is itself beyond the range: NaN is its
+    # correct rounding.  Element 0 (exact -7.4e-390, rounds to -0) gets NaN through the sum.
+    r = one([448.0, -448.0], "log_softmax_stable", "float8_e4m3fn")
+    assert r.elements is not None
+    assert math.isnan(r.elements[1].computed) and r.elements[1].ulp == 0.0
+    assert r.elements[1].flags == ()
+    assert r.elements[0].flags == ("overflow", "nan")
+    assert (r.overflow, r.nan) == (1, 1)
+    (over,) = [f for f in r.findings if f.kind == "overflow"]
+    assert over.message == "x - max overflowed at x=-448 (float8_e4m3fn max 448)"
