@@ -20,7 +20,11 @@ bounds gives a relative error of at most ``4(n+4)u`` for every softmax and log-s
 most ``4(n+2)u|L| + u|m + L|``.  A value is *certified* for a target format when its bound is
 below ``2**-80`` relative and the whole interval it allows rounds to the same value of the format
 with the same ulp; otherwise the precision is doubled and everything recomputed (as Herbie's
-ground truth does).  ``x = [710, 0]`` shows why: ``log_softmax[0] = -log1p(e**-710)`` is
+ground truth does).  The interval is first cut by strict bounds the formulas guarantee when some
+logit is below the maximum (``0 < p < 1``, ``p < 1/c`` for one of ``c`` maxima when that is a
+power of two, ``log_softmax_j < x_j - max``, ``logsumexp > max``): ``softmax([0, 40099])[1] =
+1 - e^-40099`` lies below 1, so its ulp is the binade below's, which no finite precision would
+show (the representative is then moved just inside the bound, see :func:`_clamp`).  ``x = [710, 0]`` shows why: ``log_softmax[0] = -log1p(e**-710)`` is
 ``-4.476e-309``, which ``x - logsumexp(x)`` evaluated at 200 digits returns as 0.
 
 Vectors whose softmax is not a number follow a policy and get no reference values:
@@ -132,14 +136,55 @@ def ulp_exponent(v: Mpf, fmt: Format) -> int:
     return int(max(exp + bc - 1, fmt.emin) - fmt.p + 1)
 
 
-def _settled(v: Mpf, rel: Mpf, fmt: Format) -> bool:
-    """Whether every value within relative distance ``rel`` of ``v`` rounds and ulps alike."""
+#: Open bounds ``(lower, upper)`` known to hold strictly for a value (``None``: no bound).
+Caps = tuple[Mpf | None, Mpf | None]
+NO_CAPS: Caps = (None, None)
+
+
+def _inside(cap: Mpf, up: bool) -> Mpf:
+    """A number strictly between ``cap`` and every value the doubling could reach."""
+    step = mpmath.ldexp(abs(cap) if cap != 0 else mpf(1), -8 * MAX_BITS)
+    return mpmath.fadd(cap, step, exact=True) if up else mpmath.fsub(cap, step, exact=True)
+
+
+def _clamp(v: Mpf, caps: Caps) -> Mpf:
+    """``v`` moved strictly inside its caps (the true value is there, and within ``rel``).
+
+    At a working precision too low to see ``1 - e^-40099``, the computed probability is 1.0;
+    its representative becomes a number just below 1, so its ulp is the binade below's.
+    """
+    low, high = caps
+    if not mpmath.isfinite(v):
+        return v
+    if high is not None and v >= high:
+        return _inside(high, up=False)
+    if low is not None and v <= low:
+        return _inside(low, up=True)
+    return v
+
+
+def _settled(v: Mpf, rel: Mpf, fmt: Format, caps: Caps = NO_CAPS) -> bool:
+    """Whether every value within relative distance ``rel`` of ``v`` rounds and ulps alike.
+
+    ``caps`` are strict bounds known from the formula (a probability is below 1 when another
+    class is finite; ``logsumexp > max``): they cut the interval, so that a value within
+    ``rel`` of a power of two is settled on the side it is known to be on, instead of needing
+    ``-log2(distance)`` bits (``softmax([0, 40099])[1] = 1 - e^-40099``).
+    """
     if rel == 0 or not mpmath.isfinite(v) or v == 0:
         return True
     if rel > TARGET_REL_ERROR:
         return False
-    lo = v * (1 - rel)
-    hi = v * (1 + rel)
+    # Exactly: at mpmath's default 53 bits, v * (1 - rel) would round back to v for any
+    # rel below 2**-53 and hide an interval that straddles a power of two.
+    delta = abs(mpmath.fmul(v, rel, exact=True))
+    lo = mpmath.fsub(v, delta, exact=True)
+    hi = mpmath.fadd(v, delta, exact=True)
+    low_cap, high_cap = caps
+    if low_cap is not None and lo <= low_cap:
+        lo = _inside(low_cap, up=True)
+    if high_cap is not None and hi >= high_cap:
+        hi = _inside(high_cap, up=False)
     r_lo, r_hi = round_to_format(lo, fmt), round_to_format(hi, fmt)
     same = r_lo == r_hi or (math.isnan(r_lo) and math.isnan(r_hi))  # both overflow to NaN
     return same and ulp_exponent(lo, fmt) == ulp_exponent(hi, fmt)
@@ -170,8 +215,8 @@ def exact(values: npt.NDArray[np.float64], fmt: Format, start_bits: int = 113) -
         return Exact((), (), mpf("nan"), start_bits, undefined=reason)
     bits = start_bits
     while bits <= MAX_BITS:
-        result, bounds = _evaluate(values, bits)
-        if all(_settled(v, b, fmt) for v, b in zip(_flat(result), bounds, strict=True)):
+        result, bounds, caps = _evaluate(values, bits)
+        if all(_settled(v, b, fmt, c) for v, b, c in zip(_flat(result), bounds, caps, strict=True)):
             return result
         bits *= 2
     raise RuntimeError(f"reference not certified at {MAX_BITS} bits: {values!r}")
@@ -181,7 +226,7 @@ def _flat(r: Exact) -> list[Mpf]:
     return [*r.softmax, *r.log_softmax, r.logsumexp]
 
 
-def _evaluate(values: npt.NDArray[np.float64], bits: int) -> tuple[Exact, list[Mpf]]:
+def _evaluate(values: npt.NDArray[np.float64], bits: int) -> tuple[Exact, list[Mpf], list[Caps]]:
     """Values at working precision ``bits`` and their relative error bounds."""
     finite = np.isfinite(values)
     m_float = float(values[finite].max())
@@ -219,7 +264,30 @@ def _evaluate(values: npt.NDArray[np.float64], bits: int) -> tuple[Exact, list[M
             rel_lse = _lse_bound(m, log1p_s, 4 * (n + 2) * u, u, lse)
     result = Exact(sm, ls, lse, bits)
     bounds = [rel_p] * len(sm) + [rel_l] * len(ls) + [rel_lse]
-    return result, bounds
+    several = n > 1 and not ties_only  # then 0 < p < 1, x - max - L < x - max, lse > max
+    p_caps = [_p_caps(dj, values) if several else NO_CAPS for dj in d]
+    ls_caps = [(None, dj) if several and mpmath.isfinite(dj) else NO_CAPS for dj in d]
+    lse_caps: Caps = (m, None) if several else NO_CAPS
+    caps = p_caps + ls_caps + [lse_caps]
+    n_sm, n_ls = len(sm), len(ls)
+    flat = [_clamp(v, c) for v, c in zip(_flat(result), caps, strict=True)]
+    result = Exact(tuple(flat[:n_sm]), tuple(flat[n_sm : n_sm + n_ls]), flat[-1], bits)
+    return result, bounds, caps
+
+
+def _ties_at_max(values: npt.NDArray[np.float64]) -> int:
+    finite = values[np.isfinite(values)]
+    return int(np.sum(finite == finite.max()))
+
+
+def _p_caps(d: Mpf, values: npt.NDArray[np.float64]) -> Caps:
+    """Strict bounds of a probability when some class is below the maximum: ``0 < p < 1``,
+    and ``p < 1/c`` for one of ``c`` maximal classes when ``1/c`` is a power of two (an
+    exact bound; any other ``1/c`` is no rounding boundary)."""
+    c = _ties_at_max(values)
+    if d == 0 and c & (c - 1) == 0:
+        return (mpf(0), mpf(1) / c)
+    return (mpf(0), mpf(1))
 
 
 def _lse_bound(m: Mpf, log_term: Mpf, rel_log: Mpf, u: Mpf, lse: Mpf) -> Mpf:
@@ -269,17 +337,24 @@ def exact_nll_grad(
                 mpf(0) if dj is None else (mpf(1) if j == k else mpmath.exp(dj))
                 for j, dj in enumerate(d)
             ]
-            if all(dj is None or dj == 0 for dj in d):  # every finite logit ties
-                rel = mpf(0) if n & (n - 1) == 0 else 2 * u
-            else:
-                rel = 4 * (n + 4) * u
+            ties = all(dj is None or dj == 0 for dj in d)  # every finite logit ties
+            exact_tie = ties and n & (n - 1) == 0  # 1/c and (c-1)/c are exact for c = 2**k
+            rel = mpf(0) if exact_tie else (2 * u if ties else 4 * (n + 4) * u)
             denom = mpmath.fsum(e)
             grad = [ej / denom for ej in e]
-            if d[target] is None:
-                grad[target] = mpf(-1)
+            rels = [rel] * len(grad)
+            # Strict bounds (see _p_caps) settle values next to a power of two on the side
+            # they are known to be on: p_j in (0, 1) or (0, 1/c), p_t - 1 in (-1, cap - 1).
+            several = n > 1 and not ties
+            caps = [_p_caps(dj, values) if several and dj is not None else NO_CAPS for dj in d]
+            if d[target] is None:  # a masked target: p_t = 0 exactly
+                grad[target], rels[target] = mpf(-1), mpf(0)
             else:
                 grad[target] = -mpmath.fsum(ej for j, ej in enumerate(e) if j != target) / denom
-        if all(_settled(v, rel, fmt) for v in grad):
+                if several:
+                    caps[target] = (mpf(-1), mpf(caps[target][1]) - 1)
+            grad = [_clamp(v, c) for v, c in zip(grad, caps, strict=True)]
+        if all(_settled(v, r, fmt, c) for v, r, c in zip(grad, rels, caps, strict=True)):
             return tuple(grad), bits
         bits *= 2
     raise RuntimeError(f"gradient reference not certified at {MAX_BITS} bits: {values!r}")

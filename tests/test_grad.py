@@ -164,3 +164,27 @@ def test_torch_autograd_matches_the_builtin_formula_bit_for_bit() -> None:
         assert np.array_equal(np.isnan(ours), np.isnan(theirs))
         np.testing.assert_allclose(ours, theirs, rtol=2**-22)
     assert np.isnan(ours).all()  # the second row: e^-200 underflowed in float32
+
+
+@pytest.mark.parametrize(
+    ("values", "index", "below", "fmt"),
+    [
+        ([-48.0, 31.0], 1, 1.0, "float16"),  # p = 1 - 4.9e-35: ulp 2**-11, not 2**-10
+        ([0.0, 40099.0], 1, 1.0, "float64"),  # p = 1 - e^-40099: no finite precision sees it
+        ([0.0, 0.0, -40098.0], 0, 0.5, "float64"),  # two maxima: p just below 1/2
+    ],
+)
+def test_probabilities_next_to_a_power_of_two_get_its_lower_ulp(
+    values: list[float], index: int, below: float, fmt: str
+) -> None:
+    from lsmcheck.reference import exact, ulp_exponent
+
+    f = FORMATS[fmt]
+    ref = exact(np.array(values), f)
+    p = ref.softmax[index]
+    assert p < below  # strictly: another class has a positive probability
+    # the true p is below the power of two, so its ulp is the finer one of the binade below
+    assert ulp_exponent(p, f) == ulp_exponent(mpmath.mpf(below), f) - 1
+    assert ref.bits <= 256  # settled by the strict bound p < 1/c, not by brute precision
+    grad, _ = exact_nll_grad(np.array(values), f, index)
+    assert -1 < grad[index] < 0
