@@ -2,30 +2,40 @@
 
 The Python API::
 
-    from lsmcheck import audit, Options, Vector
-    report = audit([Vector("mine", 0, None, np.array([1000.0, 1001.0]))], Options())
+    import lsmcheck
+    report = lsmcheck.audit([[1000.0, 1001.0]], implementations=[my_softmax], kind="softmax",
+                            dtypes=["float16", "float32"], max_ulp=4, fail_on=["overflow"])
     report.passed, report.results[0].max_ulp, report.to_json()
+
+    from lsmcheck import audit, Options, Vector          # the same function, full control
+    report = audit([Vector("mine", 0, None, np.array([1000.0, 1001.0]))], Options())
+
+For pytest, :func:`lsmcheck.testing.assert_stable`.
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from lsmcheck.audit import Options, audit
+from lsmcheck.api import audit
+from lsmcheck.audit import Options
 from lsmcheck.errors import InputError, LsmcheckError, UsageError
-from lsmcheck.gate import Thresholds
-from lsmcheck.results import Element, Finding, Group, Report, Result, Status
+from lsmcheck.gate import Limits, Rule, Thresholds
+from lsmcheck.results import Breach, Element, Finding, Group, Report, Result, Status
 from lsmcheck.vectors import Vector
 
 __all__ = [
+    "Breach",
     "Element",
     "Finding",
     "Group",
     "InputError",
+    "Limits",
     "LsmcheckError",
     "Options",
     "Report",
     "Result",
+    "Rule",
     "Status",
     "Thresholds",
     "UsageError",

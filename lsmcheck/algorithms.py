@@ -727,8 +727,8 @@ def describe_event(
         Event.ADD_OVERFLOW: f"max + log(sum) overflowed at max={a} ({big})",
         Event.EXP_FLUSH: f"exp({a}) underflowed to 0 ({fmt_name} min exp argument ~{min_exp:.2f})",
         Event.SUM_FLUSH: "every exp term underflowed, so the sum is 0 and its log -inf",
-        Event.LOG_OF_ZERO: f"log of a probability that underflowed to 0 gives -inf: exp({a}) "
-        f"is below {fmt_name}'s range (min exp argument ~{min_exp:.2f})",
+        Event.LOG_OF_ZERO: f"log(0) = -inf: the probability exp({a}) underflowed "
+        f"({fmt_name} min exp argument ~{min_exp:.2f})",
         Event.INF_OVER_INF: "inf/inf after an overflow",
         Event.ZERO_OVER_ZERO: "0/0 after every exp term underflowed",
         Event.INF_MINUS_INF: "inf - inf",

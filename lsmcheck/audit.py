@@ -10,6 +10,7 @@ dtype, then implementation.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,9 +30,11 @@ from lsmcheck.algorithms import (
 )
 from lsmcheck.dtypes import DEFAULT_FORMATS, Format, accumulate_all, get_format
 from lsmcheck.errors import LsmcheckError, UsageError
+from lsmcheck.explore import headroom
 from lsmcheck.gate import Thresholds, judge
 from lsmcheck.reference import Exact, exact, exact_nll_grad
 from lsmcheck.results import Finding, ReferenceInfo, Report, Result, Status, summarise
+from lsmcheck.userimpl import ImplementationError
 from lsmcheck.vectors import Vector
 
 #: The lowest and highest ``--precision`` accepted (bits of the first mpmath attempt).
@@ -46,10 +49,14 @@ class Options:
 
     Attributes:
         dtypes: format names (see :mod:`lsmcheck.dtypes`).
-        algorithms: implementation names (see :mod:`lsmcheck.algorithms`).
+        algorithms: implementation names (see :mod:`lsmcheck.algorithms`) or
+            :class:`~lsmcheck.algorithms.Algorithm` objects (e.g. the user's own, from
+            :func:`lsmcheck.userimpl.wrap`).
         precision_bits: the first mpmath working precision of the reference.
         per_element: whether results carry per-element detail.
         thresholds: the gate.
+        danger_zone: warn when a vector is within this fraction of a measured limit
+            (:mod:`lsmcheck.explore.headroom`); ``None`` computes no headroom.
         accumulate: a wider dtype for sums, shifts and logs (``--accumulate``), or ``None``.
         block: the block size of blocked algorithms (``--block``).
         target: the ``--target`` specification (see :mod:`lsmcheck.targets`), or ``None``.
@@ -57,10 +64,11 @@ class Options:
     """
 
     dtypes: tuple[str, ...] = DEFAULT_FORMATS
-    algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
+    algorithms: tuple[str | Algorithm, ...] = DEFAULT_ALGORITHMS
     precision_bits: int = 113
     per_element: bool = False
     thresholds: Thresholds = field(default_factory=Thresholds)
+    danger_zone: float | None = 0.10
     accumulate: str | None = None
     block: int = DEFAULT_BLOCK
     target: str | None = None
@@ -69,6 +77,11 @@ class Options:
     def __post_init__(self) -> None:
         if self.block < 1:
             raise UsageError(f"--block: expected a block size >= 1, got {self.block}")
+        if self.danger_zone is not None and not 0 <= self.danger_zone < 1:
+            raise UsageError(
+                f"--danger-zone: expected a percentage from 0 to below 100, "
+                f"got {self.danger_zone * 100:g}"
+            )
         if not MIN_BITS <= self.precision_bits <= MAX_START_BITS:
             raise UsageError(
                 f"--precision: expected bits between {MIN_BITS} and {MAX_START_BITS}, "
@@ -89,7 +102,7 @@ class Options:
         return [get_format(n) for n in names]
 
     def implementations(self) -> list[Algorithm]:
-        algs = [get_algorithm(n) for n in dict.fromkeys(self.algorithms)]
+        algs = resolve_algorithms(self.algorithms)
         if self.grad:
             backward = [a.backward for a in algs if a.backward is not None]
             if not backward:
@@ -98,13 +111,27 @@ class Options:
                     "(log_softmax_stable, log_softmax_log1p, log_of_softmax, cross_entropy_*, "
                     "torch.log_softmax, torch.nn.functional.cross_entropy)"
                 )
-            algs += [get_algorithm(n) for n in dict.fromkeys(backward)]
+            algs += [get_algorithm(n) for n in dict.fromkeys(backward) if n not in _names(algs)]
         needy = [a.name for a in algs if a.kind.needs_target]
         if needy and self.target is None:
             raise UsageError(
                 f"--target: {needy[0]} needs the target class of each vector ({targets.FORMS})"
             )
-        return list({a.name: a for a in algs}.values())
+        return algs
+
+
+def _names(algs: list[Algorithm]) -> set[str]:
+    return {a.name for a in algs}
+
+
+def resolve_algorithms(items: Sequence[str | Algorithm]) -> list[Algorithm]:
+    """Registered names and Algorithm objects as Algorithms; a name used twice is an error."""
+    out: dict[str, Algorithm] = {}
+    for item in items:
+        alg = item if isinstance(item, Algorithm) else get_algorithm(item)
+        if out.setdefault(alg.name, alg) is not alg:
+            raise UsageError(f"two different implementations are named {alg.name!r}")
+    return list(out.values())
 
 
 def audit(
@@ -138,7 +165,8 @@ def audit(
                 continue
             for ai, alg in enumerate(algorithms):
                 if _applies(alg, fmt, formats):
-                    keyed[vi, fi, ai] = _skipped(v, alg, fmt, status, reason)
+                    skipped = _skipped(v, alg, fmt, status, reason)
+                    keyed[vi, fi, ai] = judge(skipped, options.thresholds)
             done += 1
         for rows in runnable.values():
             batch = np.stack([rounded[vi] for vi in rows])
@@ -148,7 +176,7 @@ def audit(
                 targets=None if target_of is None else np.array([target_of[vi] for vi in rows]),
             )
             traces = [
-                _execute(alg, batch, setup) if _applies(alg, fmt, formats) else None
+                _run(alg, batch, setup) if _applies(alg, fmt, formats) else None
                 for alg in algorithms
             ]
             for r, vi in enumerate(rows):
@@ -156,13 +184,19 @@ def audit(
                 ref = exact(np.asarray(x, np.float64), fmt, options.precision_bits)
                 max_bits = max(max_bits, ref.bits)
                 target = None if target_of is None else target_of[vi]
-                for ai, (alg, trace) in enumerate(zip(algorithms, traces, strict=True)):
-                    if trace is None:
+                for ai, (alg, runs) in enumerate(zip(algorithms, traces, strict=True)):
+                    if runs is None:
                         continue
-                    if isinstance(trace, str):
-                        keyed[vi, fi, ai] = _skipped(vectors[vi], alg, fmt, Status.ERROR, trace)
+                    ran = runs[r]
+                    if isinstance(ran, str):
+                        keyed[vi, fi, ai] = _skipped(vectors[vi], alg, fmt, Status.ERROR, ran)
                         continue
-                    res = _measure(vectors[vi], x, alg, trace, r, ref, fmt, options, target)
+                    res = _measure(vectors[vi], x, alg, ran[0], ran[1], ref, fmt, options, target)
+                    if options.danger_zone is not None and not alg.kind.needs_target:
+                        room = headroom.assess(
+                            alg, fmt, np.asarray(x, np.float64), options.danger_zone
+                        )
+                        res = dataclasses.replace(res, headroom=room)
                     keyed[vi, fi, ai] = judge(res, options.thresholds)
                 done += 1
                 if progress is not None:
@@ -173,13 +207,42 @@ def audit(
         reference=ReferenceInfo("mpmath", options.precision_bits, max_bits),
         results=results,
         groups=summarise(results),
+        gated=options.thresholds.active,
     )
 
 
-def _undefined(x: npt.NDArray[Any]) -> str | None:
-    from lsmcheck.reference import undefined_reason
+def _run(alg: Algorithm, batch: npt.NDArray[Any], setup: Setup) -> list[tuple[Trace, int] | str]:
+    """Per row of ``batch``: (trace, row in it), or why the implementation failed on it.
 
-    return undefined_reason(np.asarray(x, np.float64))
+    A user implementation fails with :class:`ImplementationError`; when it fails on a batch,
+    each row is run alone so that the error names the vectors it failed on.  A framework
+    adapter (a black box) that raises (PyTorch has no float8 softmax) fails every row with the
+    library's message; a built-in that raises is a bug in lsmcheck and is not caught.
+    """
+    try:
+        trace = alg.execute(batch, setup)
+    except ImplementationError as e:
+        if len(batch) == 1:
+            return [str(e)]
+        return [_run(alg, batch[r : r + 1], _row_setup(setup, r))[0] for r in range(len(batch))]
+    except LsmcheckError:
+        raise
+    except Exception as e:
+        if alg.traced:
+            raise
+        first = (str(e).strip().splitlines() or [""])[0]
+        return [f"{alg.name} raised {type(e).__name__}: {first}"] * len(batch)
+    expected = (batch.shape[0], 1) if alg.kind.per_vector else batch.shape
+    if trace.out.shape != expected:
+        return [f"{alg.name} returned shape {trace.out.shape}, expected {expected}"] * len(batch)
+    return [(trace, r) for r in range(len(batch))]
+
+
+def _row_setup(setup: Setup, r: int) -> Setup:
+    """The settings of row ``r`` alone (its target)."""
+    if setup.targets is None:
+        return setup
+    return dataclasses.replace(setup, targets=setup.targets[r : r + 1])
 
 
 def _applies(alg: Algorithm, fmt: Format, formats: list[Format]) -> bool:
@@ -198,19 +261,10 @@ def _label(alg: Algorithm, fmt: Format) -> str:
     return fmt.name if alg.accumulates else fmt.storage.name
 
 
-def _execute(alg: Algorithm, batch: npt.NDArray[Any], setup: Setup) -> Trace | str:
-    """The trace of ``alg`` on ``batch``, or why it failed (an exception, a wrong shape)."""
-    try:
-        trace = alg.execute(batch, setup)
-    except LsmcheckError:
-        raise
-    except Exception as e:
-        first = (str(e).strip().splitlines() or [""])[0]
-        return f"{alg.name} raised {type(e).__name__}: {first}"
-    expected = (batch.shape[0], 1) if alg.kind.per_vector else batch.shape
-    if trace.out.shape != expected:
-        return f"{alg.name} returned shape {trace.out.shape}, expected {expected}"
-    return trace
+def _undefined(x: npt.NDArray[Any]) -> str | None:
+    from lsmcheck.reference import undefined_reason
+
+    return undefined_reason(np.asarray(x, np.float64))
 
 
 def _unrepresentable(

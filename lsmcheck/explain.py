@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lsmcheck.audit import Options, audit
-from lsmcheck.dtypes import get_format
+from lsmcheck.dtypes import Format, get_format
 from lsmcheck.results import Report, Result, Status
 from lsmcheck.vectors import Vector
 
@@ -84,15 +84,7 @@ def verdict(dtype: str, results: list[Result]) -> str:
         )
     inaccurate = [r for r in audited if not _broken(r) and (r.max_ulp or 0.0) > INACCURATE_ULP]
     if inaccurate:
-        worst = max(inaccurate, key=lambda r: r.max_ulp or 0.0)
-        exact = _exact_at(worst)
-        sentences.append(
-            f"{_join([r.algorithm for r in inaccurate])} neither overflow nor underflow but "
-            f"{'are' if len(inaccurate) > 1 else 'is'} off by up to {worst.max_ulp:.3g} ulp "
-            f"(element {worst.worst_index}, exact {exact}): the exact value is smaller than "
-            "the rounding error of the terms the formula adds or subtracts, so it is lost "
-            "(the log1p form, max + log1p(sum of the others), keeps it)."
-        )
+        sentences.extend(_inaccurate(inaccurate, fmt))
     fixes = _fixes(audited, broken + inaccurate)
     if fixes:
         sentences.append(fixes)
@@ -108,10 +100,70 @@ def verdict(dtype: str, results: list[Result]) -> str:
             f"(worst: {worst.algorithm})."
         )
         sentences.extend(_close_values(audited, fmt.p))
+    sentences.extend(_close_calls(audited))
     skipped = [r for r in results if r.status is Status.UNDEFINED]
     if skipped:
         sentences.append(f"Not audited: {skipped[0].reason}.")
     return " ".join(sentences)
+
+
+def _inaccurate(results: list[Result], fmt: Format) -> list[str]:
+    """Why results without any overflow or underflow are still far off, one cause at a time."""
+    by_cause: dict[str, list[Result]] = {}
+    for r in results:
+        by_cause.setdefault(_cause(r, fmt), []).append(r)
+    sentences = []
+    for cause, rs in by_cause.items():
+        worst = max(rs, key=lambda r: r.max_ulp or 0.0)
+        verb = (
+            "neither overflow nor underflow but are"
+            if len(rs) > 1
+            else ("neither overflows nor underflows but is")
+        )
+        sentences.append(
+            f"{_join([r.algorithm for r in rs])} {verb} off by up to {worst.max_ulp:.3g} ulp "
+            f"(element {worst.worst_index}, exact {_exact_at(worst)}){cause}."
+        )
+    return sentences
+
+
+def _cause(r: Result, fmt: Format) -> str:
+    """The cause of a large error where it can be read off the inputs, else ''."""
+    if r.elements is None or r.worst_index is None:
+        return ""
+    i = r.worst_index
+    text = r.elements[i].exact
+    exact = float(text) if text not in ("inf", "-inf") else 0.0
+    if r.kind != "softmax" and 0 < abs(exact) < 2.0 ** (1 - fmt.p):
+        return (
+            ": the exact value is smaller than the rounding error of 1 + sum, so log(sum) "
+            "loses it (the log1p form, max + log1p(sum of the others), keeps it)"
+        )
+    inputs = [e.input for e in r.elements if e.input is not None]
+    if r.kind != "softmax" or len(inputs) != len(r.elements):
+        return ""
+    shifted = "naive" not in r.algorithm
+    arg = inputs[i] - max(inputs) if shifted else inputs[i]
+    if arg < math.log(fmt.smallest_normal):
+        return (
+            f": exp({arg:.6g}) is a subnormal {fmt.name} number, below {fmt.smallest_normal:.3g}, "
+            "which keeps fewer significant bits"
+            + ("" if shifted else " (shifting by the maximum keeps the largest term normal)")
+        )
+    return ""
+
+
+def _close_calls(results: list[Result]) -> list[str]:
+    """Warn about limits a vector is close to but has not crossed (the headroom)."""
+    by_message: dict[str, list[str]] = {}
+    for r in results:
+        for h in r.headroom:
+            if h.warning and h.headroom >= 0:
+                by_message.setdefault(h.message, []).append(r.algorithm)
+    return [
+        f"{_join(algs)} {'are' if len(algs) > 1 else 'is'} close to a limit: {message}."
+        for message, algs in by_message.items()
+    ]
 
 
 def _count(n: int) -> str:

@@ -130,7 +130,10 @@ def measure(
             traced_over | (~traced_flush & ~looks_flushed & np.isinf(c) & np.isfinite(rounded))
         )
         underflow = wrong & ~overflow & (traced_flush | looks_flushed)
-        benign = ~wrong & flushed & ~exact_zero & ~traced_over
+        # A correct flush exists only for probabilities: a log-domain -inf that is correctly
+        # rounded comes from a value beyond the range (an overflow of the magnitude).
+        probability = kind is Kind.SOFTMAX or kind.is_grad
+        benign = ~wrong & flushed & ~exact_zero & ~traced_over & probability
     nan = np.isnan(c) & wrong
     return Measured(c, exact, ulp, abs_err, rel_err, overflow, underflow, benign, nan)
 
@@ -143,11 +146,15 @@ def sum_error(computed: npt.NDArray[np.float64]) -> float:
 
 
 def argmax_preserved(inputs: npt.NDArray[np.float64], computed: npt.NDArray[np.float64]) -> bool:
-    """Whether ``argmax(computed)`` is one of the maximal input logits (False on NaN)."""
+    """Whether a maximal input logit still has the maximal output (ties allowed); False on NaN.
+
+    A correctly rounded output may tie classes the input ranks apart (three probabilities of
+    1/3 in float32): the top class still has the top output then, and the argmax is kept.
+    """
     if np.isnan(computed).any():
         return False
     top = inputs == np.max(inputs)
-    return bool(top[int(np.argmax(computed))])
+    return bool(np.max(computed[top]) == np.max(computed))
 
 
 def findings(

@@ -20,11 +20,7 @@ bounds gives a relative error of at most ``4(n+4)u`` for every softmax and log-s
 most ``4(n+2)u|L| + u|m + L|``.  A value is *certified* for a target format when its bound is
 below ``2**-80`` relative and the whole interval it allows rounds to the same value of the format
 with the same ulp; otherwise the precision is doubled and everything recomputed (as Herbie's
-ground truth does).  The interval is first cut by strict bounds the formulas guarantee when some
-logit is below the maximum (``0 < p < 1``, ``p < 1/c`` for one of ``c`` maxima when that is a
-power of two, ``log_softmax_j < x_j - max``, ``logsumexp > max``): ``softmax([0, 40099])[1] =
-1 - e^-40099`` lies below 1, so its ulp is the binade below's, which no finite precision would
-show (the representative is then moved just inside the bound, see :func:`_clamp`).  ``x = [710, 0]`` shows why: ``log_softmax[0] = -log1p(e**-710)`` is
+ground truth does).  ``x = [710, 0]`` shows why: ``log_softmax[0] = -log1p(e**-710)`` is
 ``-4.476e-309``, which ``x - logsumexp(x)`` evaluated at 200 digits returns as 0.
 
 Vectors whose softmax is not a number follow a policy and get no reference values:
@@ -136,58 +132,39 @@ def ulp_exponent(v: Mpf, fmt: Format) -> int:
     return int(max(exp + bc - 1, fmt.emin) - fmt.p + 1)
 
 
-#: Open bounds ``(lower, upper)`` known to hold strictly for a value (``None``: no bound).
-Caps = tuple[Mpf | None, Mpf | None]
-NO_CAPS: Caps = (None, None)
+def _settled(v: Mpf, rel: Mpf, fmt: Format, side: int = 0) -> bool:
+    """Whether every value the bound allows rounds to the same value with the same ulp.
 
-
-def _inside(cap: Mpf, up: bool) -> Mpf:
-    """A number strictly between ``cap`` and every value the doubling could reach."""
-    step = mpmath.ldexp(abs(cap) if cap != 0 else mpf(1), -8 * MAX_BITS)
-    return mpmath.fadd(cap, step, exact=True) if up else mpmath.fsub(cap, step, exact=True)
-
-
-def _clamp(v: Mpf, caps: Caps) -> Mpf:
-    """``v`` moved strictly inside its caps (the true value is there, and within ``rel``).
-
-    At a working precision too low to see ``1 - e^-40099``, the computed probability is 1.0;
-    its representative becomes a number just below 1, so its ulp is the binade below's.
-    """
-    low, high = caps
-    if not mpmath.isfinite(v):
-        return v
-    if high is not None and v >= high:
-        return _inside(high, up=False)
-    if low is not None and v <= low:
-        return _inside(low, up=True)
-    return v
-
-
-def _settled(v: Mpf, rel: Mpf, fmt: Format, caps: Caps = NO_CAPS) -> bool:
-    """Whether every value within relative distance ``rel`` of ``v`` rounds and ulps alike.
-
-    ``caps`` are strict bounds known from the formula (a probability is below 1 when another
-    class is finite; ``logsumexp > max``): they cut the interval, so that a value within
-    ``rel`` of a power of two is settled on the side it is known to be on, instead of needing
-    ``-log2(distance)`` bits (``softmax([0, 40099])[1] = 1 - e^-40099``).
+    The bound allows the magnitudes within relative distance ``rel`` of ``v``; with ``side``
+    -1 (+1) only those not above (not below) ``|v|``: ``v`` was nudged off a power of two the
+    true value is known to lie strictly below (above) in magnitude (see :func:`_nudge`).
     """
     if rel == 0 or not mpmath.isfinite(v) or v == 0:
         return True
     if rel > TARGET_REL_ERROR:
         return False
-    # Exactly: at mpmath's default 53 bits, v * (1 - rel) would round back to v for any
-    # rel below 2**-53 and hide an interval that straddles a power of two.
-    delta = abs(mpmath.fmul(v, rel, exact=True))
-    lo = mpmath.fsub(v, delta, exact=True)
-    hi = mpmath.fadd(v, delta, exact=True)
-    low_cap, high_cap = caps
-    if low_cap is not None and lo <= low_cap:
-        lo = _inside(low_cap, up=True)
-    if high_cap is not None and hi >= high_cap:
-        hi = _inside(high_cap, up=False)
+    _, _, _, bc = v._mpf_
+    with mpmath.workprec(bc + 2 * int(-mpmath.log(rel, 2)) + 64):  # the ends exactly enough
+        lo = v if side > 0 else v * (1 - rel)
+        hi = v if side < 0 else v * (1 + rel)
     r_lo, r_hi = round_to_format(lo, fmt), round_to_format(hi, fmt)
     same = r_lo == r_hi or (math.isnan(r_lo) and math.isnan(r_hi))  # both overflow to NaN
     return same and ulp_exponent(lo, fmt) == ulp_exponent(hi, fmt)
+
+
+def _power_of_two(v: Mpf) -> bool:
+    return bool(mpmath.isfinite(v) and v != 0 and v._mpf_[1] == 1)
+
+
+def _nudge(v: Mpf, side: int, bits: int) -> Mpf:
+    """``v`` moved by ``2**-(bits+16)`` of itself, down (side -1) or up (+1) in magnitude.
+
+    Used where the working precision absorbed a positive term into a power of two: the true
+    value is then strictly on one side of ``v``, closer to it than any working precision can
+    show, and the nudged value lies between the two, in the true value's binade.
+    """
+    with mpmath.workprec(bits + 32):
+        return v * (1 + side * mpf(2) ** -(bits + 16))
 
 
 def exact(values: npt.NDArray[np.float64], fmt: Format, start_bits: int = 113) -> Exact:
@@ -215,8 +192,9 @@ def exact(values: npt.NDArray[np.float64], fmt: Format, start_bits: int = 113) -
         return Exact((), (), mpf("nan"), start_bits, undefined=reason)
     bits = start_bits
     while bits <= MAX_BITS:
-        result, bounds, caps = _evaluate(values, bits)
-        if all(_settled(v, b, fmt, c) for v, b, c in zip(_flat(result), bounds, caps, strict=True)):
+        result, bounds, sides = _evaluate(values, bits)
+        values_and_bounds = zip(_flat(result), bounds, sides, strict=True)
+        if all(_settled(v, b, fmt, side) for v, b, side in values_and_bounds):
             return result
         bits *= 2
     raise RuntimeError(f"reference not certified at {MAX_BITS} bits: {values!r}")
@@ -226,8 +204,15 @@ def _flat(r: Exact) -> list[Mpf]:
     return [*r.softmax, *r.log_softmax, r.logsumexp]
 
 
-def _evaluate(values: npt.NDArray[np.float64], bits: int) -> tuple[Exact, list[Mpf], list[Caps]]:
-    """Values at working precision ``bits`` and their relative error bounds."""
+def _evaluate(values: npt.NDArray[np.float64], bits: int) -> tuple[Exact, list[Mpf], list[int]]:
+    """Values at working precision ``bits``, their relative error bounds and known sides.
+
+    A value that came out exactly equal to its anchor although the true value differs from it
+    by a positive term the precision absorbed (``s`` beside a tie's ``1/c``, ``log1p(s)`` beside
+    ``d_i`` or ``m``) is nudged to the known side (:func:`_nudge`): where the anchor is a power
+    of two or a rounding tie of the format, the side decides the ulp binade or the rounding,
+    which no finite precision would settle.
+    """
     finite = np.isfinite(values)
     m_float = float(values[finite].max())
     k = int(np.flatnonzero(values == m_float)[0])
@@ -262,32 +247,40 @@ def _evaluate(values: npt.NDArray[np.float64], bits: int) -> tuple[Exact, list[M
             lse = m + log1p_s
             rel_p = rel_l = 4 * (n + 4) * u
             rel_lse = _lse_bound(m, log1p_s, 4 * (n + 2) * u, u, lse)
+            sm, ls, lse, sides = _absorbed(d, sm, ls, lse, m, bits)
+            result = Exact(sm, ls, lse, bits)
+            bounds = [rel_p] * len(sm) + [rel_l] * len(ls) + [rel_lse]
+            return result, [b + mpf(2) ** -(bits + 15) for b in bounds], sides
     result = Exact(sm, ls, lse, bits)
     bounds = [rel_p] * len(sm) + [rel_l] * len(ls) + [rel_lse]
-    several = n > 1 and not ties_only  # then 0 < p < 1, x - max - L < x - max, lse > max
-    p_caps = [_p_caps(dj, values) if several else NO_CAPS for dj in d]
-    ls_caps = [(None, dj) if several and mpmath.isfinite(dj) else NO_CAPS for dj in d]
-    lse_caps: Caps = (m, None) if several else NO_CAPS
-    caps = p_caps + ls_caps + [lse_caps]
-    n_sm, n_ls = len(sm), len(ls)
-    flat = [_clamp(v, c) for v, c in zip(_flat(result), caps, strict=True)]
-    result = Exact(tuple(flat[:n_sm]), tuple(flat[n_sm : n_sm + n_ls]), flat[-1], bits)
-    return result, bounds, caps
+    return result, bounds, [0] * len(bounds)
 
 
-def _ties_at_max(values: npt.NDArray[np.float64]) -> int:
-    finite = values[np.isfinite(values)]
-    return int(np.sum(finite == finite.max()))
+def _absorbed(
+    d: list[Mpf], sm: tuple[Mpf, ...], ls: tuple[Mpf, ...], lse: Mpf, m: Mpf, bits: int
+) -> tuple[tuple[Mpf, ...], tuple[Mpf, ...], Mpf, list[int]]:
+    """Nudge the values where a positive ``s`` (some logit below the maximum) was absorbed.
 
-
-def _p_caps(d: Mpf, values: npt.NDArray[np.float64]) -> Caps:
-    """Strict bounds of a probability when some class is below the maximum: ``0 < p < 1``,
-    and ``p < 1/c`` for one of ``c`` maximal classes when ``1/c`` is a power of two (an
-    exact bound; any other ``1/c`` is no rounding boundary)."""
-    c = _ties_at_max(values)
-    if d == 0 and c & (c - 1) == 0:
-        return (mpf(0), mpf(1) / c)
-    return (mpf(0), mpf(1))
+    With ``s > 0``: a tie's probability ``1/(c + s')`` is below ``1/c``; a log-probability
+    ``d_i - log1p(s)`` is below ``d_i``; ``logsumexp = m + log1p(s)`` is above ``m``.
+    """
+    ties = sum(1 for dj in d if dj == 0)
+    p_tie = mpf(1) / ties
+    sm_sides = [
+        -1 if dj == 0 and p == p_tie and _power_of_two(p) else 0
+        for dj, p in zip(d, sm, strict=True)
+    ]
+    # d_i (exact) can be a power of two or a rounding tie of the format: either way the
+    # absorbed -log1p(s) decides the rounding, and its side is known.
+    ls_sides = [1 if lp == dj and dj != 0 else 0 for dj, lp in zip(d, ls, strict=True)]
+    lse_side = (1 if m > 0 else -1) if lse == m and m != 0 else 0
+    sm = tuple(_nudge(p, side, bits) if side else p for p, side in zip(sm, sm_sides, strict=True))
+    ls = tuple(
+        _nudge(lp, side, bits) if side else lp for lp, side in zip(ls, ls_sides, strict=True)
+    )
+    if lse_side:
+        lse = _nudge(lse, lse_side, bits)
+    return sm, ls, lse, [*sm_sides, *ls_sides, lse_side]
 
 
 def _lse_bound(m: Mpf, log_term: Mpf, rel_log: Mpf, u: Mpf, lse: Mpf) -> Mpf:
@@ -306,55 +299,62 @@ def exact_nll_grad(
     logits, and equally the vector-Jacobian product ``g - softmax(x) * sum(g)`` of log-softmax
     for the upstream gradient ``g = -onehot(target)`` that the NLL loss sends back.
 
-    Certification.  With ``m = x_k`` the maximum, ``e_j = exp(x_j - m)`` and ``S = sum_{j != k}
-    e_j`` (the reference's cancellation-free form), ``softmax_j = e_j / (1 + S)`` and the target
-    entry is computed as ``-(sum_{j != t} e_j) / (1 + S)``, never as ``p_t - 1``: every term is
-    positive, so there is no cancellation (``p_t - 1`` for a dominant class is ``-1.9e-22`` at
-    ``x = [0, -50]``).  Each of the ``n + 4`` mpmath operations on a path (exp, at most ``n``
-    additions, ``1 + S``, the division) has relative error at most ``u = 2**(1-P)``, so every
-    entry is within ``4(n+4)u`` relative (a factor 4 over the first-order sum, as in
-    :func:`exact`).  The precision is doubled until that interval rounds and ulps alike
-    (:func:`_settled`).  When every finite logit ties, the values are the rationals ``1/c`` and
-    ``-(c-1)/c``: exact when ``c`` is a power of two, within ``2u`` otherwise (one correctly
-    rounded division of exact integers).  A masked target (``x_t = -inf``) has ``p_t = 0``
-    and gradient exactly ``-1``.  Otherwise no entry is a rounding boundary (a ratio of sums of
-    exponentials of distinct rationals is transcendental), so the doubling terminates.
+    Certification.  With ``m`` the maximum and ``e_j = exp(x_j - m)`` (``e_j = 1`` exactly for
+    the maxima), ``softmax_j = e_j / sum(e)`` and the target entry is computed as
+    ``-(sum_{j != t} e_j) / sum(e)``, never as ``p_t - 1``: every term is positive, so there is
+    no cancellation (``p_t - 1`` for a dominant class is ``-1.9e-22`` at ``x = [0, -50]``).
+    Each of the ``n + 4`` mpmath operations on a path (exp, at most ``n`` additions, the
+    division) has relative error at most ``u = 2**(1-P)``, so every entry is within
+    ``4(n+4)u`` relative (a factor 4 over the first-order sum, as in :func:`exact`).  The
+    precision is doubled until that interval rounds and ulps alike (:func:`_settled`).  When
+    every finite logit ties, the values are the rationals ``1/c`` and ``-(c-1)/c``: exact when
+    ``c`` is a power of two, within ``2u`` otherwise.  A masked target (``x_t = -inf``) has
+    ``p_t = 0`` and gradient exactly ``-1``.  Where the working precision absorbed the positive
+    sum of the smaller terms into a power of two (``1/(2 + e^-40098)`` computed as ``1/2``;
+    ``1 - p_t`` as 1 for a target below the maximum; as ``1/2`` for one of two maxima), the true
+    value's side is known and the value is nudged to it (:func:`_nudge`), as :func:`exact`
+    does.  Otherwise no entry is a rounding boundary (a ratio of sums of exponentials of
+    distinct rationals is transcendental), so the doubling terminates.
     """
     finite = np.isfinite(values)
     n = int(finite.sum())
     m_float = float(values[finite].max())
-    k = int(np.flatnonzero(values == m_float)[0])
+    c = int(np.sum(values[finite] == m_float))  # maximal classes
     bits = start_bits
     while bits <= MAX_BITS:
         with mpmath.workprec(bits):
             u = mpf(2) ** (1 - bits)
             m = mpf(m_float)
-            d = [
-                mpmath.fsub(mpf(float(x)), m, exact=True) if math.isfinite(x) else None
+            e = [
+                mpmath.exp(mpmath.fsub(mpf(float(x)), m, exact=True)) if math.isfinite(x) else None
                 for x in values
             ]
-            e = [
-                mpf(0) if dj is None else (mpf(1) if j == k else mpmath.exp(dj))
-                for j, dj in enumerate(d)
-            ]
-            ties = all(dj is None or dj == 0 for dj in d)  # every finite logit ties
-            exact_tie = ties and n & (n - 1) == 0  # 1/c and (c-1)/c are exact for c = 2**k
+            e = [mpf(0) if ej is None else ej for ej in e]
+            ties = n == c
+            exact_tie = ties and c & (c - 1) == 0  # 1/c and (c-1)/c are exact for c = 2**k
             rel = mpf(0) if exact_tie else (2 * u if ties else 4 * (n + 4) * u)
             denom = mpmath.fsum(e)
             grad = [ej / denom for ej in e]
             rels = [rel] * len(grad)
-            # Strict bounds (see _p_caps) settle values next to a power of two on the side
-            # they are known to be on: p_j in (0, 1) or (0, 1/c), p_t - 1 in (-1, cap - 1).
-            several = n > 1 and not ties
-            caps = [_p_caps(dj, values) if several and dj is not None else NO_CAPS for dj in d]
-            if d[target] is None:  # a masked target: p_t = 0 exactly
+            sides = [0] * len(grad)
+            if not math.isfinite(values[target]):  # a masked target: p_t = 0 exactly
                 grad[target], rels[target] = mpf(-1), mpf(0)
             else:
                 grad[target] = -mpmath.fsum(ej for j, ej in enumerate(e) if j != target) / denom
-                if several:
-                    caps[target] = (mpf(-1), mpf(caps[target][1]) - 1)
-            grad = [_clamp(v, c) for v, c in zip(grad, caps, strict=True)]
-        if all(_settled(v, r, fmt, c) for v, r, c in zip(grad, rels, caps, strict=True)):
+            if not ties:  # some class is below the maximum: its e_j may have been absorbed
+                for j, g in enumerate(grad):
+                    if not _power_of_two(g) or rels[j] == 0:
+                        continue
+                    is_max = values[j] == m_float
+                    if j == target:  # |g| = 1 - p_t: above (c-1)/c for a maximum, below 1 else
+                        anchor = mpf(c - 1) / c if is_max else mpf(1)
+                        side = 1 if is_max else -1
+                    else:  # p_j of a maximum is below 1/c
+                        anchor, side = (mpf(1) / c, -1) if is_max else (None, 0)
+                    if anchor is not None and abs(g) == anchor:
+                        grad[j], sides[j] = _nudge(g, side, bits), side
+                        rels[j] += mpf(2) ** -(bits + 15)
+        if all(_settled(v, r, fmt, side) for v, r, side in zip(grad, rels, sides, strict=True)):
             return tuple(grad), bits
         bits *= 2
     raise RuntimeError(f"gradient reference not certified at {MAX_BITS} bits: {values!r}")

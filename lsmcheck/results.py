@@ -53,6 +53,35 @@ class Finding:
 
 
 @dataclass(frozen=True)
+class Breach:
+    """One threshold a result broke, or one way it regressed against a baseline.
+
+    Attributes:
+        check: what was checked: ``max_ulp``, ``max_rel_error``, ``overflow``, ``underflow``
+            or ``nan`` for a threshold; ``baseline.max_ulp``, ``baseline.overflow``, ... for a
+            regression against the baseline.
+        value: what the result showed.
+        limit: what was allowed (for a regression: the baseline's value, plus the tolerance
+            for ``baseline.max_ulp``).
+        origin: where the limit came from: ``""`` when given directly (command-line flag or
+            Python argument), a config table such as
+            ``"pyproject.toml [tool.lsmcheck.thresholds.dtype.float16]"``, or the baseline file.
+        message: the whole sentence, e.g. ``"max_ulp 6.5 > 4 by 2.5 (element 3)"``.
+    """
+
+    check: str
+    value: float
+    limit: float
+    origin: str
+    message: str
+
+    @property
+    def excess(self) -> float:
+        """By how much the value broke the limit."""
+        return self.value - self.limit
+
+
+@dataclass(frozen=True)
 class Element:
     """One output element, for ``--per-element`` and ``explain``.
 
@@ -71,6 +100,30 @@ class Element:
     exact: str
     ulp: float
     flags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Headroom:
+    """How close one vector comes to one measured limit of an implementation in a dtype.
+
+    See :mod:`lsmcheck.explore.headroom`.
+
+    Attributes:
+        limit: ``overflow``, ``underflow``, ``flush`` or ``length`` (as ``lsmcheck limits``).
+        value: the vector's quantity: its largest logit, its lowest logit minus the largest,
+            or its length.
+        threshold: the last value of that quantity that holds, as measured.
+        headroom: ``(threshold - value) / threshold``: 1 far away, 0 at the limit, negative past.
+        warning: within the danger zone or past the limit.
+        message: in words, e.g. ``largest logit 10.2 of 11.09 before exp overflows ...``.
+    """
+
+    limit: str
+    value: float
+    threshold: float
+    headroom: float
+    warning: bool
+    message: str
 
 
 @dataclass(frozen=True)
@@ -103,6 +156,13 @@ class Result:
         failures: for a failed result, each threshold it broke and by how much.
         reason: for ``undefined``/``unrepresentable``/``error``, why.
         elements: per-element detail, when asked for.
+        headroom: how close the vector comes to each measured limit of the implementation.
+        breaches: the same failures as structured :class:`Breach` values.
+        baseline: against a baseline, ``"new"``, ``"unchanged"``, ``"improved"`` or
+            ``"regressed"`` (``None`` without a baseline).
+        baseline_note: what changed against the baseline, e.g. ``"max_ulp 0.5 -> inf"``.
+        known: thresholds the result breaks that its baseline entry already broke (accepted
+            by the baseline, so they do not fail it).
         target: the target class, for cross-entropy and gradients (``--target``).
         bound_ratio: the measured error over the algorithm's proven leading-order error bound
             (the largest over the elements; above 1 the bound is broken), ``None`` when no
@@ -133,6 +193,11 @@ class Result:
     failures: tuple[str, ...] = ()
     reason: str | None = None
     elements: tuple[Element, ...] | None = None
+    headroom: tuple[Headroom, ...] = ()
+    breaches: tuple[Breach, ...] = ()
+    baseline: str | None = None
+    baseline_note: str | None = None
+    known: tuple[Breach, ...] = ()
     target: int | None = None
     bound_ratio: float | None = None
     bound_rel_error: float | None = None
@@ -213,6 +278,63 @@ class ReferenceInfo:
 
 
 @dataclass(frozen=True)
+class Recorded:
+    """One result as a baseline file records it (see :mod:`lsmcheck.baseline`).
+
+    Attributes:
+        source, vector, line, algorithm, kind, dtype, status: as in :class:`Result`.
+        max_ulp, max_rel_error, overflow, underflow, nan: the figures a later run is
+            compared with (``None`` for a result without metrics).
+    """
+
+    source: str
+    vector: int
+    line: int | None
+    algorithm: str
+    kind: str
+    dtype: str
+    status: str
+    max_ulp: float | None
+    max_rel_error: float | None
+    overflow: int
+    underflow: int
+    nan: int
+
+    @property
+    def key(self) -> tuple[str, int, str, str]:
+        """What identifies a result across runs: (source, vector, algorithm, dtype)."""
+        return (self.source, self.vector, self.algorithm, self.dtype)
+
+    @property
+    def label(self) -> str:
+        return (
+            f"{self.source}:{self.line}"
+            if self.line is not None
+            else f"{self.source}[{self.vector}]"
+        )
+
+
+@dataclass(frozen=True)
+class BaselineSummary:
+    """How a report compares with a recorded baseline.
+
+    Attributes:
+        path: the baseline file.
+        tolerance: how many ulp ``max_ulp`` may grow before it is a regression.
+        regressed, improved, unchanged, new: how many results are in each state.
+        vanished: baseline results that this run did not produce (each is a regression).
+    """
+
+    path: str
+    tolerance: float
+    regressed: int
+    improved: int
+    unchanged: int
+    new: int
+    vanished: tuple[Recorded, ...] = ()
+
+
+@dataclass(frozen=True)
 class Report:
     """Everything one audit produced.
 
@@ -220,16 +342,28 @@ class Report:
         version: the lsmcheck version.
         reference: how the reference was computed.
         results: one per (vector, implementation, dtype), in input order.
+        baseline: the comparison with a baseline, when one was given.
+        gated: whether any threshold or baseline judged the results (without one, ``run``
+            only reports: every audited result passes).
     """
 
     version: str
     reference: ReferenceInfo
     results: tuple[Result, ...]
     groups: tuple[Group, ...] = field(default=())
+    baseline: BaselineSummary | None = None
+    gated: bool = False
+
+    @property
+    def audited(self) -> int:
+        """How many results carry metrics."""
+        return sum(r.audited for r in self.results)
 
     @property
     def passed(self) -> bool:
-        """True when no result failed the gate or errored."""
+        """True when no result failed the gate or errored, and no baseline result vanished."""
+        if self.baseline is not None and self.baseline.vanished:
+            return False
         return not any(r.status in (Status.FAIL, Status.ERROR) for r in self.results)
 
     @property
@@ -285,6 +419,10 @@ def result_to_dict(r: Result) -> dict[str, Any]:
         "worst_index": r.worst_index,
         "status": r.status.value,
         "failures": list(r.failures),
+        "breaches": [breach_to_dict(b) for b in r.breaches],
+        "baseline": r.baseline,
+        "baseline_note": r.baseline_note,
+        "known": [breach_to_dict(b) for b in r.known],
         "reason": r.reason,
         "target": r.target,
         "bound_ratio": _num(r.bound_ratio),
@@ -292,6 +430,17 @@ def result_to_dict(r: Result) -> dict[str, Any]:
         "findings": [
             {"kind": f.kind, "event": f.event, "message": f.message, "count": f.count}
             for f in r.findings
+        ],
+        "headroom": [
+            {
+                "limit": h.limit,
+                "value": _num(h.value),
+                "threshold": _num(h.threshold),
+                "headroom": _num(h.headroom),
+                "warning": h.warning,
+                "message": h.message,
+            }
+            for h in r.headroom
         ],
     }
     if r.elements is not None:
@@ -307,6 +456,49 @@ def result_to_dict(r: Result) -> dict[str, Any]:
             for e in r.elements
         ]
     return d
+
+
+def breach_to_dict(b: Breach) -> dict[str, Any]:
+    """One broken threshold in the JSON schema."""
+    return {
+        "check": b.check,
+        "value": _num(b.value),
+        "limit": _num(b.limit),
+        "excess": _num(b.excess),
+        "origin": b.origin,
+        "message": b.message,
+    }
+
+
+def recorded_to_dict(r: Recorded) -> dict[str, Any]:
+    """One baseline entry as JSON (the baseline file and the report's ``baseline.vanished``)."""
+    return {
+        "source": r.source,
+        "vector": r.vector,
+        "line": r.line,
+        "algorithm": r.algorithm,
+        "kind": r.kind,
+        "dtype": r.dtype,
+        "status": r.status,
+        "max_ulp": _num(r.max_ulp),
+        "max_rel_error": _num(r.max_rel_error),
+        "overflow": r.overflow,
+        "underflow": r.underflow,
+        "nan": r.nan,
+    }
+
+
+def baseline_to_dict(b: BaselineSummary) -> dict[str, Any]:
+    """The comparison with a baseline in the JSON schema."""
+    return {
+        "path": b.path,
+        "tolerance": b.tolerance,
+        "regressed": b.regressed,
+        "improved": b.improved,
+        "unchanged": b.unchanged,
+        "new": b.new,
+        "vanished": [recorded_to_dict(r) for r in b.vanished],
+    }
 
 
 def group_to_dict(g: Group) -> dict[str, Any]:
@@ -344,8 +536,11 @@ def report_to_dict(report: Report) -> dict[str, Any]:
             "max_precision_bits": report.reference.max_precision_bits,
         },
         "results": [result_to_dict(r) for r in report.results],
+        "baseline": None if report.baseline is None else baseline_to_dict(report.baseline),
         "summary": {
             "passed": report.passed,
+            "gated": report.gated,
+            "audited": report.audited,
             "results": len(report.results),
             "statuses": report.counts(),
             "groups": [group_to_dict(g) for g in report.groups],

@@ -564,10 +564,15 @@ def _read_npy(path: str, file: BinaryIO) -> Iterator[Vector]:
 
 def _read_npz(path: str) -> Iterator[Vector]:
     """Yield the vectors of every member of a ``.npz`` archive, in the archive's order."""
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        raise InputError(path, f"not a valid .npz archive: {_one_line(error)}") from None
+    with open(path, "rb") as file:  # ours to close, even when numpy's loader raises
+        try:
+            archive = np.load(file, allow_pickle=False)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+            raise InputError(path, f"not a valid .npz archive: {_one_line(error)}") from None
+        yield from _npz_members(path, archive)
+
+
+def _npz_members(path: str, archive: Any) -> Iterator[Vector]:
     with archive:
         members = archive.zip
         assert members is not None  # set whenever NpzFile is opened on a file

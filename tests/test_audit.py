@@ -136,7 +136,10 @@ def test_log_of_softmax_is_minus_inf_where_log_softmax_is_finite() -> None:
     r = one([0.0, -50.0], "log_of_softmax", "float16")
     assert r.underflow == 1 and r.elements is not None
     assert r.elements[1].computed == -math.inf
-    assert any("log of a probability" in f.message for f in r.findings)
+    assert any(
+        f.message.startswith("log(0) = -inf: the probability exp(-50) underflowed")
+        for f in r.findings
+    )
     ok = one([0.0, -50.0], "log_softmax_stable", "float16")
     assert ok.underflow == 0 and ok.elements is not None and ok.elements[1].computed == -50
 
@@ -152,6 +155,7 @@ def test_correctly_rounded_infinity_is_not_an_overflow() -> None:
     # float16: x - max = -120000 rounds to -inf, and so does the exact -120000.
     r = one([-60000.0, 60000.0], "log_softmax_stable", "float16")
     assert r.overflow == 0 and r.max_ulp == 0.0
+    assert (r.underflow, r.underflow_benign) == (0, 0)  # a correct -inf is not a flush
 
 
 def test_masked_class_has_zero_error() -> None:
@@ -212,3 +216,25 @@ def test_results_are_in_input_order() -> None:
         (2, "float32"),
         (2, "float64"),
     ]
+
+
+def test_correctly_rounded_ties_keep_the_argmax() -> None:
+    # float32 rounds all three probabilities of 1e-15,2e-15,3e-15 to 0.33333334: the top class
+    # still has the top output.
+    r = one([1e-15, 2e-15, 3e-15], "softmax_stable", "float32")
+    assert r.elements is not None and len({e.computed for e in r.elements}) == 1
+    assert r.argmax_preserved is True
+
+
+def test_fail_on_unaudited() -> None:
+    v = [Vector("t", 0, 1, np.array([70000.0, 1.0])), Vector("t", 1, 2, np.array([np.nan, 1.0]))]
+    plain = audit(v, Options(dtypes=("float16",), algorithms=("softmax_stable",)))
+    assert plain.passed and not plain.gated and plain.audited == 0
+    strict = Options(
+        dtypes=("float16",),
+        algorithms=("softmax_stable",),
+        thresholds=Thresholds(fail_on=frozenset({"unaudited"})),
+    )
+    gated = audit(v, strict)
+    assert gated.gated and not gated.passed
+    assert [r.failures[0].split(":")[0] for r in gated.results] == ["not audited"] * 2

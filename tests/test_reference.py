@@ -57,6 +57,8 @@ def test_log_softmax_710_0_is_not_zero() -> None:
         [7.0],
         [3.0, 3.0, 3.0],
         [-745.2, -745.2],
+        [1.0, 9007199254740994.0],  # log_softmax[0] = -(2**53 + 1) - tiny: a float64 rounding tie
+        [0.0, 0.0, -1e300],  # 1/2 - tiny: a power of two approached from below
     ],
 )
 @pytest.mark.parametrize("fmt", ["float16", "float32", "float64"])
@@ -154,3 +156,50 @@ def test_round_to_format_edges() -> None:
     assert round_to_format(mpmath.mpf(2) ** -25 * 1.0001, f16) == 2.0**-24
     assert round_to_format(-mpmath.mpf("1e-400"), F64) == 0.0
     assert math.copysign(1, round_to_format(-mpmath.mpf("1e-400"), F64)) == -1
+
+
+# --- properties of the exact values --------------------------------------------------------
+
+small_ints = st.lists(st.integers(-300, 300), min_size=1, max_size=6)
+
+
+@settings(max_examples=80, deadline=None)
+@given(small_ints, st.integers(-1000, 1000))
+def test_shift_invariance(values: list[int], shift: int) -> None:
+    # Integer logits shift exactly in float64, so softmax and log_softmax must not change.
+    a = exact(np.array(values, np.float64), F64)
+    b = exact(np.array([v + shift for v in values], np.float64), F64)
+    for x, y in zip(a.softmax + a.log_softmax, b.softmax + b.log_softmax, strict=True):
+        assert oracle.close(x, y, "float64")
+    with mpmath.workprec(300):
+        assert abs(b.logsumexp - a.logsumexp - shift) <= mpmath.mpf(2) ** -70 * (
+            abs(b.logsumexp) + 1
+        )
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(finite_or_masked, min_size=1, max_size=8))
+def test_softmax_sums_to_one_and_matches_exp_log_softmax(values: list[float]) -> None:
+    if not any(math.isfinite(v) for v in values):
+        return
+    ref = exact(np.array(values), F64)
+    with mpmath.workprec(300):
+        assert abs(mpmath.fsum(ref.softmax) - 1) <= mpmath.mpf(2) ** -75
+        for p, lp in zip(ref.softmax, ref.log_softmax, strict=True):
+            if mpmath.isfinite(lp) and abs(lp) > 1e6:
+                continue  # exp amplifies lp's certified 2**-80 by |lp|: nothing left to compare
+            # lp is certified to 2**-80 relative; exp turns that into |lp| * 2**-80 relative.
+            tol = mpmath.mpf(2) ** -75 + (abs(lp) if mpmath.isfinite(lp) else 0) * 2.0**-79
+            assert abs(mpmath.exp(lp) - p) <= abs(p) * tol
+
+
+def test_settling_checks_the_interval_at_full_precision() -> None:
+    # A value 2**-100 above float32's rounding tie between 1 and 1 + 2**-23: with a bound of
+    # 2**-90 the interval straddles the tie, so it is not settled; 2**-60 above, it is.
+    from lsmcheck.reference import _settled
+
+    f32 = FORMATS["float32"]
+    with mpmath.workprec(200):
+        tie = 1 + mpmath.mpf(2) ** -24
+        assert not _settled(tie + mpmath.mpf(2) ** -100, mpmath.mpf(2) ** -90, f32)
+        assert _settled(tie + mpmath.mpf(2) ** -60, mpmath.mpf(2) ** -90, f32)

@@ -1,22 +1,69 @@
 """The command line: parse, call the library, pick a format, write, exit.
 
 Exit codes: 0 every result passes; 1 a result fails the gate; 2 a usage, configuration or
-input error (one line on stderr); 3 a bug in lsmcheck (a traceback on stderr).
+input error (one line on stderr); 3 a bug in lsmcheck (a traceback on stderr); 130 interrupted
+(Ctrl-C, SIGINT); 143 terminated (SIGTERM).  An interrupted run leaves no partial report file.
 
 Each command lives in a module of its own and is registered on :func:`main` here.
 """
 
 from __future__ import annotations
 
+import signal
+import sys
+from collections.abc import Sequence
+from types import FrameType
+from typing import Any
+
 import click
 
 from lsmcheck import __version__
 from lsmcheck.cli.explain import explain
+from lsmcheck.cli.explore import hunt, limits, sweep
 from lsmcheck.cli.info import list_algorithms
 from lsmcheck.cli.run import run
 
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class Terminated(BaseException):
+    """SIGTERM arrived: unwind like Ctrl-C (temporary files are removed on the way out)."""
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise Terminated
+
+
+class Lsmcheck(click.Group):
+    """The ``lsmcheck`` group: every way out is one line on stderr and a documented code."""
+
+    def main(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, prog_name: str | None = None, **extra: Any
+    ) -> None:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+        try:
+            super().main(args, prog_name, standalone_mode=False, **extra)
+        except click.exceptions.Exit as e:  # --help, --version
+            sys.exit(e.exit_code)
+        except click.ClickException as e:  # usage errors: one line, like every other error
+            hint = ""
+            ctx = getattr(e, "ctx", None)
+            if ctx is not None:
+                hint = f" (see '{ctx.command_path} --help')"
+            click.echo(f"lsmcheck: error: {e.format_message()}{hint}", err=True)
+            sys.exit(e.exit_code)
+        except (KeyboardInterrupt, click.exceptions.Abort):
+            click.echo("lsmcheck: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except Terminated:
+            click.echo("lsmcheck: terminated", err=True)
+            sys.exit(EXIT_TERMINATED)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        sys.exit(0)
+
+
+@click.group(cls=Lsmcheck, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="lsmcheck")
 def main() -> None:
     """Audit softmax, log-softmax and logsumexp for overflow, underflow, NaN and ULP error."""
@@ -25,5 +72,8 @@ def main() -> None:
 main.add_command(run)
 main.add_command(explain)
 main.add_command(list_algorithms)
+main.add_command(limits)
+main.add_command(sweep)
+main.add_command(hunt)
 
 __all__ = ["main"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import sys
@@ -39,24 +40,61 @@ def algorithm_names(values: Iterable[str]) -> tuple[str, ...]:
 
 
 def style_for(stream: TextIO) -> Style:
-    """Colour only on a terminal and without NO_COLOR; the terminal's width (at least 80)."""
+    """Colour only on a terminal and without NO_COLOR; the terminal's width (at least 80).
+
+    Output that is not a terminal (a file, a pipe, a CI log) is laid out 140 columns wide.
+    """
     tty = stream.isatty()
     color = tty and not os.environ.get("NO_COLOR")
-    width = shutil.get_terminal_size((120, 24)).columns if tty else 120
+    width = shutil.get_terminal_size((140, 24)).columns if tty else 140
     return Style(color=color, width=max(width, 80))
 
 
-def write_atomically(path: str, text: str, inputs: Iterable[str]) -> None:
-    """Write ``text`` to ``path`` via a temporary file and a rename; never over an input."""
+def check_output(path: str, flag: str = "--output") -> None:
+    """Fail early (before any work) when ``path`` cannot be written as a report file."""
+    if not path:
+        raise UsageError(f"{flag}: empty path")
     target = Path(path)
-    for src in inputs:
-        if src != "-" and Path(src).exists() and target.exists() and target.samefile(src):
-            raise UsageError(f"--output: {path} is an input file; refusing to overwrite it")
+    if target.is_dir():
+        raise UsageError(f"{flag}: {path} is a directory")
     directory = target.parent
     if not directory.is_dir():
-        raise UsageError(f"--output: directory {str(directory)!r} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+        raise UsageError(f"{flag}: directory {str(directory)!r} does not exist")
+    if not os.access(directory, os.W_OK):
+        raise UsageError(f"{flag}: cannot write in {str(directory)!r} (permission denied)")
+
+
+def _is_input(target: Path, inputs: Iterable[str]) -> bool:
+    if not target.exists():
+        return False
+    for src in inputs:
+        if src == "-":
+            try:  # standard input redirected from the very file
+                if os.path.samestat(os.fstat(sys.stdin.fileno()), target.stat()):
+                    return True
+            except (OSError, ValueError, io.UnsupportedOperation):
+                continue
+        elif Path(src).exists() and target.samefile(src):
+            return True
+    return False
+
+
+def write_atomically(path: str, text: str, inputs: Iterable[str], flag: str = "--output") -> None:
+    """Write ``text`` to ``path`` via a temporary file and a rename; never over an input.
+
+    The file gets the permissions a plain ``open`` would give it (0666 less the umask);
+    ``flag`` names the option that asked for the file in error messages.  Interrupted at any
+    point, it leaves either the old file or the new one, and no temporary file.
+    """
+    check_output(path, flag)
+    target = Path(path)
+    if _is_input(target, inputs):
+        raise UsageError(f"{flag}: {path} is an input file; refusing to overwrite it")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, target)

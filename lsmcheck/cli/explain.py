@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from lsmcheck.audit import Options
@@ -15,18 +17,20 @@ from lsmcheck.cli.common import (
     precision_option,
     style_for,
 )
+from lsmcheck.cli.explore import danger_zone_option
 from lsmcheck.errors import InputError
 from lsmcheck.explain import explain as explain_vector
 from lsmcheck.formats.explain import render
 from lsmcheck.sources import parse_logits_flag
 
 
-@click.command()
+@click.command(context_settings={"ignore_unknown_options": True})
 @click.argument("logits", metavar="LOGITS")
 @dtype_option
 @algorithm_option
 @precision_option
 @precision_flags
+@danger_zone_option
 @guard
 def explain(
     logits: str,
@@ -37,6 +41,7 @@ def explain(
     block: int,
     target: str | None,
     grad: bool,
+    danger_zone: float,
 ) -> int:
     """Explain one vector element by element: explain "1000,1001,1002" -d float32."""
     options = Options(
@@ -47,12 +52,12 @@ def explain(
         block=block,
         target=target,
         grad=grad,
+        danger_zone=danger_zone / 100,
     )
     options.validate()
     try:
         vector = parse_logits_flag(logits, 0)
     except InputError as e:  # name the argument, not the -l flag
         raise InputError(e.where.replace("--logits #1", "LOGITS"), e.message) from None
-    stdout = click.get_text_stream("stdout")
-    stdout.write(render(explain_vector(vector, options), style_for(stdout)))
+    sys.stdout.write(render(explain_vector(vector, options), style_for(sys.stdout)))
     return 0

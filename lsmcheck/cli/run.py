@@ -1,13 +1,30 @@
-"""``lsmcheck run``: audit logit files and flags, report, gate."""
+"""``lsmcheck run``: audit logit files and flags (and the user's own implementations), gate.
+
+Settings come from the config file (see :mod:`lsmcheck.config`) and the flags; a flag given
+on the command line overrides the file's value for the same setting.
+
+Exit codes: 0 every result passes; 1 a result fails the gate, an implementation errored, or
+(with ``--baseline``) a result regressed or vanished; 2 a usage, config or input error;
+``--exit-zero`` turns 1 into 0 (never 2).
+"""
 
 from __future__ import annotations
 
-import click
+import dataclasses
+import sys
+from typing import Any
 
-from lsmcheck.audit import Options, audit
+import click
+from click.core import ParameterSource
+
+from lsmcheck import baseline as baseline_file
+from lsmcheck.algorithms import Algorithm, get_algorithm
+from lsmcheck.api import audit
+from lsmcheck.audit import Options
 from lsmcheck.cli.common import (
     algorithm_names,
     algorithm_option,
+    check_output,
     dtype_names,
     dtype_option,
     guard,
@@ -16,9 +33,112 @@ from lsmcheck.cli.common import (
     style_for,
     write_atomically,
 )
+from lsmcheck.cli.explore import danger_zone_option
+from lsmcheck.config import Config, ConfigError, discover
+from lsmcheck.errors import UsageError
 from lsmcheck.formats import FORMATTERS, Style, render
-from lsmcheck.gate import FAIL_ON_CHOICES, Thresholds, parse_fail_on
+from lsmcheck.gate import DEFAULT_TOLERANCE, FAIL_ON_CHOICES, Thresholds, parse_fail_on
 from lsmcheck.sources import read_sources
+from lsmcheck.userimpl import load
+
+
+def _given(name: str) -> bool:
+    """Whether the option ``name`` was typed on the command line (not its default)."""
+    source = click.get_current_context().get_parameter_source(name)
+    return source not in (None, ParameterSource.DEFAULT)
+
+
+def _implementations(impls: tuple[str, ...], cfg: Config) -> list[Algorithm]:
+    """The user's implementations: ``--impl`` values, else the config's (imported here)."""
+    if impls:
+        return [load(spec, "--impl") for spec in impls]
+    search = () if cfg.directory is None else (cfg.directory,)
+    where = cfg.where("implementations")
+    return [load(spec, f"{where}[{i}]", search) for i, spec in enumerate(cfg.implementations or ())]
+
+
+def _check_rule_names(cfg: Config, user: list[Algorithm]) -> None:
+    """A threshold table for an algorithm nobody could run is a typo: say so."""
+    names = {a.name for a in user} | cfg.algorithm_names()
+    for rule in cfg.rules:
+        if rule.algorithm is None or rule.algorithm in names:
+            continue
+        try:
+            get_algorithm(rule.algorithm)
+        except UsageError:
+            file, _, table = rule.origin.rpartition(" [")
+            raise ConfigError(
+                f"{file}: {table.rstrip(']')}: unknown algorithm {rule.algorithm!r} (neither "
+                "built in nor one of the implementations)"
+            ) from None
+
+
+def _options(
+    cfg: Config,
+    user: list[Algorithm],
+    dtypes: tuple[str, ...],
+    algorithms: tuple[str, ...],
+    precision: int,
+    per_element: bool,
+    thresholds: Thresholds,
+    **precisions: Any,
+) -> Options:
+    if algorithms:
+        builtin = algorithm_names(algorithms)
+    elif cfg.algorithms is not None:
+        builtin = algorithm_names(cfg.algorithms)
+    else:  # with implementations of their own, users audit those (add -a to compare)
+        builtin = () if user else algorithm_names(())
+    options = Options(
+        dtypes=dtype_names(dtypes or cfg.dtypes or ()),
+        algorithms=(*builtin, *user),
+        precision_bits=precision if _given("precision") else (cfg.precision or precision),
+        per_element=per_element,
+        thresholds=thresholds,
+        **precisions,  # --accumulate, --block, --target, --grad
+    )
+    options.validate()
+    return options
+
+
+def _outputs(
+    cfg: Config, fmt: str, output: str | None, output_format: tuple[str, ...]
+) -> tuple[str, list[tuple[str, str, str]]]:
+    """The standard-output format and the files to write: (format, path, flag)."""
+    if not _given("fmt") and cfg.format is not None:
+        if cfg.format not in FORMATTERS:
+            choices = ", ".join(FORMATTERS)
+            raise ConfigError(
+                f"{cfg.where('format')}: unknown format {cfg.format!r} (choose from {choices})"
+            )
+        fmt = cfg.format
+    if output == "-":  # -o - is standard output
+        output = None
+    files = [(fmt, output, "--output")] if output is not None else []
+    flag = "--output-format" if output_format else cfg.where("output_format")
+    for spec in output_format or cfg.output_format or ():
+        name, _, path = spec.partition(":")
+        if not path or name not in FORMATTERS:
+            raise UsageError(
+                f"{flag}: expected FORMAT:PATH with FORMAT one of {', '.join(FORMATTERS)}, "
+                f"got {spec!r}"
+            )
+        files.append((name, path, flag))
+    seen: set[str] = set()
+    for _, path, flag_ in files:
+        check_output(path, flag_)
+        if path in seen:
+            raise UsageError(f"{flag_}: {path} is written twice")
+        seen.add(path)
+    return fmt, files
+
+
+def _write(path: str, text: str, inputs: list[str], flag: str) -> None:
+    try:
+        write_atomically(path, text, inputs, flag)
+    except OSError as e:
+        raise UsageError(f"{flag}: cannot write {path}: {e.strerror}") from None
+    click.echo(f"lsmcheck: wrote {path}", err=True)
 
 
 @click.command()
@@ -28,6 +148,14 @@ from lsmcheck.sources import read_sources
 )
 @dtype_option
 @algorithm_option
+@click.option(
+    "--impl",
+    "impls",
+    multiple=True,
+    metavar="KIND=MODULE:FUNCTION",
+    help="Audit your own implementation (repeatable): --impl log_softmax=mypkg.ops:fused. "
+    "KIND is softmax, log_softmax or logsumexp.",
+)
 @precision_option
 @precision_flags
 @click.option("--per-element", is_flag=True, help="Include every element in the JSON report.")
@@ -38,22 +166,56 @@ from lsmcheck.sources import read_sources
     type=click.Choice(sorted(FORMATTERS)),
     default="table",
     show_default=True,
-    help="Report format.",
+    help="Report format on standard output (or -o).",
 )
 @click.option("-o", "--output", metavar="FILE", help="Write the report here (atomically).")
+@click.option(
+    "--output-format",
+    multiple=True,
+    metavar="FORMAT:PATH",
+    help="Also write the report in FORMAT to PATH (repeatable): --output-format junit:r.xml.",
+)
 @click.option("--max-ulp", type=float, metavar="N", help="Fail a result whose max ULP error > N.")
+@click.option(
+    "--max-rel-error", type=float, metavar="X", help="Fail a result whose max relative error > X."
+)
 @click.option(
     "--fail-on",
     multiple=True,
     metavar="EVENTS",
-    help=f"Fail a result with any of these ({', '.join(FAIL_ON_CHOICES)}, or all).",
+    help=f"Fail a result with any of these ({', '.join(FAIL_ON_CHOICES)}, or all), and with "
+    "'unaudited' fail inputs that cannot be audited (undefined or unrepresentable).",
 )
+@click.option(
+    "--baseline",
+    "baseline",
+    metavar="FILE",
+    help="Fail only on regressions against this baseline (see --save-baseline).",
+)
+@click.option("--save-baseline", metavar="FILE", help="Record this run's results as a baseline.")
+@click.option(
+    "--baseline-tolerance",
+    type=float,
+    metavar="ULP",
+    help=f"How many ulp max_ulp may grow before it regresses [default: {DEFAULT_TOLERANCE:g}].",
+)
+@click.option(
+    "--config",
+    "config_path",
+    metavar="PATH",
+    help="Read settings from this file (default: lsmcheck.toml or pyproject.toml, searched "
+    "upwards from the current directory).",
+)
+@click.option("--no-config", is_flag=True, help="Ignore every config file.")
+@click.option("--exit-zero", is_flag=True, help="Exit 0 even when the gate fails.")
+@danger_zone_option
 @guard
 def run(
     paths: tuple[str, ...],
     logits: tuple[str, ...],
     dtypes: tuple[str, ...],
     algorithms: tuple[str, ...],
+    impls: tuple[str, ...],
     precision: int,
     accumulate: str | None,
     block: int,
@@ -62,28 +224,49 @@ def run(
     per_element: bool,
     fmt: str,
     output: str | None,
+    output_format: tuple[str, ...],
     max_ulp: float | None,
+    max_rel_error: float | None,
     fail_on: tuple[str, ...],
+    baseline: str | None,
+    save_baseline: str | None,
+    baseline_tolerance: float | None,
+    config_path: str | None,
+    no_config: bool,
+    exit_zero: bool,
+    danger_zone: float,
 ) -> int:
     """Audit the logit vectors in PATHS (CSV, TSV, JSON, .npy, .npz; - for stdin)."""
-    options = Options(
-        dtypes=dtype_names(dtypes),
-        algorithms=algorithm_names(algorithms),
-        precision_bits=precision,
-        per_element=per_element,
-        thresholds=Thresholds(max_ulp=max_ulp, fail_on=parse_fail_on(fail_on)),
-        accumulate=accumulate,
-        block=block,
-        target=target,
-        grad=grad,
+    cfg = discover(config_path, use_files=not no_config)
+    thresholds = Thresholds(
+        max_ulp=max_ulp,
+        max_rel_error=max_rel_error,
+        fail_on=parse_fail_on(fail_on),
+        rules=cfg.rules,
     )
-    options.validate()
-    vectors = read_sources(paths, logits, stdin=click.get_text_stream("stdin"))
-    report = audit(vectors, options)
-    if output:
-        write_atomically(output, render(fmt, report, Style(color=False)), paths)
-        click.echo(f"lsmcheck: wrote {output}", err=True)
-    else:
-        stdout = click.get_text_stream("stdout")
-        stdout.write(render(fmt, report, style_for(stdout)))
-    return report.exit_code
+    fmt, files = _outputs(cfg, fmt, output, output_format)
+    user = _implementations(impls, cfg)
+    _check_rule_names(cfg, user)
+    precisions = {"accumulate": accumulate, "block": block, "target": target, "grad": grad}
+    options = _options(
+        cfg, user, dtypes, algorithms, precision, per_element, thresholds, **precisions
+    )
+    options = dataclasses.replace(options, danger_zone=danger_zone / 100)
+    inputs = paths if paths or logits else (cfg.inputs or ())
+    baseline = baseline or cfg.baseline
+    recorded = baseline_file.load(baseline) if baseline else None  # fail before the audit
+    if save_baseline:
+        check_output(save_baseline, "--save-baseline")
+    vectors = read_sources(inputs, logits, stdin=sys.stdin)
+    tolerance = next(
+        t for t in (baseline_tolerance, cfg.baseline_tolerance, DEFAULT_TOLERANCE) if t is not None
+    )
+    report = audit(vectors, options, baseline=recorded, baseline_tolerance=tolerance)
+    if save_baseline:
+        _write(save_baseline, baseline_file.dumps(report), list(inputs), "--save-baseline")
+    protected = [*inputs, *([baseline] if baseline else [])]
+    for name, path, flag in files:
+        _write(path, render(name, report, Style(color=False)), protected, flag)
+    if not any(flag == "--output" for _, _, flag in files):
+        sys.stdout.write(render(fmt, report, style_for(sys.stdout)))
+    return 0 if exit_zero else report.exit_code

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from lsmcheck.errors import UsageError
-from lsmcheck.formats import json_format, table
+from lsmcheck.formats import csv_format, github, json_format, junit, markdown, table
 from lsmcheck.formats.style import Style
 from lsmcheck.results import Report
 
@@ -20,6 +20,10 @@ Formatter = Callable[[Report, Style], str]
 FORMATTERS: dict[str, Formatter] = {
     "table": table.render,
     "json": json_format.render,
+    "junit": junit.render,
+    "github": github.render,
+    "markdown": markdown.render,
+    "csv": csv_format.render,
 }
 
 

@@ -80,6 +80,19 @@ def kind_table(kind: str, results: list[Result]) -> Table:
     return table
 
 
+def headroom_text(results: list[Result]) -> Text:
+    """Each algorithm's distance to its measured limits (warnings coloured)."""
+    text = Text()
+    for r in results:
+        for h in r.headroom:
+            colour = "red" if h.headroom < 0 else ("yellow" if h.warning else "")
+            text.append(f"  {r.algorithm}: ", "bold")
+            text.append(h.message + "\n", colour)
+    if text.plain:
+        text = Text("Headroom\n", "bold").append_text(text)
+    return text
+
+
 def render(explanation: Explanation, style: Style) -> str:
     """Per dtype: the input, a table per kind, and the verdict."""
     parts: list[RenderableType] = []
@@ -95,5 +108,8 @@ def render(explanation: Explanation, style: Style) -> str:
             kinds.setdefault(r.kind, []).append(r)
         for kind, rs in kinds.items():
             parts.append(kind_table(kind, rs))
+        room = headroom_text(audited)
+        if room.plain:
+            parts.append(room)
         parts.append(Text("Verdict: ", "bold").append(explanation.verdicts[dtype] + "\n", ""))
     return to_text(parts, style)

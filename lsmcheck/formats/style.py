@@ -25,6 +25,8 @@ def fmt_ulp(x: float | None) -> str:
         return "-"
     if math.isinf(x):
         return "inf"
+    if 0 < x < 0.005:  # tiny but not zero: say so rather than print 0.00
+        return f"{x:.1e}"
     return f"{x:.2f}" if x < 1000 else f"{x:.3g}"
 
 

@@ -1,0 +1,440 @@
+"""``lsmcheck limits``, ``sweep`` and ``hunt``: exploring where softmax numerics break."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from lsmcheck.algorithms import Algorithm
+from lsmcheck.cli.common import (
+    algorithm_names,
+    algorithm_option,
+    dtype_names,
+    dtype_option,
+    guard,
+    precision_option,
+    style_for,
+    write_atomically,
+)
+from lsmcheck.errors import UsageError
+from lsmcheck.explore.generators import FAMILIES, get_family
+from lsmcheck.explore.hunt import hunt as run_hunt
+from lsmcheck.explore.limits import DEFAULT_MAX_LENGTH, DEFAULT_ULP_BOUND, LIMITS, measure_limits
+from lsmcheck.explore.sweep import run_sweep, to_csv, to_json
+from lsmcheck.formats import Style
+from lsmcheck.formats import explore as fmt_explore
+from lsmcheck.formats.plot import figure, render_sweep
+from lsmcheck.userimpl import load
+
+#: A progress bar appears once work has taken this long (and only on a terminal).
+PROGRESS_AFTER = 0.5
+
+danger_zone_option = click.option(
+    "--danger-zone",
+    type=float,
+    default=10.0,
+    show_default=True,
+    metavar="PCT",
+    help="Warn when a vector is within PCT percent of a measured limit (0: only past it).",
+)
+
+
+class _Bar:
+    """A rich progress bar on stderr, started on the first update after a delay."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.start = time.monotonic()
+        self.bar: Progress | None = None
+        self.task: TaskID | None = None
+
+    def update(self, done: float, total: float) -> None:
+        if not sys.stderr.isatty() or time.monotonic() - self.start < PROGRESS_AFTER:
+            return
+        if self.bar is None or self.task is None:
+            self.bar = Progress(
+                TextColumn(self.label),
+                BarColumn(),
+                TextColumn("{task.percentage:>3.0f}%"),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self.bar.start()
+            self.task = self.bar.add_task(self.label, total=total)
+        self.bar.update(self.task, completed=done, total=total)
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+@contextmanager
+def progress_bar(label: str) -> Iterator[Callable[[float, float], None]]:
+    """A ``progress(done, total)`` callback drawing a rich bar on stderr.
+
+    The bar shows only when stderr is a terminal, and only once the work has run for
+    :data:`PROGRESS_AFTER` seconds, so quick commands and redirected runs print nothing.
+    """
+    bar = _Bar(label)
+    try:
+        yield bar.update
+    finally:
+        bar.stop()
+
+
+def _emit(text: str, output: str | None) -> None:
+    if output:
+        write_atomically(output, text, ())
+        click.echo(f"lsmcheck: wrote {output}", err=True)
+    else:
+        sys.stdout.write(text)
+
+
+def _out_style(output: str | None) -> Style:
+    return Style(color=False) if output else style_for(sys.stdout)
+
+
+impl_option = click.option(
+    "--impl",
+    "impls",
+    multiple=True,
+    metavar="KIND=MODULE:FUNCTION",
+    help="Your own implementation (repeatable), as in `lsmcheck run --impl`.",
+)
+
+
+def _algorithms(algorithms: tuple[str, ...], impls: tuple[str, ...]) -> tuple[str | Algorithm, ...]:
+    """``-a`` names and ``--impl`` implementations; with ``--impl`` alone, only those."""
+    user = [load(spec, "--impl") for spec in impls]
+    builtin = algorithm_names(algorithms) if algorithms or not user else ()
+    return (*builtin, *user)
+
+
+output_option = click.option(
+    "-o", "--output", metavar="FILE", help="Write to FILE (atomically) instead of stdout."
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# limits
+# ---------------------------------------------------------------------------------------------
+
+
+@click.command()
+@dtype_option
+@algorithm_option
+@impl_option
+@click.option(
+    "--limit",
+    "limit_names",
+    multiple=True,
+    metavar="NAMES",
+    help=f"Limits to measure, comma-separated ({', '.join(LIMITS)}; default all).",
+)
+@click.option(
+    "--ulp-bound",
+    type=float,
+    default=DEFAULT_ULP_BOUND,
+    show_default=True,
+    metavar="N",
+    help="The spread limit: where the max ULP error first exceeds N.",
+)
+@click.option(
+    "--max-length",
+    type=int,
+    default=DEFAULT_MAX_LENGTH,
+    show_default=True,
+    metavar="N",
+    help="The longest vector the length limit tries.",
+)
+@click.option(
+    "-f",
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+)
+@output_option
+@guard
+def limits(
+    dtypes: tuple[str, ...],
+    algorithms: tuple[str, ...],
+    impls: tuple[str, ...],
+    limit_names: tuple[str, ...],
+    ulp_bound: float,
+    max_length: int,
+    fmt: str,
+    output: str | None,
+) -> int:
+    """Measure where each algorithm breaks in each dtype, beside the analytical values."""
+    names = [n.strip() for v in limit_names for n in v.split(",") if n.strip()] or list(LIMITS)
+    with progress_bar("limits") as progress:
+        report = measure_limits(
+            _algorithms(algorithms, impls),
+            dtype_names(dtypes),
+            names,
+            ulp_bound=ulp_bound,
+            max_length=max_length,
+            progress=progress,
+        )
+    if fmt == "json":
+        text = fmt_explore.limits_json(report)
+    elif fmt == "csv":
+        text = fmt_explore.limits_csv(report)
+    else:
+        text = fmt_explore.render_limits(report, _out_style(output))
+    _emit(text, output)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# sweep
+# ---------------------------------------------------------------------------------------------
+
+
+def _write_binary(path: str, data: bytes, flag: str) -> None:
+    """Write ``data`` to ``path`` via a temporary file and a rename."""
+    target = Path(path)
+    if not target.parent.is_dir():
+        raise UsageError(f"{flag}: directory {str(target.parent)!r} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@click.command()
+@click.argument("family", type=click.Choice(list(FAMILIES)), default="scale", metavar="[FAMILY]")
+@click.option("--from", "start", type=float, metavar="A", help="First parameter value.")
+@click.option("--to", "stop", type=float, metavar="B", help="Last parameter value.")
+@click.option("--steps", type=int, metavar="N", help="Number of steps (default 41; length 8).")
+@click.option("--log/--linear", "log", default=None, help="Step spacing (default per family).")
+@click.option(
+    "--length", type=int, default=16, show_default=True, metavar="N", help="Logits per vector."
+)
+@click.option("--samples", type=int, metavar="K", help="Vectors per step (default 4; length 1).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the draw.")
+@dtype_option
+@algorithm_option
+@impl_option
+@precision_option
+@click.option(
+    "-f",
+    "--format",
+    "fmt",
+    type=click.Choice(["plot", "csv", "json"]),
+    default="plot",
+    show_default=True,
+    help="A terminal plot, or the numbers.",
+)
+@output_option
+@click.option("--png", metavar="FILE", help="Also draw the plots to a PNG file (matplotlib).")
+@click.option("--svg", metavar="FILE", help="Also draw the plots to an SVG file (matplotlib).")
+@click.option(
+    "--height", type=int, default=12, show_default=True, metavar="ROWS", help="Plot height."
+)
+@guard
+def sweep(
+    family: str,
+    start: float | None,
+    stop: float | None,
+    steps: int | None,
+    log: bool | None,
+    length: int,
+    samples: int | None,
+    seed: int,
+    dtypes: tuple[str, ...],
+    algorithms: tuple[str, ...],
+    impls: tuple[str, ...],
+    precision: int,
+    fmt: str,
+    output: str | None,
+    png: str | None,
+    svg: str | None,
+    height: int,
+) -> int:
+    """Vary one parameter of a seeded family (scale, shift, spread, length) and audit each step.
+
+    Families, on a standard normal draw z: scale x = s*z; shift x = z + c; spread: the top
+    logit leads the rest by d; length: the first n logits of z.
+    """
+    fam = get_family(family)
+    if height < 4:
+        raise UsageError(f"--height: expected at least 4 rows, got {height}")
+    with progress_bar(f"sweep {family}") as progress:
+        result = run_sweep(
+            family,
+            start=start,
+            stop=stop,
+            count=steps,
+            log=log,
+            length=length,
+            samples=samples,
+            seed=seed,
+            algorithms=_algorithms(algorithms, impls),
+            dtypes=dtype_names(dtypes),
+            precision_bits=precision,
+            progress=progress,
+        )
+    v = result.values
+    click.echo(
+        f"lsmcheck: sweep {fam.name}: {fam.formula}, z = numpy.random.default_rng({seed})"
+        f".standard_normal(({result.samples}, {result.length})); repeat with: lsmcheck sweep "
+        f"{fam.name} --from {v[0]:g} --to {v[-1]:g} --steps {len(v)} "
+        f"{'--log' if result.log else '--linear'} --length {length} "
+        f"--samples {result.samples} --seed {seed}",
+        err=True,
+    )
+    for path, kind in ((png, "png"), (svg, "svg")):
+        if path:
+            _write_binary(path, figure(result, kind), f"--{kind}")
+            click.echo(f"lsmcheck: wrote {path}", err=True)
+    if fmt == "csv":
+        text = to_csv(result)
+    elif fmt == "json":
+        text = to_json(result)
+    else:
+        text = render_sweep(result, _out_style(output), height)
+    _emit(text, output)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# hunt
+# ---------------------------------------------------------------------------------------------
+
+
+def append_cases(path: str, text: str) -> tuple[int, int]:
+    """Append the data lines of ``text`` (with their comments) to the case file ``path``.
+
+    The file is read, the new lines added after it, and the whole written to a temporary file
+    renamed over it: the old content is never lost, and a vector already in the file is not
+    added again.  Returns ``(added, already there)``.
+    """
+    target = Path(path)
+    old = ""
+    if target.exists():
+        if not target.is_file():
+            raise UsageError(f"--save: {path} is not a regular file")
+        try:
+            old = target.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise UsageError(f"--save: cannot read {path}: {e}") from None
+    present = {line.strip() for line in old.splitlines() if not line.startswith("#")}
+    new: list[str] = []
+    comment: list[str] = []
+    added = skipped = 0
+    for line in text.splitlines():
+        if line.startswith("#"):
+            comment.append(line)
+            continue
+        if line.strip() in present:
+            skipped += 1
+        else:
+            new += [*comment, line]
+            present.add(line.strip())
+            added += 1
+        comment = []
+    if added:
+        body = old + ("" if not old or old.endswith("\n") else "\n") + "\n".join(new) + "\n"
+        write_atomically(path, body, ())
+    return added, skipped
+
+
+@click.command()
+@click.option("-a", "--algorithm", "algorithm", metavar="NAME", help="A built-in algorithm.")
+@click.option(
+    "--impl",
+    "impl",
+    metavar="KIND=MODULE:FUNCTION",
+    help="Or your own implementation, as in `lsmcheck run --impl`.",
+)
+@click.option("-d", "--dtype", "dtype", required=True, metavar="DTYPE", help="Precision.")
+@click.option("--length", type=int, default=8, show_default=True, metavar="N", help="Logits.")
+@click.option(
+    "--budget", type=float, default=5.0, show_default=True, metavar="SECONDS", help="Time."
+)
+@click.option(
+    "--evals",
+    type=int,
+    metavar="N",
+    help="Audit exactly N candidates instead of a time budget (repeatable on any machine).",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the search.")
+@click.option("--top", type=int, default=5, show_default=True, metavar="K", help="Vectors shown.")
+@click.option("--save", metavar="FILE", help="Append the worst vectors to this case file.")
+@click.option(
+    "-f",
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "json"]),
+    default="csv",
+    show_default=True,
+    help="Case lines with comments (a valid case file), or JSON.",
+)
+@precision_option
+@guard
+def hunt(
+    algorithm: str | None,
+    impl: str | None,
+    dtype: str,
+    length: int,
+    budget: float,
+    evals: int | None,
+    seed: int,
+    top: int,
+    save: str | None,
+    fmt: str,
+    precision: int,
+) -> int:
+    """Search for the inputs that break one implementation in one dtype worst.
+
+    Prints the worst vectors as case lines: lsmcheck hunt -a softmax_naive -d float16 | lsmcheck
+    run -.
+    """
+    if (algorithm is None) == (impl is None):
+        raise UsageError("hunt: give one implementation: -a NAME or --impl KIND=MODULE:FUNCTION")
+    target: str | Algorithm = algorithm if algorithm is not None else load(str(impl), "--impl")
+    with progress_bar("hunt") as progress:
+        report = run_hunt(
+            target,
+            dtype,
+            length=length,
+            budget=budget,
+            evals=evals,
+            seed=seed,
+            top=top,
+            precision_bits=precision,
+            progress=progress,
+        )
+    click.echo(
+        f"lsmcheck: repeat exactly with: lsmcheck hunt {report.flag} -d {dtype} "
+        f"--length {length} --seed {seed} --evals {report.evaluations}",
+        err=True,
+    )
+    if save:
+        added, skipped = append_cases(save, report.case_text())
+        already = f" ({skipped} already there)" if skipped else ""
+        click.echo(f"lsmcheck: appended {added} vectors to {save}{already}", err=True)
+    width = style_for(sys.stdout).width
+    text = fmt_explore.hunt_json(report) if fmt == "json" else fmt_explore.hunt_text(report, width)
+    sys.stdout.write(text)
+    return 0
+
+
+__all__ = ["append_cases", "danger_zone_option", "hunt", "limits", "progress_bar", "sweep"]

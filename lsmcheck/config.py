@@ -1,0 +1,395 @@
+"""The project's settings: ``[tool.lsmcheck]`` in ``pyproject.toml``, or ``lsmcheck.toml``.
+
+:func:`discover` walks up from the current directory and takes, in the first directory that
+has one, ``lsmcheck.toml`` (its top-level keys) or else a ``pyproject.toml`` with a
+``[tool.lsmcheck]`` table (a ``pyproject.toml`` without that table is passed over).
+``--config PATH`` names the file instead; ``--no-config`` ignores every file.
+
+Keys (every one optional)::
+
+    inputs = ["cases/logits.csv"]            # logit files, relative to the config file
+    algorithms = ["log_softmax_stable"]      # built-in algorithms ("all" for every one)
+    implementations = ["log_softmax=mypkg.ops:fused_log_softmax"]
+    dtypes = ["float16", "float32"]
+    precision = 113                          # first mpmath precision of the reference
+    format = "table"                         # what goes to standard output
+    output_format = ["junit:lsmcheck.xml"]   # FORMAT:PATH files, relative to the config file
+    baseline = "lsmcheck-baseline.json"      # compare with this baseline (relative)
+    baseline_tolerance = 1.0                 # ulp max_ulp may grow before it regresses
+
+    [thresholds]                             # [tool.lsmcheck.thresholds] in pyproject.toml
+    max_ulp = 4                              # for every result...
+    max_rel_error = 1e-3
+    fail_on = ["overflow", "nan"]            # = max_overflow = 0 and max_nan = 0
+    max_underflow = 2                        # elements per result
+    [thresholds.dtype.float64]               # ...overridden per dtype,
+    max_ulp = 1
+    [thresholds.algorithm."mypkg.ops:fused_log_softmax"]      # per algorithm,
+    max_ulp = 2
+    [thresholds.algorithm."mypkg.ops:fused_log_softmax".dtype.float16]   # and both.
+    max_ulp = 8
+
+An unknown key or a value of the wrong type is a :class:`ConfigError` (exit 2) that names the
+file and the key.  Command-line flags override the file (see :mod:`lsmcheck.cli.run`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lsmcheck.dtypes import get_format
+from lsmcheck.errors import UsageError
+from lsmcheck.gate import FAIL_ON_CHOICES, Limits, Rule
+from lsmcheck.userimpl import parse_spec
+
+__all__ = ["Config", "ConfigError", "discover", "find", "load"]
+
+CONFIG_NAMES = ("lsmcheck.toml", "pyproject.toml")
+
+_TOP_KEYS = (
+    "inputs",
+    "algorithms",
+    "implementations",
+    "dtypes",
+    "precision",
+    "format",
+    "output_format",
+    "baseline",
+    "baseline_tolerance",
+    "thresholds",
+)
+_LIMIT_KEYS = ("max_ulp", "max_rel_error", "max_overflow", "max_underflow", "max_nan", "fail_on")
+
+
+class ConfigError(UsageError):
+    """A config file is unreadable, not TOML, or has an unknown key or a wrong value."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """The settings one config file makes; ``None`` (or empty) where it says nothing.
+
+    Attributes:
+        path: the file, as shown in messages (``None`` when no file was used).
+        table: the table the keys live in: ``"tool.lsmcheck"`` in ``pyproject.toml``, ``""``
+            in ``lsmcheck.toml``.
+        inputs, baseline, output_format: paths already made relative to the current
+            directory (the file writes them relative to itself).
+        rules: the thresholds, one :class:`~lsmcheck.gate.Rule` per table.
+    """
+
+    path: str | None = None
+    table: str = ""
+    inputs: tuple[str, ...] | None = None
+    algorithms: tuple[str, ...] | None = None
+    implementations: tuple[str, ...] | None = None
+    dtypes: tuple[str, ...] | None = None
+    precision: int | None = None
+    format: str | None = None
+    output_format: tuple[str, ...] | None = None
+    baseline: str | None = None
+    baseline_tolerance: float | None = None
+    rules: tuple[Rule, ...] = ()
+
+    @property
+    def directory(self) -> str | None:
+        """The directory of the file (implementations may be imported from it)."""
+        return None if self.path is None else os.path.dirname(os.path.abspath(self.path))
+
+    def where(self, key: str) -> str:
+        """``"pyproject.toml: tool.lsmcheck.format"``: a key's location, for messages."""
+        return f"{self.path}: {_dotted(self.table, key)}"
+
+    def algorithm_names(self) -> set[str]:
+        """The ``module:function`` names of the configured implementations."""
+        return {spec.split("=", 1)[1].strip() for spec in self.implementations or ()}
+
+
+def _dotted(*parts: str) -> str:
+    return ".".join(p for p in parts if p)
+
+
+def _show(path: Path) -> str:
+    """A path for messages: relative to the current directory when below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"--config: {path}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"--config: {path}: is a directory") from None
+    except OSError as e:
+        raise ConfigError(f"{_show(path)}: cannot read: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{_show(path)}: invalid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{_show(path)}: not UTF-8 text: {e.reason}") from None
+
+
+def _section(path: Path, document: dict[str, Any]) -> tuple[str, Any] | None:
+    """The lsmcheck table of a parsed file, or None for a pyproject.toml without one."""
+    if path.name != "pyproject.toml":
+        return "", document
+    tool = document.get("tool", {})
+    if not isinstance(tool, dict) or "lsmcheck" not in tool:
+        return None
+    return "tool.lsmcheck", tool["lsmcheck"]
+
+
+def find(start: Path | None = None) -> Path | None:
+    """The config file that applies in ``start`` (default: the current directory)."""
+    here = (start or Path.cwd()).resolve()
+    for directory in (here, *here.parents):
+        candidate = directory / "lsmcheck.toml"
+        if candidate.is_file():
+            return candidate
+        candidate = directory / "pyproject.toml"
+        if candidate.is_file() and _section(candidate, _read(candidate)) is not None:
+            return candidate
+    return None
+
+
+def discover(explicit: str | None = None, use_files: bool = True) -> Config:
+    """The config in effect: ``explicit`` (``--config``), else the one :func:`find` finds."""
+    if explicit is not None:
+        return load(Path(explicit))
+    if not use_files:
+        return Config()
+    found = find()
+    return Config() if found is None else load(found)
+
+
+def load(path: Path) -> Config:
+    """Read and check one config file."""
+    document = _read(path)
+    section = _section(path, document)
+    shown = _show(path)
+    if section is None:
+        raise ConfigError(f"{shown}: no [tool.lsmcheck] table")
+    table, values = section
+    check = _Checker(shown, table, path.resolve().parent)
+    if not isinstance(values, dict):
+        raise ConfigError(f"{shown}: {table}: expected a table, got {_type(values)}")
+    check.keys(values, _TOP_KEYS, table)
+    implementations = check.strings(values, "implementations")
+    for i, spec in enumerate(implementations or ()):
+        parse_spec(spec, where=f"{shown}: {_dotted(table, 'implementations')}[{i}]")
+    precision = check.integer(values, "precision")
+    tolerance = check.number(values, "baseline_tolerance", finite=True)
+    fmt = values.get("format")
+    if fmt is not None and not isinstance(fmt, str):
+        raise check.error("format", f"expected a string, got {_type(fmt)}")
+    baseline = values.get("baseline")
+    if baseline is not None and not isinstance(baseline, str):
+        raise check.error("baseline", f"expected a string, got {_type(baseline)}")
+    return Config(
+        path=shown,
+        table=table,
+        inputs=check.paths(check.strings(values, "inputs")),
+        algorithms=check.strings(values, "algorithms"),
+        implementations=implementations,
+        dtypes=check.dtypes(values),
+        precision=precision,
+        format=fmt,
+        output_format=check.outputs(values),
+        baseline=None if baseline is None else check.path(baseline),
+        baseline_tolerance=tolerance,
+        rules=check.thresholds(values.get("thresholds")),
+    )
+
+
+def _type(value: object) -> str:
+    names = {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a float",
+        str: "a string",
+        list: "an array",
+        dict: "a table",
+    }
+    text = names.get(type(value), type(value).__name__)
+    if isinstance(value, str | int | float):
+        return f"{value!r} ({text})"
+    return text
+
+
+class _Checker:
+    """Type checks that name the file and the key of whatever is wrong."""
+
+    def __init__(self, shown: str, table: str, directory: Path) -> None:
+        self.shown, self.table, self.directory = shown, table, directory
+
+    def error(self, key: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.shown}: {_dotted(self.table, key)}: {message}")
+
+    def keys(self, values: Mapping[str, Any], allowed: Iterable[str], prefix: str) -> None:
+        allowed = list(allowed)
+        for key in values:
+            if key not in allowed:
+                close = difflib.get_close_matches(key.replace("-", "_"), allowed, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                where = _dotted(prefix, key) if prefix else key
+                raise ConfigError(f"{self.shown}: {where}: unknown key{hint}")
+
+    def strings(self, values: Mapping[str, Any], key: str) -> tuple[str, ...] | None:
+        value = values.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.error(key, f"expected an array of strings, got {_type(value)}")
+        return tuple(value)
+
+    def number(self, values: Mapping[str, Any], key: str, finite: bool = False) -> float | None:
+        value = values.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.error(key, f"expected a number, got {_type(value)}")
+        if not value >= 0 or (finite and math.isinf(value)):
+            bound = "a finite number >= 0" if finite else "a number >= 0 (or inf: no limit)"
+            raise self.error(key, f"expected {bound}, got {value!r}")
+        return float(value)
+
+    def integer(self, values: Mapping[str, Any], key: str) -> int | None:
+        value = values.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(key, f"expected an integer, got {_type(value)}")
+        return value
+
+    def path(self, text: str) -> str:
+        """A path written relative to the config file, made relative to the cwd."""
+        if text == "-":
+            return text
+        full = os.path.normpath(os.path.join(self.directory, text))
+        try:
+            return os.path.relpath(full)
+        except ValueError:  # another drive
+            return full
+
+    def paths(self, texts: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return None if texts is None else tuple(self.path(t) for t in texts)
+
+    def dtypes(self, values: Mapping[str, Any]) -> tuple[str, ...] | None:
+        names = self.strings(values, "dtypes")
+        for name in names or ():
+            if name == "all":
+                continue
+            try:
+                get_format(name)
+            except UsageError as e:
+                raise self.error("dtypes", str(e).removeprefix("--dtype: ")) from None
+        return names
+
+    def outputs(self, values: Mapping[str, Any]) -> tuple[str, ...] | None:
+        specs = self.strings(values, "output_format")
+        out = []
+        for i, spec in enumerate(specs or ()):
+            name, sep, target = spec.partition(":")
+            if not (sep and name and target):
+                raise self.error(
+                    f"output_format[{i}]",
+                    f"expected FORMAT:PATH (e.g. junit:report.xml), got {spec!r}",
+                )
+            out.append(f"{name}:{self.path(target)}")
+        return None if specs is None else tuple(out)
+
+    def thresholds(self, value: Any) -> tuple[Rule, ...]:
+        if value is None:
+            return ()
+        table = _dotted(self.table, "thresholds")
+        if not isinstance(value, dict):
+            raise ConfigError(f"{self.shown}: {table}: expected a table, got {_type(value)}")
+        rules = [self.rule(value, table, None, None, ("dtype", "algorithm"))]
+        rules += self.per_dtype(value, table, None)
+        algorithms = value.get("algorithm", {})
+        where = _dotted(table, "algorithm")
+        if not isinstance(algorithms, dict):
+            raise ConfigError(f"{self.shown}: {where}: expected a table, got {_type(algorithms)}")
+        for name, limits in algorithms.items():
+            sub = f"{where}.{_quote(name)}"
+            if not isinstance(limits, dict):
+                raise ConfigError(f"{self.shown}: {sub}: expected a table, got {_type(limits)}")
+            rules.append(self.rule(limits, sub, name, None, ("dtype",)))
+            rules += self.per_dtype(limits, sub, name)
+        return tuple(r for r in rules if r.limits != Limits())
+
+    def per_dtype(self, value: Mapping[str, Any], table: str, algorithm: str | None) -> list[Rule]:
+        dtypes = value.get("dtype", {})
+        where = f"{table}.dtype"
+        if not isinstance(dtypes, dict):
+            raise ConfigError(f"{self.shown}: {where}: expected a table, got {_type(dtypes)}")
+        rules = []
+        for name, limits in dtypes.items():
+            sub = f"{where}.{_quote(name)}"
+            try:
+                get_format(name)
+            except UsageError as e:
+                message = str(e).removeprefix("--dtype: ")
+                raise ConfigError(f"{self.shown}: {sub}: {message}") from None
+            if not isinstance(limits, dict):
+                raise ConfigError(f"{self.shown}: {sub}: expected a table, got {_type(limits)}")
+            rules.append(self.rule(limits, sub, algorithm, name, ()))
+        return rules
+
+    def rule(
+        self,
+        value: Mapping[str, Any],
+        table: str,
+        algorithm: str | None,
+        dtype: str | None,
+        nested: tuple[str, ...],
+    ) -> Rule:
+        self.keys(value, (*_LIMIT_KEYS, *nested), table)
+
+        def bad(key: str, message: str) -> ConfigError:
+            return ConfigError(f"{self.shown}: {table}.{key}: {message}")
+
+        limits: dict[str, float | None] = {}
+        for key in _LIMIT_KEYS[:-1]:
+            v = value.get(key)
+            if v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                raise bad(key, f"expected a number, got {_type(v)}")
+            count = key not in ("max_ulp", "max_rel_error")
+            whole = not count or math.isinf(v) or float(v).is_integer()
+            if not v >= 0 or not whole:
+                what = "a whole number" if count else "a number"
+                raise bad(key, f"expected {what} >= 0 (or inf: no limit), got {v!r}")
+            limits[key] = float(v)
+        fail_on = value.get("fail_on")
+        if fail_on is not None:
+            if not isinstance(fail_on, list) or not all(isinstance(v, str) for v in fail_on):
+                raise bad("fail_on", f"expected an array of strings, got {_type(fail_on)}")
+            for name in fail_on:
+                if name not in (*FAIL_ON_CHOICES, "all"):
+                    choices = ", ".join((*FAIL_ON_CHOICES, "all"))
+                    raise bad("fail_on", f"unknown event {name!r} (choose from {choices})")
+                for kind in FAIL_ON_CHOICES if name == "all" else (name,):
+                    if f"max_{kind}" in limits and limits[f"max_{kind}"] != 0:
+                        raise bad("fail_on", f"names {kind!r} but max_{kind} is also set")
+                    limits[f"max_{kind}"] = 0.0
+        origin = f"{self.shown} [{table}]"
+        return Rule(Limits(**limits), algorithm=algorithm, dtype=dtype, origin=origin)
+
+
+def _quote(name: str) -> str:
+    """A table key as TOML would need it written."""
+    simple = name.replace("_", "").replace("-", "").isalnum() and name.isascii()
+    return name if simple else f'"{name}"'

@@ -1,0 +1,125 @@
+"""``--format junit``: JUnit XML, as GitLab, Jenkins and the GitHub test-report actions read it.
+
+One ``<testsuite>`` per implementation and one ``<testcase>`` per implementation x dtype x
+source.  A case with a result that broke the gate carries a ``<failure>`` whose ``message``
+names the broken threshold and the worst vector, and whose text lists every failing vector; a
+case whose implementation raised or returned the wrong thing carries an ``<error>``; a case in
+which no vector could be audited (undefined or unrepresentable in that dtype) is
+``<skipped>``.  Against a baseline, results that vanished become failing cases of their own.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+
+from lsmcheck.formats.cases import NOT_FILES, Case, cases, summary, vanished, why
+from lsmcheck.formats.style import Style, fmt_ulp
+from lsmcheck.results import Report
+
+#: Failing vectors listed in a failure's text before the rest is counted.
+MAX_LISTED = 100
+
+_NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _clean(text: str) -> str:
+    """Drop the characters XML 1.0 cannot hold (e.g. NUL in an exception message)."""
+    return _NOT_XML.sub("\ufffd", text)
+
+
+def _testcase(suite: ET.Element, case: Case) -> dict[str, int]:
+    element = ET.SubElement(
+        suite,
+        "testcase",
+        {"classname": f"lsmcheck.{case.algorithm}", "name": f"{case.dtype} {case.source}"},
+    )
+    worst = case.worst
+    if case.source not in NOT_FILES:
+        element.set("file", case.source)
+        if worst.line is not None:
+            element.set("line", str(worst.line))
+    counts = {"tests": 1, "failures": 0, "errors": 0, "skipped": 0}
+    bad = case.errors + case.failed
+    if bad:
+        tag = "error" if case.errors else "failure"
+        counts["errors" if case.errors else "failures"] = 1
+        lines = [f"{r.label}: {r.status.value}: {why(r)}" for r in bad[:MAX_LISTED]]
+        if len(bad) > MAX_LISTED:
+            lines.append(f"... and {len(bad) - MAX_LISTED} more")
+        detail = ET.SubElement(
+            element,
+            tag,
+            {"message": _clean(summary(case)), "type": "lsmcheck." + worst.status.value},
+        )
+        detail.text = _clean("\n".join(lines))
+    elif case.skipped:
+        counts["skipped"] = 1
+        reason = case.results[0].reason or case.results[0].status.value
+        ET.SubElement(element, "skipped", {"message": _clean(reason)})
+    out = ET.SubElement(element, "system-out")
+    out.text = _clean(_stats(case))
+    return counts
+
+
+def _stats(case: Case) -> str:
+    audited = sum(r.audited for r in case.results)
+    text = (
+        f"{case.algorithm} ({case.kind}) in {case.dtype} on {case.source}: "
+        f"{len(case.results)} vector{'s' if len(case.results) != 1 else ''}, {audited} audited, "
+        f"max ulp {fmt_ulp(case.max_ulp)}, "
+        f"overflow {case.total('overflow')}, underflow {case.total('underflow')}, "
+        f"nan {case.total('nan')}"
+    )
+    notes = [f"{r.label}: {r.baseline}: {r.baseline_note}" for r in case.results if r.baseline_note]
+    known = [f"{r.label}: known: {b.message}" for r in case.results for b in r.known]
+    return "\n".join([text, *notes, *known])
+
+
+def render(report: Report, style: Style) -> str:
+    """The report as a JUnit XML document."""
+    root = ET.Element("testsuites", {"name": "lsmcheck"})
+    suites: dict[str, ET.Element] = {}
+    totals: dict[str, dict[str, int]] = {}
+
+    def suite_for(algorithm: str) -> ET.Element:
+        if algorithm not in suites:
+            suites[algorithm] = ET.SubElement(root, "testsuite", {"name": algorithm})
+            totals[algorithm] = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+        return suites[algorithm]
+
+    for case in cases(report):
+        counts = _testcase(suite_for(case.algorithm), case)
+        for k, v in counts.items():
+            totals[case.algorithm][k] += v
+    for (algorithm, dtype, source), gone in vanished(report).items():
+        element = ET.SubElement(
+            suite_for(algorithm),
+            "testcase",
+            {"classname": f"lsmcheck.{algorithm}", "name": f"{dtype} {source}"},
+        )
+        assert report.baseline is not None
+        labels = ", ".join(r.label for r in gone[:MAX_LISTED])
+        failure = ET.SubElement(
+            element,
+            "failure",
+            {
+                "message": _clean(
+                    f"{len(gone)} result{'s' if len(gone) != 1 else ''} recorded in "
+                    f"{report.baseline.path} vanished from this run"
+                ),
+                "type": "lsmcheck.vanished",
+            },
+        )
+        failure.text = _clean(f"vanished: {labels}")
+        totals[algorithm]["tests"] += 1
+        totals[algorithm]["failures"] += 1
+    grand = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    for algorithm, suite in suites.items():
+        for k, v in totals[algorithm].items():
+            suite.set(k, str(v))
+            grand[k] += v
+    for k, v in grand.items():
+        root.set(k, str(v))
+    ET.indent(root, space="  ")
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, "unicode") + "\n"

@@ -1,0 +1,297 @@
+"""The command line, through click's runner and once as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from lsmcheck.cli import main
+from lsmcheck.cli.common import style_for, write_atomically
+from lsmcheck.errors import UsageError
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = str(ROOT / "cases" / "seeds.csv")
+
+
+def invoke(*args: str, input: str | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args), input=input)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def strict_json(text: str) -> dict:  # type: ignore[type-arg]
+    def reject(name: str) -> None:
+        raise AssertionError(f"non-standard JSON constant {name}")
+
+    return json.loads(text, parse_constant=reject)  # type: ignore[no-any-return]
+
+
+def test_run_seeds_table() -> None:
+    code, out, err = invoke("run", SEEDS)
+    assert code == 0 and err == ""
+    assert "softmax_naive" in out and "float16" in out
+    assert "\x1b[" not in out  # no colour when not a terminal
+    out = " ".join(out.split())
+    assert "exp(19..20) overflowed (float16 max exp argument ~11.09)" in out
+    assert out.endswith("make this a pass/fail check)")
+    assert "Audited 105 results; no gate set" in out
+
+
+def test_run_json_schema() -> None:
+    code, out, err = invoke("run", SEEDS, "-f", "json")
+    assert code == 0 and err == ""
+    doc = strict_json(out)
+    assert doc["schema"] == "lsmcheck.report/1"
+    assert doc["reference"]["method"] == "mpmath" and doc["reference"]["precision_bits"] == 113
+    assert len(doc["results"]) == 5 * 3 * 7
+    first = doc["results"][0]
+    for key in [
+        "source",
+        "vector",
+        "line",
+        "length",
+        "algorithm",
+        "dtype",
+        "max_ulp",
+        "mean_ulp",
+        "max_abs_error",
+        "max_rel_error",
+        "overflow",
+        "underflow",
+        "underflow_benign",
+        "nan",
+        "status",
+    ]:
+        assert key in first
+    assert (first["source"], first["vector"], first["line"], first["length"]) == (SEEDS, 0, 3, 3)
+    naive16 = [
+        r
+        for r in doc["results"]
+        if r["algorithm"] == "softmax_naive" and r["dtype"] == "float16" and r["line"] == 8
+    ]
+    assert naive16[0]["max_ulp"] == "inf" and naive16[0]["nan"] == 2
+    assert "elements" not in first
+    assert doc["summary"]["passed"] is True
+
+
+def test_per_element_values_parse_back() -> None:
+    code, out, _ = invoke(
+        "run",
+        "-l",
+        "2,1,0.1",
+        "-d",
+        "float32",
+        "-a",
+        "softmax_stable",
+        "--per-element",
+        "-f",
+        "json",
+    )
+    assert code == 0
+    (r,) = strict_json(out)["results"]
+    assert [e["index"] for e in r["elements"]] == [0, 1, 2]
+    e = r["elements"][2]
+    assert e["input"] == "0.1"  # float32(0.1), printed shortest
+    assert np.float32(e["computed"]) == np.float32(float(e["computed"]))
+    assert e["exact"].startswith("0.098565") and len(e["exact"].replace(".", "").lstrip("0")) >= 30
+
+
+def test_gate_exit_codes() -> None:
+    assert invoke("run", SEEDS, "--fail-on", "overflow")[0] == 1
+    code, out, _ = invoke("run", SEEDS, "-d", "float64", "--fail-on", "overflow,underflow,nan")
+    assert code == 0, out
+    code, out, _ = invoke("run", SEEDS, "-d", "float64", "--max-ulp", "1")
+    assert code == 1 and "FAIL:" in out and "max_ulp" in out
+    assert invoke("run", SEEDS, "-d", "float64", "--max-ulp", "100")[0] == 0
+
+
+def test_stdin_and_flags() -> None:
+    code, out, _ = invoke("run", "-", "-f", "json", "-d", "float64", input="1,2,3\n4,5\n")
+    doc = strict_json(out)
+    assert code == 0 and {r["source"] for r in doc["results"]} == {"-"}
+    assert {r["length"] for r in doc["results"]} == {3, 2}
+    code, out, _ = invoke("run", "-l", "1000,1001", "-l", "1,2", "-f", "json", "-d", "float32")
+    assert code == 0
+    assert {r["vector"] for r in strict_json(out)["results"]} == {0, 1}
+
+
+def test_output_file_is_written_and_inputs_are_protected(tmp_path: Path) -> None:
+    out = tmp_path / "report.json"
+    code, stdout, err = invoke("run", SEEDS, "-f", "json", "-o", str(out))
+    assert code == 0 and stdout == "" and "wrote" in err
+    assert strict_json(out.read_text())["schema"] == "lsmcheck.report/1"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]  # no temp file left
+
+    data = tmp_path / "in.csv"
+    data.write_text("1,2,3\n")
+    code, _, err = invoke("run", str(data), "-o", str(data))
+    assert code == 2 and "refusing to overwrite" in err
+    assert data.read_text() == "1,2,3\n"
+
+
+def test_interrupted_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "r.json"
+
+    def boom(src: str, dst: str) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(KeyboardInterrupt):
+        write_atomically(str(target), "x" * 10_000, [])
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(UsageError, match="does not exist"):
+        write_atomically(str(tmp_path / "no" / "r.json"), "x", [])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("run", "missing.csv"), "missing.csv: no such file"),
+        (("run", "-l", "1,abc"), "--logits #1: column 3: expected a number, got 'abc'"),
+        (("run", "-l", "1", "-d", "float128"), "--dtype: unknown dtype 'float128'"),
+        (("run", "-l", "1", "-a", "softmax_fast"), "--algorithm: unknown algorithm 'softmax_fast'"),
+        (("run", "-l", "1", "--precision", "8"), "--precision: expected bits between 64 and 4096"),
+        (("run", "-l", "1", "--fail-on", "oops"), "--fail-on: unknown event 'oops'"),
+        (("run", "-l", "1", "--max-ulp", "-1"), "--max-ulp: expected a number >= 0"),
+        (("run",), "no input"),
+        (("explain", "1,,2"), "LOGITS: column 3: empty field"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(args: tuple[str, ...], message: str) -> None:
+    code, out, err = invoke(*args)
+    assert code == 2 and out == ""
+    assert err.startswith("lsmcheck: error: ") and message in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_bad_file_contents(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("1,2\n3,x,4\n")
+    code, _, err = invoke("run", str(bad))
+    assert code == 2 and f"{bad}:2:3: expected a number, got 'x'" in err
+    pickled = tmp_path / "obj.npy"
+    np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    code, _, err = invoke("run", str(pickled))
+    assert code == 2 and "never unpickles" in err
+
+
+def test_unrepresentable_and_undefined_are_reported(tmp_path: Path) -> None:
+    code, out, _ = invoke("run", str(ROOT / "cases" / "float16_range.csv"))
+    assert code == 0
+    assert "x[0]=70000 overflows float16 (max 65504)" in out
+    code, out, _ = invoke("run", str(ROOT / "cases" / "masked.csv"))
+    assert code == 0 and "no finite logit" in out
+
+
+def test_explain_names_the_overflow_and_the_fix() -> None:
+    code, out, err = invoke("explain", "1000,1001,1002", "-d", "float32")
+    assert code == 0 and err == ""
+    out = " ".join(out.split())  # the verdict paragraph wraps at the terminal width
+    assert "exp(1000..1002) overflowed (float32 max exp argument ~88.72)" in out
+    assert "What works: softmax_stable" in out
+    code, out, _ = invoke("explain", "1e-15,2e-15,3e-15", "-d", "float64")
+    out = " ".join(out.split())
+    assert "printing artefact, not an underflow" in out
+
+
+def test_algorithms_lists_the_registry() -> None:
+    code, out, _ = invoke("algorithms")
+    assert code == 0
+    rows = [line.split()[0] for line in out.splitlines() if line.startswith("  ")]
+    assert rows[:7] == [
+        "softmax_naive",
+        "softmax_stable",
+        "log_softmax_naive",
+        "log_softmax_stable",
+        "log_of_softmax",
+        "logsumexp_naive",
+        "logsumexp_stable",
+    ]
+
+
+def test_colour_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Tty:
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert style_for(Tty()).color is True  # type: ignore[arg-type]
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert style_for(Tty()).color is False  # type: ignore[arg-type]
+
+
+def test_subprocess_like_a_user(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    ok = subprocess.run(
+        [sys.executable, "-m", "lsmcheck", "run", SEEDS, "-f", "json", "-d", "float16"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert ok.returncode == 0, ok.stderr
+    doc = strict_json(ok.stdout)
+    ulps = [r["max_ulp"] for r in doc["results"]]
+    assert "inf" in ulps and all(isinstance(u, float) or u == "inf" for u in ulps)
+    assert not any(isinstance(u, float) and math.isnan(u) for u in ulps)
+    bad = subprocess.run(
+        [sys.executable, "-m", "lsmcheck", "run", str(tmp_path / "nope.csv")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr.strip() == f"lsmcheck: error: {tmp_path / 'nope.csv'}: no such file"
+
+
+@pytest.mark.parametrize(("sig", "code"), [(2, 130), (15, 143)])
+def test_signals_end_the_run_without_a_partial_file(tmp_path: Path, sig: int, code: int) -> None:
+    import signal
+    import time
+
+    out = tmp_path / "report.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    vocab = str(ROOT / "cases" / "vocab_32k.npy")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lsmcheck", "run", vocab, "-f", "json", "-o", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    time.sleep(1.5)  # well into the audit (it takes many seconds), past start-up
+    proc.send_signal(signal.Signals(sig))
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == code, stderr
+    assert stderr.strip().splitlines()[-1] in ("lsmcheck: interrupted", "lsmcheck: terminated")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_one_line_usage_errors_and_negative_explain() -> None:
+    for args in (["run", "--precision", "abc"], ["run", "-f", "xml"], ["explain"]):
+        code, out, err = invoke(*args)
+        assert code == 2 and out == "" and err.count("\n") == 1, err
+    code, out, _ = invoke("explain", "-inf,0,-1", "-d", "float64", "-a", "softmax_stable")
+    assert code == 0 and "Verdict" in out
+
+
+def test_output_dash_is_stdout_and_files_follow_the_umask(tmp_path: Path) -> None:
+    code, out, _ = invoke("run", "-l", "1,2", "-d", "float64", "-f", "json", "-o", "-")
+    assert code == 0 and strict_json(out)["schema"] == "lsmcheck.report/1"
+    report = tmp_path / "r.json"
+    old = os.umask(0o022)
+    try:
+        assert invoke("run", "-l", "1,2", "-o", str(report))[0] == 0
+    finally:
+        os.umask(old)
+    assert report.stat().st_mode & 0o777 == 0o644

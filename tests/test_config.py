@@ -1,0 +1,262 @@
+"""Config files: discovery, every key, errors that name the file and the key, flags on top."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from lsmcheck.cli import main
+from lsmcheck.config import ConfigError, discover, find, load
+from lsmcheck.gate import Limits, Rule
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, ["run", *args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A user's project: the fixture package and logits, no config yet; cwd is its root."""
+    shutil.copytree(FIXTURES / "mysoftmax", tmp_path / "mysoftmax")
+    shutil.copy(FIXTURES / "logits.csv", tmp_path / "logits.csv")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def pyproject(root: Path, body: str) -> Path:
+    path = root / "pyproject.toml"
+    path.write_text('[project]\nname = "demo"\n\n[tool.lsmcheck]\n' + body)
+    return path
+
+
+GATE = """\
+inputs = ["logits.csv"]
+implementations = ["softmax=mysoftmax:stable_softmax", "softmax=mysoftmax:naive_softmax"]
+dtypes = ["float16", "float32"]
+
+[tool.lsmcheck.thresholds]
+max_ulp = 4
+fail_on = ["overflow", "nan"]
+
+[tool.lsmcheck.thresholds.dtype.float16]
+max_ulp = 1
+
+[tool.lsmcheck.thresholds.algorithm."mysoftmax:naive_softmax".dtype.float32]
+max_ulp = inf
+"""
+
+
+# --- discovery --------------------------------------------------------------------------------
+
+
+def test_discovery_walks_up_and_skips_pyproject_without_the_table(project: Path) -> None:
+    sub = project / "a" / "b"
+    sub.mkdir(parents=True)
+    (project / "a" / "pyproject.toml").write_text('[project]\nname = "x"\n')
+    assert find(sub) is None
+    top = pyproject(project, 'dtypes = ["float64"]\n')
+    assert find(sub) == top
+    (project / "a" / "lsmcheck.toml").write_text('dtypes = ["float32"]\n')
+    assert find(sub) == project / "a" / "lsmcheck.toml"
+    (sub / "lsmcheck.toml").write_text("")
+    (sub / "pyproject.toml").write_text("[tool.lsmcheck]\n")
+    assert find(sub) == sub / "lsmcheck.toml"  # lsmcheck.toml wins in one directory
+
+
+def test_no_config_and_explicit_config(project: Path) -> None:
+    pyproject(project, 'dtypes = ["float64"]\n')
+    assert discover().dtypes == ("float64",)
+    assert discover(use_files=False).path is None
+    other = project / "ci.toml"
+    other.write_text('dtypes = ["float16"]\n')
+    assert discover(str(other)).dtypes == ("float16",)
+
+
+def test_every_key(project: Path) -> None:
+    (project / "ci").mkdir()
+    path = project / "ci" / "lsmcheck.toml"
+    path.write_text(
+        """\
+inputs = ["../logits.csv", "more.npy"]
+algorithms = ["softmax_stable"]
+implementations = ["log_softmax=mysoftmax:stable_log_softmax"]
+dtypes = ["float32"]
+precision = 200
+format = "markdown"
+output_format = ["junit:out/lsmcheck.xml"]
+baseline = "baseline.json"
+baseline_tolerance = 0.5
+
+[thresholds]
+max_ulp = 4
+max_rel_error = 1e-3
+fail_on = ["nan"]
+max_underflow = 2
+
+[thresholds.dtype.float64]
+max_ulp = 1
+
+[thresholds.algorithm."mysoftmax:stable_log_softmax"]
+max_overflow = inf
+"""
+    )
+    cfg = load(path)
+    assert cfg.path == "ci/lsmcheck.toml" and cfg.table == ""
+    assert cfg.inputs == ("logits.csv", "ci/more.npy")  # relative to the file, shown from cwd
+    assert cfg.algorithms == ("softmax_stable",)
+    assert cfg.implementations == ("log_softmax=mysoftmax:stable_log_softmax",)
+    assert (cfg.dtypes, cfg.precision, cfg.format) == (("float32",), 200, "markdown")
+    assert cfg.output_format == ("junit:ci/out/lsmcheck.xml",)
+    assert (cfg.baseline, cfg.baseline_tolerance) == ("ci/baseline.json", 0.5)
+    assert cfg.directory == str(project / "ci")
+    origin = "ci/lsmcheck.toml [thresholds"
+    assert cfg.rules == (
+        Rule(
+            Limits(max_ulp=4, max_rel_error=1e-3, max_nan=0, max_underflow=2),
+            origin=f"{origin}]",
+        ),
+        Rule(Limits(max_ulp=1), dtype="float64", origin=f"{origin}.dtype.float64]"),
+        Rule(
+            Limits(max_overflow=float("inf")),
+            algorithm="mysoftmax:stable_log_softmax",
+            origin=f'{origin}.algorithm."mysoftmax:stable_log_softmax"]',
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("dtype = []\n", "tool.lsmcheck.dtype: unknown key (did you mean 'dtypes'?)"),
+        ("colour = true\n", "tool.lsmcheck.colour: unknown key"),
+        ('inputs = "a.csv"\n', "tool.lsmcheck.inputs: expected an array of strings, got 'a.csv'"),
+        ("inputs = [1]\n", "tool.lsmcheck.inputs: expected an array of strings, got an array"),
+        ('dtypes = ["float8"]\n', "tool.lsmcheck.dtypes: unknown dtype 'float8'"),
+        ("precision = 1.5\n", "tool.lsmcheck.precision: expected an integer, got 1.5 (a float)"),
+        ("precision = true\n", "tool.lsmcheck.precision: expected an integer, got True"),
+        ("format = 3\n", "tool.lsmcheck.format: expected a string, got 3 (an integer)"),
+        ('format = "xml"\n', "tool.lsmcheck.format: unknown format 'xml'"),
+        ('output_format = ["junit"]\n', "tool.lsmcheck.output_format[0]: expected FORMAT:PATH"),
+        ('output_format = ["xml:a.xml"]\n', "tool.lsmcheck.output_format: expected FORMAT:PATH"),
+        ('implementations = ["mysoftmax:f"]\n', "tool.lsmcheck.implementations[0]: expected"),
+        ('implementations = ["softmax=mysoftmax:nope"]\n', "implementations[0]: module"),
+        ("baseline_tolerance = -1\n", "tool.lsmcheck.baseline_tolerance: expected a finite"),
+        ("baseline = 1\n", "tool.lsmcheck.baseline: expected a string, got 1"),
+        ("thresholds = 4\n", "tool.lsmcheck.thresholds: expected a table, got 4"),
+        ("[tool.lsmcheck.thresholds]\nmax_ulp = '4'\n", "thresholds.max_ulp: expected a number"),
+        ("[tool.lsmcheck.thresholds]\nmax_ulp = -1\n", "thresholds.max_ulp: expected a number >="),
+        ("[tool.lsmcheck.thresholds]\nmax_ulp = nan\n", "thresholds.max_ulp: expected a number >="),
+        ("[tool.lsmcheck.thresholds]\nmax_nan = 0.5\n", "thresholds.max_nan: expected a whole"),
+        ("[tool.lsmcheck.thresholds]\nmaxulp = 1\n", "thresholds.maxulp: unknown key (did you"),
+        ("[tool.lsmcheck.thresholds]\nfail_on = 'nan'\n", "thresholds.fail_on: expected an array"),
+        ("[tool.lsmcheck.thresholds]\nfail_on = ['inf']\n", "fail_on: unknown event 'inf'"),
+        (
+            "[tool.lsmcheck.thresholds]\nfail_on = ['nan']\nmax_nan = 2\n",
+            "fail_on: names 'nan' but max_nan is also set",
+        ),
+        ("[tool.lsmcheck.thresholds.dtype.float8]\n", "thresholds.dtype.float8: unknown dtype"),
+        ("[tool.lsmcheck.thresholds.dtype]\nfloat16 = 1\n", "thresholds.dtype.float16: expected a"),
+        (
+            "[tool.lsmcheck.thresholds.dtype.float16]\ndtype = {}\n",
+            "thresholds.dtype.float16.dtype: unknown key",
+        ),
+        (
+            '[tool.lsmcheck.thresholds.algorithm."softmax_stabel"]\nmax_ulp = 1\n',
+            "thresholds.algorithm.softmax_stabel: unknown algorithm 'softmax_stabel'",
+        ),
+        ("inputs = [\n", "pyproject.toml: invalid TOML: "),
+    ],
+)
+def test_errors_name_the_file_and_key(project: Path, body: str, message: str) -> None:
+    pyproject(project, body)
+    code, out, err = invoke("-l", "1,2")
+    assert (code, out) == (2, "")
+    assert err.startswith("lsmcheck: error: pyproject.toml") and err.count("\n") == 1
+    assert message in err
+
+
+def test_config_file_errors(project: Path) -> None:
+    code, _, err = invoke("--config", "missing.toml", "-l", "1,2")
+    assert (code, err) == (2, "lsmcheck: error: --config: missing.toml: no such file\n")
+    (project / "pyproject.toml").write_text('[project]\nname = "x"\n')
+    code, _, err = invoke("--config", "pyproject.toml", "-l", "1,2")
+    assert (code, err) == (2, "lsmcheck: error: pyproject.toml: no [tool.lsmcheck] table\n")
+    (project / "bad.toml").write_bytes(b"\xff\xfe = 1\n")
+    code, _, err = invoke("--config", "bad.toml", "-l", "1,2")
+    assert code == 2 and err.startswith("lsmcheck: error: bad.toml: ")
+    with pytest.raises(ConfigError, match="not UTF-8"):  # a UsageError: exit 2
+        load(project / "bad.toml")
+
+
+# --- the gate from config ---------------------------------------------------------------------
+
+
+def test_gate_from_config(project: Path) -> None:
+    pyproject(project, GATE)
+    code, out, err = invoke("-f", "csv")
+    assert (code, err) == (1, "")
+    rows = [line.split(",") for line in out.splitlines()[1:]]
+    status = {(r[3], r[5], r[2]): r[6] for r in rows}  # (algorithm, dtype, line) -> status
+    stable, naive = "mysoftmax:stable_softmax", "mysoftmax:naive_softmax"
+    assert {s for (a, _, _), s in status.items() if a == stable} == {"pass"}
+    # float16: max_ulp 1 from the dtype table; line 3 underflows to 0 (1497 ulp), line 4 NaN.
+    assert [status[naive, "float16", line] for line in "234"] == ["fail", "fail", "fail"]
+    # float32: max_ulp lifted (inf) for naive, but NaN still fails (global fail_on).
+    assert [status[naive, "float32", line] for line in "234"] == ["pass", "pass", "fail"]
+    code, out, _ = invoke()
+    assert "limit from pyproject.toml [tool.lsmcheck.thresholds.dtype.float16]" in " ".join(
+        out.split()
+    )
+
+
+def test_flags_override_config(project: Path) -> None:
+    pyproject(project, GATE)
+    # --max-ulp beats every level of max_ulp; fail_on from the file still applies.
+    code, out, _ = invoke("--max-ulp", "1e6", "-f", "csv", "-d", "float16")
+    rows = [line.split(",") for line in out.splitlines()[1:]]
+    assert {r[5] for r in rows} == {"float16"}  # -d beat dtypes
+    failing = {(r[3], r[2]) for r in rows if r[6] == "fail"}
+    assert failing == {("mysoftmax:naive_softmax", "4")}  # only the NaN vector
+    # inputs on the command line replace the config's inputs; --impl replaces implementations.
+    code, out, _ = invoke("-l", "0,0", "--impl", "softmax=mysoftmax:stable_softmax", "-f", "csv")
+    rows = [line.split(",") for line in out.splitlines()[1:]]
+    assert code == 0 and {(r[0], r[3]) for r in rows} == {("--logits", "mysoftmax:stable_softmax")}
+    # --no-config: nothing of the file applies (the built-ins run, nothing is gated).
+    code, out, _ = invoke("--no-config", "-l", "1000,1000", "-f", "csv")
+    assert code == 0 and len(out.splitlines()) == 1 + 7 * 3
+
+
+def test_config_can_choose_formats_and_outputs(project: Path) -> None:
+    pyproject(
+        project,
+        'inputs = ["logits.csv"]\nalgorithms = ["softmax_stable"]\nformat = "markdown"\n'
+        'output_format = ["junit:reports/lsmcheck.xml"]\n',
+    )
+    (project / "reports").mkdir()
+    code, out, err = invoke()
+    assert code == 0 and out.startswith("### lsmcheck: PASS")
+    assert err == "lsmcheck: wrote reports/lsmcheck.xml\n"
+    assert (project / "reports" / "lsmcheck.xml").read_text().startswith("<?xml")
+    code, out, _ = invoke("-f", "csv")  # the flag beats the file's format
+    assert out.startswith("source,vector,line")
+
+
+def test_implementations_import_from_the_config_directory(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pyproject(project, GATE)
+    sub = project / "deep" / "er"
+    sub.mkdir(parents=True)
+    monkeypatch.chdir(sub)
+    code, out, err = invoke("-f", "csv")
+    assert code == 1 and err == ""
+    assert "../../logits.csv" in out  # inputs are relative to the config file

@@ -1,0 +1,278 @@
+"""The CI formats: JUnit XML, GitHub workflow commands, markdown, CSV; several at once.
+
+The golden files under ``tests/golden/`` hold the output of one run on
+``tests/fixtures/golden.csv``, whose vectors are ties (every softmax is exactly 0.5 where
+nothing overflows) so that the figures are the same on every platform.  After a deliberate
+change, regenerate them with ``LSMCHECK_UPDATE_GOLDEN=1 python -m pytest tests/test_formats.py``
+and review the diff.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from markdown_it import MarkdownIt
+
+from lsmcheck.cli import main
+from lsmcheck.formats import FORMATTERS
+from lsmcheck.formats.csv_format import COLUMNS
+from lsmcheck.formats.github import command, escape_data, escape_property
+from lsmcheck.formats.markdown import escape
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+GOLDEN = ROOT / "tests" / "golden"
+UPDATE = os.environ.get("LSMCHECK_UPDATE_GOLDEN") == "1"
+
+IMPLEMENTATIONS = ["softmax_naive", "softmax_stable", "mysoftmax:naive_softmax"]
+IMPLEMENTATIONS.append("mysoftmax:raising_softmax")
+DTYPES = ["float16", "float32"]
+SOURCES = ["golden.csv", "--logits"]  # golden.csv has 4 ties; -l 1e5,1e5 overflows float16
+RUN = [
+    "run",
+    "--no-config",
+    "golden.csv",
+    "-l",
+    "1e5,1e5",
+    "-a",
+    "softmax_naive,softmax_stable",
+    "--impl",
+    "softmax=mysoftmax:naive_softmax",
+    "--impl",
+    "softmax=mysoftmax:raising_softmax",
+    "-d",
+    "float16,float32",
+    "--fail-on",
+    "all",
+    "--max-ulp",
+    "1",
+]
+
+
+@pytest.fixture(autouse=True)
+def in_fixtures(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(FIXTURES)
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args))
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def golden(fmt: str, suffix: str) -> str:
+    code, out, err = invoke(*RUN, "-f", fmt)
+    assert (code, err) == (1, "")
+    path = GOLDEN / f"report.{suffix}"
+    if UPDATE:
+        path.write_text(out)
+    assert out == path.read_text(), f"{path} differs; see the module docstring"
+    return out
+
+
+def test_formats_are_registered() -> None:
+    assert set(FORMATTERS) == {"table", "json", "junit", "github", "markdown", "csv"}
+
+
+# --- JUnit ------------------------------------------------------------------------------------
+
+
+def test_junit_parses_with_one_case_per_implementation_dtype_and_source() -> None:
+    root = ET.fromstring(golden("junit", "xml"))
+    assert root.tag == "testsuites"
+    cases = root.findall("./testsuite/testcase")
+    keys = {(c.get("classname"), c.get("name")) for c in cases}
+    assert len(cases) == len(keys) == len(IMPLEMENTATIONS) * len(DTYPES) * len(SOURCES)
+    assert keys == {
+        (f"lsmcheck.{a}", f"{d} {s}") for a in IMPLEMENTATIONS for d in DTYPES for s in SOURCES
+    }
+    by_key = {(c.get("classname"), c.get("name")): c for c in cases}
+    failure = by_key["lsmcheck.softmax_naive", "float16 golden.csv"].find("failure")
+    assert failure is not None
+    # the broken thresholds and the worst vector (line 2: exp(12) overflows float16)
+    assert failure.get("message") == (
+        "2 of 4 vectors broke the gate; worst golden.csv:2: max_ulp inf > 1 (element 0); "
+        "overflow 2 > 0; nan 2 > 0"
+    )
+    assert by_key["lsmcheck.softmax_naive", "float16 golden.csv"].get("line") == "2"
+    error = by_key["lsmcheck.mysoftmax:raising_softmax", "float32 golden.csv"].find("error")
+    assert error is not None and "raised ValueError: fused kernel not built" in error.get(
+        "message", ""
+    )
+    skipped = by_key["lsmcheck.softmax_stable", "float16 --logits"].find("skipped")
+    assert skipped is not None and "overflows float16" in skipped.get("message", "")
+    passing = by_key["lsmcheck.softmax_stable", "float32 golden.csv"]
+    assert [child.tag for child in passing] == ["system-out"]
+    totals = {k: int(root.get(k, "-1")) for k in ("tests", "failures", "errors", "skipped")}
+    assert totals == {
+        "tests": 16,
+        "failures": sum(c.find("failure") is not None for c in cases),
+        "errors": sum(c.find("error") is not None for c in cases),
+        "skipped": sum(c.find("skipped") is not None for c in cases),
+    }
+    for suite in root.findall("testsuite"):
+        assert int(suite.get("tests", "0")) == len(suite.findall("testcase"))
+
+
+def test_junit_drops_characters_xml_cannot_hold() -> None:
+    from lsmcheck.formats.junit import _clean
+
+    assert _clean("a\x00b\x1bc\td") == "a\ufffdb\ufffdc\td"
+
+
+# --- GitHub workflow commands -----------------------------------------------------------------
+
+# ::name key=value,key=value::message, with the escaping of @actions/core (command.ts).
+PROPERTY = r"[a-z]+=(?:[^%,:\r\n]|%25|%0D|%0A|%3A|%2C)*"
+COMMAND = re.compile(rf"::(error|warning|notice)(?: {PROPERTY}(?:,{PROPERTY})*)?::(.*)")
+DATA = re.compile(r"(?:[^%\r\n]|%25|%0D|%0A)*")
+
+
+def unescape(text: str) -> str:
+    for code, char in (("%0D", "\r"), ("%0A", "\n"), ("%3A", ":"), ("%2C", ","), ("%25", "%")):
+        text = text.replace(code, char)
+    return text
+
+
+def test_github_annotations_follow_the_workflow_command_syntax() -> None:
+    out = golden("github", "txt")
+    lines = out.splitlines()
+    assert lines[-1] == "lsmcheck: FAIL: 18 of 40 results broke the gate"
+    commands = [COMMAND.fullmatch(line) for line in lines[:-1]]
+    assert all(commands), [line for line, m in zip(lines, commands, strict=False) if not m]
+    for m in commands:
+        assert m is not None and DATA.fullmatch(m.group(2))
+    first = lines[0]
+    props = dict(p.split("=", 1) for p in first[len("::error ") :].split("::")[0].split(","))
+    assert {k: unescape(v) for k, v in props.items()} == {
+        "file": "golden.csv",
+        "line": "2",
+        "title": "lsmcheck: softmax_naive float16",
+    }
+    # one annotation per failing implementation x dtype x source; none for passing ones
+    assert sum(line.startswith("::error") for line in lines) == 9
+    assert not any("softmax_stable" in line for line in lines)
+    # an inline vector has no file to point at
+    assert any(line.startswith("::error title=") and "--logits[0]" in line for line in lines)
+
+
+def test_github_escaping() -> None:
+    assert escape_data("100% done\r\nnext") == "100%25 done%0D%0Anext"
+    assert escape_property("a:b,c%\n") == "a%3Ab%2Cc%25%0A"
+    line = command("error", "x%\ny", file="dir/a,b.csv", line=3, title="t: u", col=None)
+    assert line == "::error file=dir/a%2Cb.csv,line=3,title=t%3A u::x%25%0Ay"
+    assert COMMAND.fullmatch(line)
+    assert command("notice", "plain") == "::notice::plain"
+
+
+# --- markdown ---------------------------------------------------------------------------------
+
+
+def test_markdown_renders_as_a_table() -> None:
+    text = golden("markdown", "md")
+    html = MarkdownIt("commonmark").enable("table").render(text)
+    rows = re.findall(r"<tr>(.*?)</tr>", html, re.S)
+    assert len(rows) == 1 + len(IMPLEMENTATIONS) * len(DTYPES)  # header + one per group
+    cells = [re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row) for row in rows]
+    assert cells[0] == [
+        "algorithm",
+        "dtype",
+        "max ulp",
+        "mean ulp",
+        "worst vector",
+        "overflow",
+        "underflow",
+        "nan",
+        "status",
+    ]
+    assert all(len(c) == 9 for c in cells)
+    assert cells[1][:3] == ["softmax_naive", "float16", "inf"]
+    assert cells[1][-1] == "<strong>FAIL</strong>"
+    assert html.startswith("<h3>lsmcheck: FAIL: 18 of 40 results broke the gate</h3>")
+    assert "<li>softmax_naive float16 golden.csv:2: max_ulp inf &gt; 1" in html
+
+
+def test_markdown_escaping_keeps_the_table_intact() -> None:
+    assert escape("a|b") == "a\\|b" and escape("max_ulp") == "max_ulp"
+    assert escape("_x_ *y* <b> [l] [a](b)") == "\\_x\\_ \\*y\\* \\<b> [l] [a\\](b)"
+    row = "| " + " | ".join([escape("pkg:f|g"), escape("two\nlines")]) + " |"
+    html = MarkdownIt("commonmark").enable("table").render(f"| a | b |\n|---|---|\n{row}\n")
+    assert "<td>pkg:f|g</td>" in html and "<td>two lines</td>" in html
+
+
+# --- CSV --------------------------------------------------------------------------------------
+
+
+def test_csv_has_one_row_per_result() -> None:
+    text = golden("csv", "csv")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert tuple(rows[0]) == COLUMNS
+    assert len(rows) == 5 * len(IMPLEMENTATIONS) * len(DTYPES)
+    raising = [r for r in rows if r["algorithm"] == "mysoftmax:raising_softmax"]
+    assert {r["status"] for r in raising} == {"error", "unrepresentable"}
+    assert all(r["max_ulp"] == "" for r in raising)
+    naive = next(r for r in rows if r["algorithm"] == "softmax_naive" and r["line"] == "2")
+    assert naive["dtype"] == "float16" and naive["max_ulp"] == "inf" and naive["status"] == "fail"
+    assert naive["failures"] == "max_ulp inf > 1 (element 0); overflow 2 > 0; nan 2 > 0"
+
+
+# --- several outputs at once ------------------------------------------------------------------
+
+
+def test_table_on_stdout_and_a_file_per_format(tmp_path: Path) -> None:
+    outputs = {"junit": "r.xml", "markdown": "r.md", "csv": "r.csv", "github": "r.txt"}
+    args = [x for f, p in outputs.items() for x in ("--output-format", f"{f}:{tmp_path / p}")]
+    code, out, err = invoke(*RUN, "--format", "table", *args)
+    assert code == 1
+    assert out.startswith("lsmcheck: 5 vectors") and "FAIL: 18 of 40" in out
+    assert err.splitlines() == [f"lsmcheck: wrote {tmp_path / p}" for p in outputs.values()]
+    suffix = {"junit": "xml", "markdown": "md", "csv": "csv", "github": "txt"}
+    for fmt, name in outputs.items():
+        assert (tmp_path / name).read_text() == (GOLDEN / f"report.{suffix[fmt]}").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(outputs.values())  # no temps
+    code, out, err = invoke(*RUN, "-f", "json", "-o", str(tmp_path / "r.json"), "--exit-zero")
+    assert (code, out) == (0, "") and (tmp_path / "r.json").read_text().startswith("{")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--output-format", "csv:golden.csv"], "--output-format: golden.csv is an input file"),
+        (["--output-format", "xml:a.xml"], "--output-format: expected FORMAT:PATH with FORMAT"),
+        (["--output-format", "junit"], "--output-format: expected FORMAT:PATH"),
+        (
+            ["--output-format", "junit:a.xml", "--output-format", "csv:a.xml"],
+            "--output-format: a.xml is written twice",
+        ),
+        (["--output-format", "junit:no/such/dir/a.xml"], "--output-format: directory 'no/such"),
+        (["--save-baseline", "golden.csv"], "--save-baseline: golden.csv is an input file"),
+    ],
+)
+def test_output_errors_exit_2_and_touch_nothing(args: list[str], message: str) -> None:
+    before = (FIXTURES / "golden.csv").read_bytes()
+    code, out, err = invoke(*RUN, *args)
+    assert (code, out) == (2, "")
+    assert err.startswith(f"lsmcheck: error: {message}")
+    assert (FIXTURES / "golden.csv").read_bytes() == before
+    assert not (FIXTURES / "a.xml").exists()
+
+
+def test_baseline_file_golden(tmp_path: Path) -> None:
+    path = tmp_path / "baseline.json"
+    code, _, err = invoke(*RUN, "--save-baseline", str(path))
+    assert code == 1 and err == f"lsmcheck: wrote {path}\n"
+    golden_path = GOLDEN / "baseline.json"
+    if UPDATE:
+        golden_path.write_text(path.read_text())
+    assert path.read_text() == golden_path.read_text()
+    code, out, _ = invoke(*RUN, "--baseline", str(path), "-f", "markdown")
+    assert code == 1  # the raising implementation still errors; nothing else regressed
+    assert "0 regressed, 0 improved, 40 unchanged, 0 new, 0 vanished" in out

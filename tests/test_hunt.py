@@ -1,0 +1,143 @@
+"""``lsmcheck hunt``: it finds what breaks, its case lines round-trip, --save never clobbers."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import mpmath
+import numpy as np
+from click.testing import CliRunner
+
+from lsmcheck import Options, Vector, audit
+from lsmcheck.algorithms import BUILTINS
+from lsmcheck.cli import main
+from lsmcheck.cli.explore import append_cases
+from lsmcheck.explore.hunt import hunt
+from lsmcheck.sources import read_sources
+from tests import oracle
+
+
+def test_finds_an_overflow_of_softmax_naive_in_float16_within_its_budget() -> None:
+    h = hunt("softmax_naive", "float16", budget=1.0, seed=0)
+    worst = h.worst[0]
+    assert worst.result.overflow > 0 and h.broken > 0
+    # independently: exp of the largest logit is beyond float16's max, 65504
+    assert mpmath.exp(float(np.max(worst.values))) > 65504
+    (again,) = audit(
+        [Vector("t", 0, None, worst.values)],
+        Options(dtypes=("float16",), algorithms=("softmax_naive",), danger_zone=None),
+    ).results
+    assert again.overflow == worst.result.overflow
+    assert "shift by the maximum first" in h.verdict()
+
+
+def test_log_softmax_stable_float64_far_worse_than_random_normal_logits() -> None:
+    # the baseline, measured here: 200 random normal vectors of the same length
+    rng = np.random.default_rng(12345)
+    normal = [Vector("n", i, None, rng.standard_normal(8)) for i in range(200)]
+    opts = Options(dtypes=("float64",), algorithms=("log_softmax_stable",), danger_zone=None)
+    baseline = max(r.max_ulp or 0.0 for r in audit(normal, opts).results)
+    assert 0 < baseline < 100
+    h = hunt("log_softmax_stable", "float64", evals=320, seed=0, length=8)
+    worst = h.worst[0]
+    assert not worst.broken
+    assert worst.result.max_ulp is not None and worst.result.max_ulp > 1e6 * baseline
+    # the ULP error checked against the independent 300-bit oracle
+    _, truth, _ = oracle.truth(worst.values.tolist())
+    (r,) = audit([Vector("t", 0, None, worst.values)], opts).results
+    i = r.worst_index
+    assert i is not None
+    computed = float(BUILTINS["log_softmax_stable"].run(worst.values[None, :]).out[0, i])
+    assert math.isclose(oracle.ulp_error(computed, truth[i], "float64"), r.max_ulp, rel_tol=1e-6)
+
+
+def test_evals_make_a_hunt_repeatable() -> None:
+    a = hunt("logsumexp_naive", "float32", evals=100, seed=4)
+    b = hunt("logsumexp_naive", "float32", evals=100, seed=4)
+    assert a.evaluations == b.evaluations == 100
+    assert [f.values.tolist() for f in a.worst] == [f.values.tolist() for f in b.worst]
+    c = hunt("logsumexp_naive", "float32", evals=100, seed=5)
+    assert [f.values.tolist() for f in a.worst] != [f.values.tolist() for f in c.worst]
+
+
+def test_case_lines_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    h = hunt("log_of_softmax", "float16", evals=96, seed=2, top=3)
+    path = tmp_path / "found.csv"
+    path.write_text(h.case_text())
+    vectors = read_sources([str(path)], ())
+    assert len(vectors) == len(h.worst)
+    opts = Options(dtypes=("float16",), algorithms=("log_of_softmax",), danger_zone=None)
+    for v, found in zip(vectors, h.worst, strict=True):
+        assert np.array_equal(np.float16(v.values), np.float16(found.values))
+        (r,) = audit([v], opts).results
+        assert r.max_ulp == found.result.max_ulp
+
+
+def test_append_cases_never_clobbers(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "cases.csv"
+    path.write_text("# mine\n1,2,3")  # no trailing newline
+    added, skipped = append_cases(str(path), "# c1\n4,5\n# c2\n1,2,3\n")
+    assert (added, skipped) == (1, 1)
+    assert path.read_text() == "# mine\n1,2,3\n# c1\n4,5\n"
+    assert append_cases(str(path), "# c1\n4,5\n") == (0, 1)
+    assert path.read_text() == "# mine\n1,2,3\n# c1\n4,5\n"
+    assert not list(tmp_path.glob(".*.tmp"))
+    fresh = tmp_path / "new.csv"
+    assert append_cases(str(fresh), "# c\n7,8\n") == (1, 0)
+    assert fresh.read_text() == "# c\n7,8\n"
+
+
+def test_cli_prints_a_case_file_and_saves(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    runner = CliRunner()
+    save = tmp_path / "found.csv"
+    args = ["hunt", "-a", "softmax_naive", "-d", "float16", "--evals", "64", "--top", "2"]
+    res = runner.invoke(main, [*args, "--save", str(save)])
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert all(line.startswith("#") or "," in line for line in lines)
+    assert sum(not line.startswith("#") for line in lines) == 2
+    assert lines[-1].startswith("#") and any(line.startswith("# Verdict:") for line in lines)
+    assert "--evals 64" in res.stderr and "appended 2 vectors" in res.stderr
+    again = runner.invoke(main, [*args, "--save", str(save)])
+    assert "appended 0 vectors" in again.stderr and "(2 already there)" in again.stderr
+    # the stdout is itself a case file lsmcheck run reads
+    (tmp_path / "out.csv").write_text(res.stdout)
+    run = runner.invoke(main, ["run", str(tmp_path / "out.csv"), "-d", "float16"])
+    assert run.exit_code == 0 and "softmax_naive" in run.stdout
+
+
+def test_cli_usage_errors() -> None:
+    runner = CliRunner()
+    res = runner.invoke(main, ["hunt", "-a", "nope", "-d", "float16", "--evals", "8"])
+    assert res.exit_code == 2 and "unknown algorithm" in res.stderr
+    res = runner.invoke(main, ["hunt", "-a", "softmax_naive", "-d", "float8"])
+    assert res.exit_code == 2 and "unknown dtype" in res.stderr
+    res = runner.invoke(main, ["hunt", "-a", "softmax_naive", "-d", "float16", "--budget", "0"])
+    assert res.exit_code == 2 and "--budget" in res.stderr
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_hunt_and_limits_take_a_user_implementation(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(FIXTURES)
+    runner = CliRunner()
+    impl = "softmax=mysoftmax:naive_softmax"
+    res = runner.invoke(main, ["hunt", "--impl", impl, "-d", "float16", "--evals", "96"])
+    assert res.exit_code == 0, res.output
+    assert f"# lsmcheck hunt --impl {impl} -d float16" in res.stdout
+    assert f"repeat exactly with: lsmcheck hunt --impl {impl}" in res.stderr
+    assert "mysoftmax:naive_softmax in float16 breaks" in res.stdout
+    res = runner.invoke(
+        main,
+        ["limits", "--impl", impl, "--impl", "softmax=mysoftmax:raising_softmax",
+         "-d", "float16", "--limit", "overflow"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    flat = " ".join(res.stdout.split())
+    assert "mysoftmax:naive_softmax 11.086" in flat
+    assert "mysoftmax:naive_softmax in float16 returns NaN once any logit exceeds 11.09" in flat
+    assert "mysoftmax:raising_softmax error" in flat and "could not be probed" in flat
+    res = runner.invoke(main, ["hunt", "-d", "float16"])
+    assert res.exit_code == 2 and "give one implementation" in res.stderr

@@ -1,0 +1,215 @@
+"""``lsmcheck limits``: measured breaking points against the analytical thresholds.
+
+The analytical values are computed here with mpmath at 200 bits from the formats' definitions
+(max = (2 - 2**(1-p)) * 2**emax, smallest subnormal = 2**(emin - p + 1)), never taken from the
+code under test; "to the dtype's resolution" means the measured boundary (two adjacent values
+of the dtype) brackets the analytical value, give or take one ulp of the dtype.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import mpmath
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lsmcheck import Options, Vector, audit
+from lsmcheck.algorithms import BUILTINS, Algorithm, Kind, softmax_naive
+from lsmcheck.cli import main
+from lsmcheck.dtypes import FORMATS
+from lsmcheck.explore.limits import Explorer, measure_limits
+from lsmcheck.explore.probe import Prober, equal_logits_exact
+from lsmcheck.reference import exact, round_to_format
+
+# (p, emin, emax) written out again, independently of lsmcheck.dtypes
+SPEC = {"float16": (11, -14, 15), "float32": (24, -126, 127), "float64": (53, -1022, 1023)}
+NAIVE = ("softmax_naive", "log_softmax_naive", "logsumexp_naive")
+STABLE = ("softmax_stable", "log_softmax_stable", "logsumexp_stable")
+
+
+def ln_max(dtype: str) -> mpmath.mpf:
+    p, _, emax = SPEC[dtype]
+    with mpmath.workprec(200):
+        return mpmath.log((2 - mpmath.mpf(2) ** (1 - p)) * mpmath.mpf(2) ** emax)
+
+
+def ln_half_tiny(dtype: str) -> mpmath.mpf:
+    p, emin, _ = SPEC[dtype]
+    with mpmath.workprec(200):
+        return mpmath.log(mpmath.mpf(2) ** (emin - p + 1) / 2)
+
+
+def dtype_ulp(x: float, dtype: str) -> float:
+    t = np.dtype(dtype).type
+    return float(np.nextafter(t(x), t(np.inf)) - t(x))
+
+
+def brackets(last_ok: float, first_bad: float, analytical: mpmath.mpf, dtype: str) -> None:
+    """Adjacent dtype values; the analytical value between them, within one ulp."""
+    t = np.dtype(dtype).type
+    assert float(np.nextafter(t(last_ok), t(np.inf))) == first_bad
+    tol = dtype_ulp(last_ok, dtype)
+    assert last_ok - tol <= analytical <= first_bad + tol, (last_ok, first_bad, analytical)
+
+
+@pytest.fixture(scope="module")
+def report():  # type: ignore[no-untyped-def]
+    algs = (*NAIVE, *STABLE, "log_of_softmax")
+    names = ("overflow", "underflow", "flush", "length")  # spread: below, for two algorithms
+    return measure_limits(algs, ("float16", "float32", "float64"), names)
+
+
+# (dtype, ln(max), as the issue states them)
+STATED = [("float16", 11.09), ("float32", 88.72), ("float64", 709.78)]
+
+
+@pytest.mark.parametrize(("dtype", "stated"), STATED)
+@pytest.mark.parametrize("algorithm", NAIVE)
+def test_overflow_limit_is_ln_max(report, algorithm: str, dtype: str, stated: float) -> None:  # type: ignore[no-untyped-def]
+    lim = report.get(algorithm, dtype, "overflow")
+    assert lim.found and lim.event_kind == "overflow:exp_overflow"
+    brackets(lim.last_ok, lim.first_bad, ln_max(dtype), dtype)
+    assert round(lim.last_ok, 2) == pytest.approx(stated, abs=0.01)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+@pytest.mark.parametrize("algorithm", NAIVE)
+def test_underflow_limit_is_ln_half_smallest_subnormal(report, algorithm: str, dtype: str) -> None:  # type: ignore[no-untyped-def]
+    lim = report.get(algorithm, dtype, "underflow")
+    assert lim.found
+    brackets(lim.last_ok, lim.first_bad, -ln_half_tiny(dtype), dtype)
+    assert lim.value == -lim.last_ok < 0
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_representable_probability_limit(report, dtype: str) -> None:  # type: ignore[no-untyped-def]
+    facts = next(f for f in report.facts if f.dtype == dtype)
+    assert facts.representable is not None
+    last, first = facts.representable
+    brackets(last, first, -ln_half_tiny(dtype), dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_flush_early_only_for_log_of_softmax(report, dtype: str) -> None:  # type: ignore[no-untyped-def]
+    lof = report.get("log_of_softmax", dtype, "flush")
+    assert lof.found and lof.early and lof.breaks
+    brackets(lof.last_ok, lof.first_bad, -ln_half_tiny(dtype), dtype)
+    stable = report.get("softmax_stable", dtype, "flush")
+    assert stable.found and stable.early is False and not stable.breaks  # a benign flush
+    assert not report.get("log_softmax_stable", dtype, "flush").found
+    assert not report.get("logsumexp_stable", dtype, "flush").applicable
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+@pytest.mark.parametrize("algorithm", STABLE)
+def test_stable_algorithms_never_overflow(report, algorithm: str, dtype: str) -> None:  # type: ignore[no-untyped-def]
+    lim = report.get(algorithm, dtype, "overflow")
+    assert not lim.found and lim.last_ok == FORMATS[dtype].max
+    assert not report.get(algorithm, dtype, "underflow").found
+
+
+def test_length_limit_is_the_float16_overflow_threshold(report) -> None:  # type: ignore[no-untyped-def]
+    # The sum of n ones overflows float16 once n rounds to inf: n >= (2 - 2**-11) * 2**15.
+    threshold = (2 - 2.0**-11) * 2.0**15
+    assert threshold == 65520
+    for alg in (*NAIVE, *STABLE, "log_of_softmax"):
+        lim = report.get(alg, "float16", "length")
+        assert (lim.last_ok, lim.first_bad) == (threshold - 1, threshold), alg
+        assert lim.analytical == threshold
+    assert not report.get("softmax_stable", "float32", "length").found  # up to 2**17
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float64"])
+def test_spread_limit_checked_by_direct_audit(dtype: str) -> None:
+    explorer = Explorer()
+    lim = explorer.limit(BUILTINS["log_softmax_stable"], FORMATS[dtype], "spread")
+    assert lim.found and lim.bound == 4.0
+    opts = Options(dtypes=(dtype,), algorithms=("log_softmax_stable",), danger_zone=None)
+    ok, bad = audit(
+        [Vector("t", 0, None, np.array([0.0, -lim.last_ok])),
+         Vector("t", 1, None, np.array([0.0, -lim.first_bad]))],
+        opts,
+    ).results  # fmt: skip
+    assert ok.max_ulp is not None and ok.max_ulp <= 4.0
+    assert bad.max_ulp is not None and bad.max_ulp > 4.0
+    assert not explorer.limit(BUILTINS["softmax_stable"], FORMATS[dtype], "spread").found
+
+
+def test_a_shifted_exp_moves_the_measured_limit() -> None:
+    """The limit comes from running the algorithm, not from a table: exp(x + 3) breaks at
+    ln(max) - 3."""
+
+    def shifted(x: np.ndarray) -> object:  # type: ignore[type-arg]
+        with np.errstate(all="ignore"):
+            return softmax_naive(x + x.dtype.type(3))
+
+    alg = Algorithm("shifted", Kind.SOFTMAX, "exp(x + 3) / sum", shifted)  # type: ignore[arg-type]
+    lim = Explorer().limit(alg, FORMATS["float32"], "overflow")
+    assert lim.found
+    brackets(lim.last_ok, lim.first_bad, ln_max("float32") - 3, "float32")
+
+
+def test_closed_form_reference_of_equal_logits_matches_the_reference() -> None:
+    fmt = FORMATS["float16"]
+    x = np.full(300, 1.5)
+    closed = equal_logits_exact(300, 1.5)
+    ref = exact(x, fmt)
+    for a, b in ((closed.softmax[0], ref.softmax[0]), (closed.log_softmax[7], ref.log_softmax[7])):
+        assert round_to_format(a, fmt) == round_to_format(b, fmt)
+        assert abs(a - b) <= abs(b) * mpmath.mpf(2) ** -100
+    assert abs(closed.logsumexp - ref.logsumexp) <= mpmath.mpf(2) ** -100
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.floats(-2e4, 2e4, allow_nan=False), min_size=2, max_size=6),
+    st.sampled_from(sorted(BUILTINS)),
+    st.sampled_from(["float16", "float32"]),
+)
+def test_a_clean_row_is_never_broken(values: list[float], name: str, dtype: str) -> None:
+    """The prober's shortcut agrees with the full metrics: clean implies nothing broke."""
+    fmt = FORMATS[dtype]
+    x = np.asarray(fmt.cast(np.array(values)), np.float64)
+    if not np.isfinite(x).all():
+        return
+    prober = Prober(fmt)
+    (s,) = prober.probe(BUILTINS[name], x[None, :])
+    m, _ = prober.measure(s.alg, s.x, s.trace, s.row)
+    full = bool(m.overflow.any() or m.underflow.any() or m.nan.any())
+    assert s.broken == full
+    if s.clean:
+        assert not full and not m.benign.any()
+
+
+def test_verdicts_in_plain_words(report) -> None:  # type: ignore[no-untyped-def]
+    text = "\n".join(report.verdicts())
+    assert (
+        "softmax_naive, log_softmax_naive and logsumexp_naive in float16 overflow once any "
+        "logit exceeds 11.09: shift by the maximum first." in text
+    )
+    assert "log_of_softmax in float16 flushes a logit more than 17.33 below the maximum" in text
+
+
+def test_cli_json_and_table() -> None:
+    runner = CliRunner()
+    res = runner.invoke(
+        main,
+        ["limits", "-d", "float16", "-a", "softmax_naive", "--limit", "overflow", "-f", "json"],
+    )
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["schema"] == "lsmcheck.limits/1"
+    (lim,) = doc["limits"]
+    assert lim["last_ok"] == 11.0859375 and lim["first_bad"] == 11.09375
+    assert math.isclose(lim["analytical"], float(ln_max("float16")))
+    res = runner.invoke(main, ["limits", "-d", "float16", "-a", "softmax_naive,softmax_stable"])
+    assert res.exit_code == 0
+    assert "11.086" in res.stdout and "analytical" in res.stdout and "Verdict" in res.stdout
+    assert "softmax_naive in float16 overflows once any logit exceeds 11.09" in res.stdout
+    res = runner.invoke(main, ["limits", "--limit", "nope"])
+    assert res.exit_code == 2 and "unknown limit" in res.stderr

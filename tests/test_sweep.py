@@ -1,0 +1,170 @@
+"""``lsmcheck sweep``: generated families, numbers against direct audits, output formats."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from lsmcheck import Options, Vector, audit
+from lsmcheck.cli import main
+from lsmcheck.explore.sweep import run_sweep, to_csv, to_json
+
+ALGS = ("softmax_naive", "log_softmax_stable", "log_of_softmax")
+DTYPES = ("float16", "float64")
+
+
+def draw(seed: int, samples: int, length: int) -> np.ndarray:  # type: ignore[type-arg]
+    """The documented draw, written out independently of the generators module."""
+    return np.random.default_rng(seed).standard_normal((samples, length))
+
+
+def direct(vectors: np.ndarray, alg: str, dtype: str) -> tuple[float | None, int, int, int]:  # type: ignore[type-arg]
+    """(max of max_ulp, overflow, underflow, nan) over the rows, by plain audit() calls."""
+    opts = Options(dtypes=(dtype,), algorithms=(alg,), danger_zone=None)
+    rs = [audit([Vector("d", 0, None, row)], opts).results[0] for row in vectors]
+    ulps = [r.max_ulp for r in rs if r.max_ulp is not None]
+    return (
+        max(ulps) if ulps else None,
+        sum(r.overflow for r in rs),
+        sum(r.underflow for r in rs),
+        sum(r.nan for r in rs),
+    )
+
+
+FAMILIES = {
+    "scale": lambda z, v: v * z,
+    "shift": lambda z, v: z + v,
+    "spread": lambda z, v: np.concatenate([z[:, 1:].max(axis=1, keepdims=True) + v, z[:, 1:]], 1),
+    "length": lambda z, v: z[:, : int(v)],
+}
+
+
+@pytest.mark.parametrize(
+    ("family", "start", "stop"),
+    [("scale", 0.5, 200.0), ("shift", -30.0, 30.0), ("spread", 0.1, 200.0), ("length", 2, 40)],
+)
+def test_sweep_matches_direct_audits(family: str, start: float, stop: float) -> None:
+    sw = run_sweep(
+        family,
+        start=start,
+        stop=stop,
+        count=5,
+        length=6,
+        samples=2,
+        seed=7,
+        algorithms=ALGS,
+        dtypes=DTYPES,
+    )
+    z = draw(7, 2, int(stop) if family == "length" else 6)
+    assert len(sw.points) == len(sw.values) * len(ALGS) * len(DTYPES)
+    for v in sw.values:
+        rows = FAMILIES[family](z, v)
+        for a in ALGS:
+            for d in DTYPES:
+                (pt,) = [p for p in sw.series(a, d) if p.value == v]
+                expected = direct(rows, a, d)
+                assert (pt.max_ulp, pt.overflow, pt.underflow, pt.nan) == expected, (v, a, d)
+
+
+def test_values_spacing_and_onsets() -> None:
+    sw = run_sweep("scale", start=1, stop=1000, count=4, length=6, samples=2, seed=3,
+                   algorithms=("softmax_naive",), dtypes=("float16",))  # fmt: skip
+    assert sw.values == pytest.approx((1.0, 10.0, 100.0, 1000.0))
+    o = sw.onset("softmax_naive", "float16", "overflow")
+    assert o is not None
+    z = draw(3, 2, 6)
+    # first step whose largest logit exceeds ln(65504) = 11.09 (and is representable)
+    first = next(v for v in sw.values if (np.float16(v * z) > 11.09).any())
+    assert o.value == first
+    lin = run_sweep("shift", start=-10, stop=10, count=3, samples=1, algorithms=ALGS[:1],
+                    dtypes=("float64",))  # fmt: skip
+    assert lin.values == (-10.0, 0.0, 10.0) and not lin.log
+
+
+def test_unrepresentable_steps_are_counted_not_audited() -> None:
+    sw = run_sweep("scale", start=1e6, stop=1e6, count=1, samples=1, length=4, seed=0,
+                   algorithms=("softmax_stable",), dtypes=("float16",))  # fmt: skip
+    (pt,) = sw.points
+    assert pt.max_ulp is None and pt.audited == 0 and pt.unrepresentable == 1
+
+
+def test_csv_and_json() -> None:
+    sw = run_sweep("spread", count=3, samples=1, algorithms=ALGS[:2], dtypes=("float32",))
+    lines = to_csv(sw).splitlines()
+    assert lines[0].startswith("d,algorithm,dtype,max_ulp,overflow")
+    assert len(lines) == 1 + 3 * 2
+    doc = json.loads(to_json(sw))
+    assert doc["schema"] == "lsmcheck.sweep/1" and doc["seed"] == 0
+    assert len(doc["points"]) == 6 and doc["family"] == "spread"
+
+
+def test_cli_is_reproducible_and_prints_the_seed() -> None:
+    runner = CliRunner()
+    args = ["sweep", "shift", "--steps", "5", "--samples", "1", "-a", "softmax_naive",
+            "-d", "float16", "--seed", "11", "-f", "csv"]  # fmt: skip
+    first = runner.invoke(main, args)
+    assert first.exit_code == 0, first.output
+    assert "default_rng(11)" in first.stderr and "repeat with: lsmcheck sweep shift" in first.stderr
+    assert first.stdout.startswith("c,algorithm,dtype")
+    again = runner.invoke(main, args)
+    assert again.stdout == first.stdout
+    # the printed repeat command gives the same numbers
+    repeat = first.stderr.split("repeat with: lsmcheck ")[1].split()
+    third = runner.invoke(main, [*repeat, "-a", "softmax_naive", "-d", "float16", "-f", "csv"])
+    assert third.stdout == first.stdout
+
+
+def test_cli_plot_to_stdout() -> None:
+    res = CliRunner().invoke(
+        main, ["sweep", "--steps", "9", "-a", "softmax_naive,softmax_stable", "-d", "float16"]
+    )
+    assert res.exit_code == 0
+    assert "scale sweep in float16" in res.stdout and "inf/nan" in res.stdout
+    assert "softmax_naive  overflow from s=" in res.stdout
+    assert "\x1b[" not in res.stdout  # not a terminal: no colour codes
+
+
+def test_png_and_svg(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("matplotlib")
+    png, svg = tmp_path / "s.png", tmp_path / "s.svg"
+    res = CliRunner().invoke(
+        main,
+        ["sweep", "--steps", "5", "-a", "softmax_naive", "-d", "float16,float32",
+         "--png", str(png), "--svg", str(svg), "-f", "csv"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    root = ET.fromstring(svg.read_bytes())
+    assert root.tag.endswith("svg")
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_png_without_matplotlib_is_a_one_line_error(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import fails as if not installed
+    res = CliRunner().invoke(
+        main, ["sweep", "--steps", "2", "-a", "softmax_naive", "-d", "float16",
+               "--png", str(tmp_path / "x.png")]
+    )  # fmt: skip
+    assert res.exit_code == 2
+    assert res.stderr.strip().splitlines()[-1] == (
+        "lsmcheck: error: --png: matplotlib is not installed; "
+        "install it with: pip install 'lsmcheck[plot]'"
+    )
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_usage_errors() -> None:
+    runner = CliRunner()
+    res = runner.invoke(main, ["sweep", "shift", "--log", "--from", "-1", "--to", "1"])
+    assert res.exit_code == 2 and "positive ends" in res.stderr
+    res = runner.invoke(main, ["sweep", "spread", "--length", "1"])
+    assert res.exit_code == 2 and "at least 2 logits" in res.stderr
+    res = runner.invoke(main, ["sweep", "--steps", "0"])
+    assert res.exit_code == 2 and "--steps" in res.stderr
+    assert not math.isnan(0.0)

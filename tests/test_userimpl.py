@@ -1,0 +1,308 @@
+"""The user's own implementations: import, call, check, and report failures as results.
+
+Expected numbers come from ``tests/oracle.py`` (300-bit mpmath) or are exact by construction
+(a softmax of ties is exactly 0.5).  The fixture package is ``tests/fixtures/mysoftmax``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from lsmcheck import Options, Status, Thresholds, Vector, audit
+from lsmcheck.algorithms import Kind
+from lsmcheck.audit import audit as engine_audit
+from lsmcheck.cli import main
+from lsmcheck.errors import UsageError
+from lsmcheck.userimpl import load, parse_spec, wrap
+from tests import oracle
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+LOGITS = "logits.csv"  # in FIXTURES: line 2 "1,2,3", line 3 "10,11", line 4 "1000,1001,1002"
+
+
+@pytest.fixture
+def in_fixtures(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run from the fixture directory, as a user runs lsmcheck from their project."""
+    monkeypatch.chdir(FIXTURES)
+    return FIXTURES
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, ["run", "--no-config", *args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def vec(values: list[float], index: int = 0) -> Vector:
+    return Vector("t", index, index + 1, np.array(values))
+
+
+# --- parsing and importing ------------------------------------------------------------------
+
+
+def test_parse_spec() -> None:
+    assert parse_spec("log_softmax=pkg.mod:fn") == (Kind.LOG_SOFTMAX, "pkg.mod", "fn")
+    assert parse_spec(" softmax=m:Cls.method ") == (Kind.SOFTMAX, "m", "Cls.method")
+
+
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [
+        ("pkg.mod:fn", "expected KIND=module.path:function"),
+        ("softmax=pkg.mod", "expected KIND=module.path:function"),
+        ("softmx=pkg:fn", "unknown kind 'softmx'"),
+        ("softmax=:fn", "expected KIND=module.path:function"),
+    ],
+)
+def test_parse_spec_errors(spec: str, words: str) -> None:
+    with pytest.raises(UsageError, match=words) as e:
+        parse_spec(spec)
+    assert str(e.value).startswith("--impl: ")
+
+
+def test_load_errors(in_fixtures: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(UsageError, match="cannot import 'nosuchmodule'"):
+        load("softmax=nosuchmodule:f")
+    with pytest.raises(UsageError, match="has no attribute 'nope'"):
+        load("softmax=mysoftmax:nope")
+    with pytest.raises(UsageError, match="is not callable"):
+        load("softmax=mysoftmax:__doc__")
+    (tmp_path / "broken_at_import.py").write_text("raise RuntimeError('no GPU here')\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UsageError, match="raised RuntimeError: no GPU here"):
+        load("softmax=broken_at_import:f")
+
+
+def test_load_names_and_kind(in_fixtures: Path) -> None:
+    alg = load("softmax=mysoftmax:stable_softmax")
+    assert alg.name == "mysoftmax:stable_softmax" and alg.kind is Kind.SOFTMAX
+    assert not alg.traced
+    assert alg.description == "exp(x - max) / sum(exp(x - max))."
+
+
+def test_wrap_default_name() -> None:
+    def mine(x: Any) -> Any:
+        return x
+
+    assert wrap(mine, "softmax").name.endswith(":test_wrap_default_name.<locals>.mine")
+
+
+# --- what the engine makes of them ------------------------------------------------------------
+
+
+def test_naive_black_box_underflows_where_the_float16_sum_overflows(in_fixtures: Path) -> None:
+    naive = load("softmax=mysoftmax:naive_softmax")
+    opts = Options(dtypes=("float16",), algorithms=(naive,), thresholds=Thresholds(max_ulp=4))
+    (r,) = engine_audit([vec([10.0, 11.0])], opts).results
+    # exp(10) + exp(11) = 81900 > 65504: the sum is inf, both outputs 0 (a black box cannot
+    # tell the overflow, only that a nonzero probability came out 0).
+    assert (r.underflow, r.overflow, r.nan) == (2, 0, 0)
+    sm, _, _ = oracle.truth([10.0, 11.0])
+    assert r.max_ulp == pytest.approx(oracle.ulp_error(0.0, sm[1], "float16"), abs=0.01)
+    assert r.status is Status.FAIL
+    assert r.failures[0].startswith("max_ulp 1497 > 4 by 1493 (element 1)")
+
+
+def test_stable_black_box_is_exact_on_ties(in_fixtures: Path) -> None:
+    stable = load("softmax=mysoftmax:stable_softmax")
+    rep = engine_audit([vec([700.0, 700.0])], Options(algorithms=(stable,)))
+    assert [r.max_ulp for r in rep.results] == [0.0, 0.0, 0.0]  # 0.5 is exact
+    assert rep.passed
+
+
+@pytest.mark.parametrize(
+    ("name", "dtypes_failing", "reason"),
+    [
+        (
+            "raising_softmax",
+            {"float16", "float32", "float64"},
+            "raised ValueError: fused kernel not built for n=2",
+        ),
+        (
+            "wrong_shape_softmax",
+            {"float16", "float32", "float64"},
+            "returned shape (1,) for input shape (1, 2); expected (1, 2)",
+        ),
+        ("wrong_dtype_softmax", {"float16", "float32"}, "returned dtype float64 for"),
+    ],
+)
+def test_broken_implementations_are_error_results(
+    in_fixtures: Path, name: str, dtypes_failing: set[str], reason: str
+) -> None:
+    alg = load(f"softmax=mysoftmax:{name}")
+    rep = engine_audit([vec([1.0, 2.0])], Options(algorithms=(alg,)))
+    errors = {r.dtype: r for r in rep.results if r.status is Status.ERROR}
+    assert set(errors) == dtypes_failing
+    for r in errors.values():
+        assert r.reason is not None and r.reason.startswith(reason)
+        assert r.max_ulp is None and r.failures == ()
+    assert not rep.passed and rep.exit_code == 1
+
+
+def test_an_error_names_only_the_vectors_it_happened_on() -> None:
+    def picky(x: Any) -> Any:
+        if (x > 100).any():
+            raise OverflowError("logit above 100")
+        e = np.exp(x - x.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+
+    alg = wrap(picky, "softmax", "picky")
+    vectors = [vec([1.0, 1.0], 0), vec([500.0, 500.0], 1), vec([2.0, 2.0], 2)]
+    rep = engine_audit(vectors, Options(dtypes=("float64",), algorithms=(alg,)))
+    assert [r.status for r in rep.results] == [Status.PASS, Status.ERROR, Status.PASS]
+    assert rep.results[1].reason == "raised OverflowError: logit above 100"
+
+
+def test_logsumexp_shapes_and_array_likes() -> None:
+    class Tensor:  # like a CPU torch tensor: numpy converts it with __array__
+        def __init__(self, a: Any) -> None:
+            self.a = a
+
+        def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
+            return self.a
+
+    def flat(x: Any) -> Any:
+        m = x.max(axis=-1)
+        return m + np.log(np.exp(x - m[:, None]).sum(axis=-1))
+
+    def tensor(x: Any) -> Any:
+        return Tensor(flat(x)[:, None])
+
+    def scalar(x: Any) -> Any:
+        return flat(x).sum()
+
+    algs = (wrap(flat, "logsumexp", "flat"), wrap(tensor, "logsumexp", "tensor"))
+    algs += (wrap(scalar, "logsumexp", "scalar"),)
+    rep = engine_audit([vec([2.0, 2.0])], Options(dtypes=("float64",), algorithms=algs))
+    flat_r, tensor_r, scalar_r = rep.results
+    assert flat_r.status is Status.PASS and tensor_r.status is Status.PASS
+    _, _, lse = oracle.truth([2.0, 2.0])
+    assert flat_r.max_ulp == pytest.approx(oracle.ulp_error(2.0 + np.log(2.0), lse, "float64"))
+    assert scalar_r.status is Status.ERROR
+    assert scalar_r.reason == "returned shape () for input shape (1, 2); expected (1,) or (1, 1)"
+
+
+def test_user_code_cannot_spoil_other_results_or_exit() -> None:
+    def vandal(x: Any) -> Any:
+        x *= 0  # scribbles over its argument
+        return np.full_like(x, 0.5)
+
+    def quitter(x: Any) -> Any:
+        sys.exit(0)  # would end a CI job with success
+
+    algs = (wrap(vandal, "softmax", "vandal"), wrap(quitter, "softmax", "quitter"))
+    rep = engine_audit(
+        [vec([0.0, 3.0])],
+        Options(dtypes=("float64",), algorithms=(*algs, "softmax_stable")),
+    )
+    vandal_r, quitter_r, stable_r = rep.results
+    assert quitter_r.status is Status.ERROR and quitter_r.reason == "raised SystemExit: 0"
+    (alone,) = engine_audit(
+        [vec([0.0, 3.0])], Options(dtypes=("float64",), algorithms=("softmax_stable",))
+    ).results
+    assert stable_r == alone  # the built-in saw the real logits
+    sm, _, _ = oracle.truth([0.0, 3.0])
+    expected = max(oracle.ulp_error(0.5, p, "float64") for p in sm)
+    assert vandal_r.max_ulp == pytest.approx(expected, rel=1e-12)
+
+
+def test_two_implementations_with_one_name_are_an_error(in_fixtures: Path) -> None:
+    a = load("softmax=mysoftmax:stable_softmax")
+    b = wrap(lambda x: x, "softmax", "mysoftmax:stable_softmax")
+    with pytest.raises(UsageError, match="two different implementations are named"):
+        Options(algorithms=(a, b)).validate()
+
+
+# --- the command line -------------------------------------------------------------------------
+
+
+def test_cli_impl_only_audits_the_users_code(in_fixtures: Path) -> None:
+    code, out, err = invoke(LOGITS, "--impl", "softmax=mysoftmax:stable_softmax", "--max-ulp", "4")
+    assert (code, err) == (0, "")
+    assert "mysoftmax:stable_softmax" in out and "softmax_naive" not in out
+    assert out.rstrip().endswith("PASS: 9 results")
+
+
+def test_cli_impl_next_to_builtins(in_fixtures: Path) -> None:
+    code, out, _ = invoke(
+        LOGITS, "--impl", "softmax=mysoftmax:stable_softmax", "-a", "softmax_stable", "-f", "csv"
+    )
+    assert code == 0
+    algorithms = {line.split(",")[3] for line in out.splitlines()[1:]}
+    assert algorithms == {"softmax_stable", "mysoftmax:stable_softmax"}
+
+
+@pytest.mark.parametrize(
+    ("impl", "code"),
+    [
+        ("stable_softmax", 0),
+        ("naive_softmax", 1),
+        ("raising_softmax", 1),
+        ("wrong_shape_softmax", 1),
+        ("wrong_dtype_softmax", 1),
+    ],
+)
+def test_cli_gate_on_each_fixture(in_fixtures: Path, impl: str, code: int) -> None:
+    got, _, err = invoke(LOGITS, "--impl", f"softmax=mysoftmax:{impl}", "--fail-on", "all")
+    assert (got, err) == (code, "")
+    got, _, _ = invoke(LOGITS, "--impl", f"softmax=mysoftmax:{impl}", "--exit-zero")
+    assert got == 0
+
+
+def test_cli_usage_errors_exit_2(in_fixtures: Path) -> None:
+    code, out, err = invoke(LOGITS, "--impl", "softmax=mysoftmax:nope")
+    assert (code, out) == (2, "")
+    assert err == "lsmcheck: error: --impl: module 'mysoftmax' has no attribute 'nope'\n"
+    code, _, err = invoke(LOGITS, "--impl", "softmax=mysoftmax:nope", "--exit-zero")
+    assert code == 2  # --exit-zero never hides a usage error
+
+
+def test_real_subprocess_from_the_users_directory(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
+    junit = tmp_path / "report.xml"
+    args = [sys.executable, "-m", "lsmcheck", "run", "--no-config", LOGITS, "--fail-on", "all"]
+    done = subprocess.run(
+        [*args, "--impl", "softmax=mysoftmax:naive_softmax", "--output-format", f"junit:{junit}"],
+        cwd=FIXTURES,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "mysoftmax:naive_softmax" in done.stdout and "FAIL" in done.stdout
+    assert done.stderr == f"lsmcheck: wrote {junit}\n"
+    assert "<failure" in junit.read_text()
+    # Without --impl, nothing of the user's is imported.
+    code = (
+        "import sys\n"
+        "from lsmcheck.cli import main\n"
+        "try:\n"
+        "    main(['run', '--no-config', 'logits.csv', '-d', 'float64'])\n"
+        "except SystemExit as e:\n"
+        "    print(e.code, 'mysoftmax' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=FIXTURES,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.stdout.splitlines()[-1] == "0 False", done.stderr
+
+
+def test_api_accepts_the_same_objects(in_fixtures: Path) -> None:
+    rep = audit([[1.0, 2.0]], implementations=["softmax=mysoftmax:stable_softmax"])
+    assert {r.algorithm for r in rep.results} == {"mysoftmax:stable_softmax"}
