@@ -424,14 +424,16 @@ def logsumexp_log1p(x: Array, s: Setup = NO_SETUP) -> Trace:
 
 
 def _rescale(old_m: Array, new_m: Array, acc: np.dtype[Any]) -> Array:
-    """``exp(old_m - new_m)`` in ``acc``; 0 while nothing was seen, 1 while all is masked.
+    """``exp(old_m - new_m)`` in ``acc``; 0 while nothing was seen (``old_m = -inf``).
 
-    A running maximum of ``-inf`` (only masked classes so far) would make ``-inf - -inf``;
-    kernels guard it, and so does this.
+    The running maxima are kept in float64 (they are logits, or ``-inf`` before the first
+    one): ``-inf - -inf`` would be NaN, and float8_e4m3fn cannot even hold ``-inf``.  Kernels
+    guard the empty prefix the same way.
     """
-    old, new = old_m.astype(acc), new_m.astype(acc)
-    safe_new = np.where(np.isneginf(np.asarray(new, np.float64)), 0, new).astype(acc)
-    return np.asarray(np.exp(old - safe_new), acc)
+    seen = np.isfinite(old_m)
+    old = np.where(seen, old_m, 0).astype(acc)
+    new = np.where(seen, new_m, 0).astype(acc)
+    return np.asarray(np.where(seen, np.exp(old - new), 0), acc)
 
 
 def _online_finish(t: _Tracer, x: Array, m: Array, total: Array, s: Setup) -> Trace:
@@ -445,19 +447,23 @@ def _online_finish(t: _Tracer, x: Array, m: Array, total: Array, s: Setup) -> Tr
     return t.trace(_store(t, _div(t, e.astype(acc), total), d_t, Event.SUM_OVERFLOW))
 
 
+def _shift_of(m: Array, acc: np.dtype[Any]) -> Array:
+    """The running maximum as a shift in ``acc`` (0 while only masked classes were seen)."""
+    return np.where(np.isfinite(m), m, 0).astype(acc)
+
+
 def softmax_online(x: Array, s: Setup = NO_SETUP) -> Trace:
     """One pass for the normaliser: ``S = S * exp(m_old - m_new) + exp(x_j - m_new)``."""
     d_t, acc = _dtypes(x, s)
     t = _start(x, x.shape)
     rows = x.shape[0]
-    m = np.full((rows, 1), -np.inf, d_t)
+    x64 = np.asarray(x, np.float64)
+    m = np.full((rows, 1), -np.inf)
     total = np.zeros((rows, 1), acc)
     for j in range(x.shape[1]):
-        xj = x[:, j : j + 1]
-        new_m = np.maximum(m, xj)
-        safe = np.where(np.isneginf(np.asarray(new_m, np.float64)), 0, new_m).astype(acc)
-        term = np.exp(xj.astype(acc) - safe).astype(d_t).astype(acc)
-        total = np.asarray(total * _rescale(m, new_m, acc) + term, acc)
+        new_m = np.maximum(m, x64[:, j : j + 1])
+        term = np.exp(x[:, j : j + 1].astype(acc) - _shift_of(new_m, acc)).astype(d_t)
+        total = np.asarray(total * _rescale(m, new_m, acc) + term.astype(acc), acc)
         m = new_m
     return _online_finish(t, x, m, total, s)
 
@@ -467,13 +473,12 @@ def softmax_online_blocked(x: Array, s: Setup = NO_SETUP) -> Trace:
     d_t, acc = _dtypes(x, s)
     t = _start(x, x.shape)
     rows = x.shape[0]
-    m = np.full((rows, 1), -np.inf, d_t)
+    m = np.full((rows, 1), -np.inf)
     total = np.zeros((rows, 1), acc)
     for start in range(0, x.shape[1], s.block):
         xb = x[:, start : start + s.block]
-        mb = np.max(xb, axis=-1, keepdims=True)
-        safe_b = np.where(np.isneginf(np.asarray(mb, np.float64)), 0, mb).astype(acc)
-        eb = np.exp(xb.astype(acc) - safe_b).astype(d_t)
+        mb = np.max(np.asarray(xb, np.float64), axis=-1, keepdims=True)
+        eb = np.exp(xb.astype(acc) - _shift_of(mb, acc)).astype(d_t)
         sb = np.sum(eb, axis=-1, keepdims=True, dtype=acc)
         new_m = np.maximum(m, mb)
         total = np.asarray(total * _rescale(m, new_m, acc) + sb * _rescale(mb, new_m, acc), acc)

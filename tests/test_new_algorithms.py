@@ -111,6 +111,18 @@ def test_new_builtins_match_oracle(values: list[float], dtype: str, algorithm: s
     if r.audited:
         check_against_oracle(r, values)
         assert r.dtype == dtype
+        # shifted forms of logits within +-60 overflow nowhere (and NaN is no answer)
+        assert (r.nan, r.overflow) == (0, 0), (values, dtype, algorithm)
+
+
+@pytest.mark.parametrize("dtype", sorted(FORMATS) + MIXED)
+@pytest.mark.parametrize("algorithm", NEW_BUILTINS)
+@pytest.mark.parametrize("values", [[1.0, 0.0, -3.5], [-2.0, -2.0], [6.0]])
+def test_every_new_builtin_in_every_dtype(values: list[float], algorithm: str, dtype: str) -> None:
+    r = run(values, algorithm, dtype)
+    assert r.audited
+    check_against_oracle(r, values)
+    assert (r.nan, r.overflow) == (0, 0)
 
 
 @settings(max_examples=40, deadline=None)
