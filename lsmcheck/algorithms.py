@@ -2,14 +2,28 @@
 
 Every implementation, built-in or not, is an :class:`Algorithm`: a name, the function it
 computes (its :class:`Kind`), a one-line description, and ``run``, which takes a 2-D batch of
-logits in the audited dtype (one vector per row) and returns a :class:`Trace`.
+logits in the audited dtype (one vector per row) and returns a :class:`Trace`.  Implementations
+that take settings (an accumulation dtype, a block size, the target classes) also have
+``run_with``, called with a :class:`Setup`.
 
 The built-in algorithms compute every step in the audited dtype with numpy, as a framework
 would (sums use numpy's pairwise summation; for float16 numpy accumulates each block in
-float32 and rounds once, as PyTorch's CPU kernels do).  While they compute they record, per
-output element, the first step that overflowed, the first step that flushed a nonzero value
-to zero, and the cause of any NaN.  An implementation that cannot tell (a black box) leaves
-those codes at :attr:`Event.NONE` and the metrics classify its output by value alone.
+float32 and rounds once, as PyTorch's CPU kernels do).  For bfloat16 and float8 every numpy
+operation computes in float32 and rounds its result back to the dtype (ml_dtypes' ufuncs), and
+a sum in the dtype itself is a sequential sum rounded to the dtype after every addition.  With
+an accumulation dtype (``Setup.acc``, ``--accumulate``) the max-shift, the sum and the log run
+in that dtype while the elementwise results (``exp``, the outputs) are stored in the audited
+dtype, as PyTorch's eager ``exp(x - m).sum(dtype=float32)`` pattern and GPU kernels with a
+float32 accumulator do.
+
+While they compute, the built-ins record, per output element, the first step that overflowed,
+the first step that flushed a nonzero value to zero, and the cause of any NaN.  An
+implementation that cannot tell (a black box) leaves those codes at :attr:`Event.NONE` and the
+metrics classify its output by value alone.
+
+The registry holds the built-ins (:data:`BUILTINS`), the cross-entropy losses
+(:data:`LOSSES`), the backward passes (:mod:`lsmcheck.grad`) and the framework adapters
+(:mod:`lsmcheck.frameworks`); :func:`get_algorithm` finds any of them by name.
 """
 
 from __future__ import annotations
@@ -27,6 +41,9 @@ from lsmcheck.errors import UsageError
 
 Array = npt.NDArray[Any]
 
+#: The block size of ``softmax_online_blocked`` when ``--block`` is not given.
+DEFAULT_BLOCK = 32
+
 
 class Kind(StrEnum):
     """The mathematical function an implementation computes."""
@@ -34,11 +51,24 @@ class Kind(StrEnum):
     SOFTMAX = "softmax"
     LOG_SOFTMAX = "log_softmax"
     LOGSUMEXP = "logsumexp"
+    CROSS_ENTROPY = "cross_entropy"
+    LOG_SOFTMAX_GRAD = "log_softmax_grad"
+    CROSS_ENTROPY_GRAD = "cross_entropy_grad"
 
     @property
     def per_vector(self) -> bool:
-        """True when the function has one output per vector (logsumexp)."""
-        return self is Kind.LOGSUMEXP
+        """True when the function has one output per vector (logsumexp, cross-entropy)."""
+        return self in (Kind.LOGSUMEXP, Kind.CROSS_ENTROPY)
+
+    @property
+    def needs_target(self) -> bool:
+        """True when the function depends on a target class (``--target``)."""
+        return self in (Kind.CROSS_ENTROPY, Kind.LOG_SOFTMAX_GRAD, Kind.CROSS_ENTROPY_GRAD)
+
+    @property
+    def is_grad(self) -> bool:
+        """True for a backward pass: ``d loss / d x = softmax(x) - onehot(target)``."""
+        return self in (Kind.LOG_SOFTMAX_GRAD, Kind.CROSS_ENTROPY_GRAD)
 
 
 class Event(IntEnum):
@@ -56,6 +86,10 @@ class Event(IntEnum):
     ZERO_OVER_ZERO = 9
     INF_MINUS_INF = 10
     NAN_INPUT = 11
+    NAN_FROM_OVERFLOW = 12
+    STORE_FLUSH = 13
+    CANCELLED = 14
+    LOG_BACKWARD = 15
 
 
 @dataclass
@@ -63,7 +97,8 @@ class Trace:
     """What one implementation computed for a batch, and what happened on the way.
 
     Attributes:
-        out: the outputs, shape ``(batch, n)`` (or ``(batch, 1)`` for logsumexp), in the dtype.
+        out: the outputs, shape ``(batch, n)`` (or ``(batch, 1)`` for one value per vector),
+            in the dtype.
         overflow: :class:`Event` code of the first step that overflowed, per output element.
         flush: code of the first step that flushed a nonzero value to zero (or to -inf).
         nan: code of the cause of a NaN output.
@@ -78,6 +113,32 @@ class Trace:
 
 
 @dataclass(frozen=True)
+class Setup:
+    """Settings an implementation may use (see ``Algorithm.run_with``).
+
+    Attributes:
+        acc: the dtype the max-shift, sums and logs are computed in (``None``: the audited
+            dtype itself).
+        block: the block size of blocked algorithms.
+        targets: the target class of each row, for cross-entropy and the backward passes.
+    """
+
+    acc: np.dtype[Any] | None = None
+    block: int = DEFAULT_BLOCK
+    targets: npt.NDArray[np.intp] | None = None
+
+    def target_array(self, rows: int) -> npt.NDArray[np.intp]:
+        """The targets, checked to be there (a usage error names ``--target`` otherwise)."""
+        if self.targets is None or len(self.targets) != rows:
+            raise UsageError("--target: this algorithm needs a target class per vector")
+        return self.targets
+
+
+#: The settings of a run without any (the audited dtype throughout, no targets).
+NO_SETUP = Setup()
+
+
+@dataclass(frozen=True)
 class Algorithm:
     """One audited implementation.
 
@@ -87,6 +148,11 @@ class Algorithm:
         description: one line for ``lsmcheck algorithms`` and the README.
         run: batch of logits ``(batch, n)`` in the audited dtype -> :class:`Trace`.
         traced: whether ``run`` records step events (False for black boxes).
+        run_with: like ``run``, with a :class:`Setup`; ``None`` when it takes no settings.
+        accumulates: whether it computes its sums in ``Setup.acc`` (its results then carry
+            the ``/acc=`` label; a black box runs its own kernel and is labelled with the
+            storage dtype).
+        backward: the name of the algorithm computing its gradient (``--grad``), if any.
     """
 
     name: str
@@ -94,6 +160,22 @@ class Algorithm:
     description: str
     run: Callable[[Array], Trace] = field(repr=False)
     traced: bool = True
+    run_with: Callable[[Array, Setup], Trace] | None = field(default=None, repr=False)
+    accumulates: bool = False
+    backward: str | None = None
+
+    def execute(self, x: Array, setup: Setup) -> Trace:
+        """Run on the batch ``x`` with the settings it takes."""
+        if self.run_with is not None:
+            return self.run_with(x, setup)
+        return self.run(x)
+
+
+def untraced(out: Array) -> Trace:
+    """The :class:`Trace` of a black box: its outputs, and no recorded events."""
+    shape = out.shape
+    zeros = np.zeros(shape, np.uint8)
+    return Trace(out, zeros, zeros.copy(), zeros.copy(), np.full(shape, np.nan))
 
 
 class _Tracer:
@@ -123,6 +205,10 @@ class _Tracer:
         self._mark(self.nan, event, mask, np.full(self.nan.shape, np.nan))
 
     def trace(self, out: Array) -> Trace:
+        # A format without infinities (float8_e4m3fn) overflows to NaN: name that cause.
+        self.nans(
+            Event.NAN_FROM_OVERFLOW, np.isnan(np.asarray(out, np.float64)) & (self.overflow != 0)
+        )
         return Trace(out, self.overflow, self.flush, self.nan, self.arg)
 
 
@@ -135,11 +221,16 @@ def _row_max(values: Array) -> Array:
     return np.asarray(np.max(np.asarray(values, np.float64), axis=-1, keepdims=True))
 
 
-def _exp(t: _Tracer, a: Array, rowwise: bool) -> Array:
-    """exp(a), marking overflow (finite a -> inf) and flush (finite a -> 0)."""
-    e = np.exp(a)
-    finite = np.isfinite(a)
-    over = finite & np.isinf(e)
+def _nonfinite(a: Array) -> Array:
+    """``±inf`` or NaN: what an overflow gives (NaN in a format without infinities)."""
+    return ~np.isfinite(np.asarray(a, np.float64))
+
+
+def _exp(t: _Tracer, a: Array, rowwise: bool, dtype: np.dtype[Any]) -> Array:
+    """exp(a) stored in ``dtype``, marking overflow (finite a -> inf/NaN) and flush (-> 0)."""
+    e = np.exp(a).astype(dtype)
+    finite = np.isfinite(np.asarray(a, np.float64))
+    over = finite & _nonfinite(e)
     flush = finite & (e == 0)
     if rowwise:
         t.overflowed(Event.EXP_OVERFLOW, _row(over), _row_max(np.where(over, a, -np.inf)))
@@ -149,167 +240,477 @@ def _exp(t: _Tracer, a: Array, rowwise: bool) -> Array:
     return e
 
 
-def _sum(t: _Tracer, x: Array, e: Array) -> Array:
-    """Row sums of ``e``, marking a sum of finite terms that overflowed or that is 0."""
-    s = np.sum(e, axis=-1, keepdims=True, dtype=e.dtype)
-    term_over = _row(np.isinf(e) & np.isfinite(x))
-    t.overflowed(Event.EXP_OVERFLOW, np.isinf(s) & term_over, _row_max(x))
-    t.overflowed(Event.SUM_OVERFLOW, np.isinf(s) & ~term_over, _row_max(x))
-    t.flushed(Event.SUM_FLUSH, (s == 0) & _row(np.isfinite(x)), _row_max(x))
+def _sum(t: _Tracer, x: Array, e: Array, acc: np.dtype[Any]) -> Array:
+    """Row sums of ``e`` in ``acc``, marking a sum of finite terms that overflowed or is 0."""
+    s: Array = np.asarray(np.sum(e, axis=-1, keepdims=True, dtype=acc))
+    finite_x = np.isfinite(np.asarray(x, np.float64))
+    term_over = _row(_nonfinite(e) & finite_x)
+    bad = _nonfinite(s) & ~_row(np.isnan(np.asarray(x, np.float64)))
+    _spread_overflow(t, bad)
+    t.overflowed(Event.EXP_OVERFLOW, bad & term_over, _row_max(x))
+    t.overflowed(Event.SUM_OVERFLOW, bad & ~term_over, _row_max(x))
+    t.flushed(Event.SUM_FLUSH, (s == 0) & _row(finite_x), _row_max(x))
     return s
+
+
+def _spread_overflow(t: _Tracer, rows: Array) -> None:
+    """An earlier overflow in a row whose sum it spoiled is the cause for the whole row.
+
+    In float8_e4m3fn ``x - max`` overflows to NaN (not ``-inf``, whose exp would be 0), and
+    the NaN reaches every output through the sum.
+    """
+    if t.overflow.shape[-1] == 1:
+        return
+    for r in np.flatnonzero(rows[:, 0] & np.any(t.overflow != 0, axis=-1)):
+        first = int(np.flatnonzero(t.overflow[r])[0])
+        fresh = t.overflow[r] == 0
+        t.overflow[r, fresh] = t.overflow[r, first]
+        t.arg[r, fresh] = t.arg[r, first]
 
 
 def _sub(t: _Tracer, a: Array, b: Array, event: Event = Event.SUB_OVERFLOW) -> Array:
     """a - b, marking finite operands whose difference overflowed, and inf - inf."""
     d = a - b
-    over = np.isfinite(a) & np.isfinite(b) & np.isinf(d)
-    t.overflowed(event, over, np.broadcast_to(a, d.shape))
-    t.nans(Event.INF_MINUS_INF, np.isinf(a) & np.isinf(b) & np.isnan(d))
+    fa, fb = np.isfinite(np.asarray(a, np.float64)), np.isfinite(np.asarray(b, np.float64))
+    t.overflowed(event, fa & fb & _nonfinite(d), np.broadcast_to(a, d.shape))
+    ia, ib = np.isinf(np.asarray(a, np.float64)), np.isinf(np.asarray(b, np.float64))
+    t.nans(Event.INF_MINUS_INF, ia & ib & np.isnan(np.asarray(d, np.float64)))
     return d
 
 
 def _div(t: _Tracer, a: Array, b: Array) -> Array:
     """a / b, naming the cause of inf/inf and 0/0."""
     q = a / b
-    t.nans(Event.INF_OVER_INF, np.isinf(a) & np.isinf(b))
-    t.nans(Event.ZERO_OVER_ZERO, (a == 0) & (b == 0))
+    a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    t.nans(Event.INF_OVER_INF, np.isinf(a64) & np.isinf(b64))
+    t.nans(Event.ZERO_OVER_ZERO, (a64 == 0) & (b64 == 0))
     return q
+
+
+def _store(t: _Tracer, v: Array, dtype: np.dtype[Any], event: Event) -> Array:
+    """``v`` (computed in the accumulation dtype) rounded to the audited ``dtype``.
+
+    Marks a finite value that overflows the dtype (``event``) and a nonzero one that flushes.
+    Without an accumulation dtype ``v`` is already in ``dtype`` and nothing happens.
+    """
+    if v.dtype == dtype:
+        return v
+    out = v.astype(dtype)
+    v64 = np.asarray(v, np.float64)
+    t.overflowed(event, np.isfinite(v64) & _nonfinite(out), v64)
+    t.flushed(Event.STORE_FLUSH, np.isfinite(v64) & (v64 != 0) & (out == 0), v64)
+    return out
+
+
+def _dtypes(x: Array, s: Setup) -> tuple[np.dtype[Any], np.dtype[Any]]:
+    """The audited dtype and the accumulation dtype."""
+    return x.dtype, (x.dtype if s.acc is None else s.acc)
 
 
 def _start(x: Array, out_shape: tuple[int, ...]) -> _Tracer:
     t = _Tracer(out_shape)
-    nan_in = np.isnan(x) if out_shape == x.shape else _row(np.isnan(x))
-    t.nans(Event.NAN_INPUT, nan_in)
+    nan_x = np.isnan(np.asarray(x, np.float64))
+    t.nans(Event.NAN_INPUT, nan_x if out_shape == x.shape else _row(nan_x))
     return t
 
 
-def softmax_naive(x: Array) -> Trace:
+def _shift(t: _Tracer, x: Array, acc: np.dtype[Any]) -> tuple[Array, Array]:
+    """``(m, x - m)`` with ``m`` the row maximum; the difference is computed in ``acc``."""
+    m = np.max(x, axis=-1, keepdims=True)
+    if t.overflow.shape != x.shape:  # one output per row: x - max overflowing is harmless
+        return m, x.astype(acc) - m.astype(acc)
+    return m, _sub(t, x.astype(acc), m.astype(acc))
+
+
+def softmax_naive(x: Array, s: Setup = NO_SETUP) -> Trace:
+    d_t, acc = _dtypes(x, s)
     t = _start(x, x.shape)
-    e = _exp(t, x, rowwise=False)
-    s = _sum(t, x, e)
-    return t.trace(_div(t, e, s))
+    e = _exp(t, x, rowwise=False, dtype=d_t)
+    total = _sum(t, x, e, acc)
+    return t.trace(_store(t, _div(t, e.astype(acc), total), d_t, Event.SUM_OVERFLOW))
 
 
-def softmax_stable(x: Array) -> Trace:
+def softmax_stable(x: Array, s: Setup = NO_SETUP) -> Trace:
+    d_t, acc = _dtypes(x, s)
     t = _start(x, x.shape)
-    d = _sub(t, x, np.max(x, axis=-1, keepdims=True))
-    e = _exp(t, d, rowwise=False)
-    s = _sum(t, x, e)
-    return t.trace(_div(t, e, s))
+    _, d = _shift(t, x, acc)
+    e = _exp(t, d, rowwise=False, dtype=d_t)
+    total = _sum(t, x, e, acc)
+    return t.trace(_store(t, _div(t, e.astype(acc), total), d_t, Event.SUM_OVERFLOW))
 
 
-def log_softmax_naive(x: Array) -> Trace:
+def log_softmax_naive(x: Array, s: Setup = NO_SETUP) -> Trace:
+    d_t, acc = _dtypes(x, s)
     t = _start(x, x.shape)
-    e = _exp(t, x, rowwise=True)
-    s = _sum(t, x, e)
-    return t.trace(_sub(t, x, np.log(s)))
+    e = _exp(t, x, rowwise=True, dtype=d_t)
+    total = _sum(t, x, e, acc)
+    return t.trace(_store(t, _sub(t, x.astype(acc), np.log(total)), d_t, Event.SUB_OVERFLOW))
 
 
-def log_softmax_stable(x: Array) -> Trace:
+def log_softmax_stable(x: Array, s: Setup = NO_SETUP) -> Trace:
+    d_t, acc = _dtypes(x, s)
     t = _start(x, x.shape)
-    d = _sub(t, x, np.max(x, axis=-1, keepdims=True))
-    e = _exp(t, d, rowwise=True)
-    s = _sum(t, x, e)
-    return t.trace(_sub(t, d, np.log(s)))
+    _, d = _shift(t, x, acc)
+    e = _exp(t, d, rowwise=True, dtype=d_t)
+    total = _sum(t, x, e, acc)
+    return t.trace(_store(t, _sub(t, d, np.log(total)), d_t, Event.SUB_OVERFLOW))
 
 
-def log_of_softmax(x: Array) -> Trace:
-    inner = softmax_stable(x)
+def log_of_softmax(x: Array, s: Setup = NO_SETUP) -> Trace:
+    inner = softmax_stable(x, s)
     out = np.log(inner.out)
-    zero = (inner.out == 0) & np.isfinite(x)
+    zero = (inner.out == 0) & np.isfinite(np.asarray(x, np.float64))
     inner.flush[zero] = Event.LOG_OF_ZERO  # the root cause stays in ``arg``: exp's argument
     return Trace(out, inner.overflow, inner.flush, inner.nan, inner.arg)
 
 
-def logsumexp_naive(x: Array) -> Trace:
+def logsumexp_naive(x: Array, s: Setup = NO_SETUP) -> Trace:
+    d_t, acc = _dtypes(x, s)
     t = _start(x, (x.shape[0], 1))
-    e = _exp(t, x, rowwise=True)
-    s = _sum(t, x, e)
-    return t.trace(np.log(s))
+    e = _exp(t, x, rowwise=True, dtype=d_t)
+    total = _sum(t, x, e, acc)
+    return t.trace(_store(t, np.log(total), d_t, Event.ADD_OVERFLOW))
 
 
-def logsumexp_stable(x: Array) -> Trace:
+def logsumexp_stable(x: Array, s: Setup = NO_SETUP) -> Trace:
+    d_t, acc = _dtypes(x, s)
     t = _start(x, (x.shape[0], 1))
-    m = np.max(x, axis=-1, keepdims=True)
-    d = x - m
-    e = _exp(t, d, rowwise=True)
-    s = _sum(t, x, e)
-    log_s = np.log(s)
-    out = m + log_s
-    t.overflowed(Event.ADD_OVERFLOW, np.isfinite(m) & np.isinf(out), m)
-    return t.trace(out)
+    m, d = _shift(t, x, acc)
+    e = _exp(t, d, rowwise=True, dtype=d_t)
+    total = _sum(t, x, e, acc)
+    out = m.astype(acc) + np.log(total)
+    m64 = np.asarray(m, np.float64)
+    t.overflowed(Event.ADD_OVERFLOW, np.isfinite(m64) & _nonfinite(out), m64)
+    return t.trace(_store(t, out, d_t, Event.ADD_OVERFLOW))
 
 
-def _errstate(fn: Callable[[Array], Trace]) -> Callable[[Array], Trace]:
+# --- log1p forms (Blanchard, Higham & Higham 2021) -----------------------------------------
+
+
+def _log1p_terms(t: _Tracer, x: Array, s: Setup) -> tuple[Array, Array, Array]:
+    """``(m, d, L)``: the row max, ``d = x - m`` (in acc) and ``L = log1p(sum_{j != k} e_j)``.
+
+    ``k`` is the first index of the maximum; its term ``exp(0) = 1`` is left out of the sum
+    and added exactly by ``log1p``.
+    """
+    d_t, acc = _dtypes(x, s)
+    m, d = _shift(t, x, acc)
+    e = _exp(t, d, rowwise=True, dtype=d_t)
+    k = np.argmax(np.asarray(x, np.float64), axis=-1)
+    e[np.arange(x.shape[0]), k] = 0
+    total = _sum(t, x, e, acc)
+    t.flush[:] = np.where(t.flush == Event.SUM_FLUSH, Event.NONE, t.flush)  # a 0 sum is fine
+    return m, d, np.log1p(total)
+
+
+def log_softmax_log1p(x: Array, s: Setup = NO_SETUP) -> Trace:
+    d_t, _ = _dtypes(x, s)
+    t = _start(x, x.shape)
+    _, d, big_l = _log1p_terms(t, x, s)
+    return t.trace(_store(t, _sub(t, d, big_l), d_t, Event.SUB_OVERFLOW))
+
+
+def logsumexp_log1p(x: Array, s: Setup = NO_SETUP) -> Trace:
+    d_t, acc = _dtypes(x, s)
+    t = _start(x, (x.shape[0], 1))
+    m, _, big_l = _log1p_terms(t, x, s)
+    out = m.astype(acc) + big_l
+    m64 = np.asarray(m, np.float64)
+    t.overflowed(Event.ADD_OVERFLOW, np.isfinite(m64) & _nonfinite(out), m64)
+    return t.trace(_store(t, out, d_t, Event.ADD_OVERFLOW))
+
+
+# --- online softmax (Milakov & Gimelshein 2018) --------------------------------------------
+
+
+def _rescale(old_m: Array, new_m: Array, acc: np.dtype[Any]) -> Array:
+    """``exp(old_m - new_m)`` in ``acc``; 0 while nothing was seen (``old_m = -inf``).
+
+    The running maxima are kept in float64 (they are logits, or ``-inf`` before the first
+    one): ``-inf - -inf`` would be NaN, and float8_e4m3fn cannot even hold ``-inf``.  Kernels
+    guard the empty prefix the same way.
+    """
+    seen = np.isfinite(old_m)
+    old = np.where(seen, old_m, 0).astype(acc)
+    new = np.where(seen, new_m, 0).astype(acc)
+    return np.asarray(np.where(seen, np.exp(old - new), 0), acc)
+
+
+def _online_finish(t: _Tracer, x: Array, m: Array, total: Array, s: Setup) -> Trace:
+    """The second pass: ``exp(x - M) / S`` with the running maximum ``M`` and sum ``S``."""
+    d_t, acc = _dtypes(x, s)
+    x64 = np.asarray(x, np.float64)
+    bad = _nonfinite(total) & ~_row(np.isnan(x64))
+    t.overflowed(Event.SUM_OVERFLOW, bad, _row_max(x))
+    d = _sub(t, x.astype(acc), m.astype(acc))
+    e = _exp(t, d, rowwise=False, dtype=d_t)
+    return t.trace(_store(t, _div(t, e.astype(acc), total), d_t, Event.SUM_OVERFLOW))
+
+
+def _shift_of(m: Array, acc: np.dtype[Any]) -> Array:
+    """The running maximum as a shift in ``acc`` (0 while only masked classes were seen)."""
+    return np.where(np.isfinite(m), m, 0).astype(acc)
+
+
+def softmax_online(x: Array, s: Setup = NO_SETUP) -> Trace:
+    """One pass for the normaliser: ``S = S * exp(m_old - m_new) + exp(x_j - m_new)``."""
+    d_t, acc = _dtypes(x, s)
+    t = _start(x, x.shape)
+    rows = x.shape[0]
+    x64 = np.asarray(x, np.float64)
+    m = np.full((rows, 1), -np.inf)
+    total = np.zeros((rows, 1), acc)
+    for j in range(x.shape[1]):
+        new_m = np.maximum(m, x64[:, j : j + 1])
+        term = np.exp(x[:, j : j + 1].astype(acc) - _shift_of(new_m, acc)).astype(d_t)
+        total = np.asarray(total * _rescale(m, new_m, acc) + term.astype(acc), acc)
+        m = new_m
+    return _online_finish(t, x, m, total, s)
+
+
+def softmax_online_blocked(x: Array, s: Setup = NO_SETUP) -> Trace:
+    """Blocks of ``Setup.block`` columns: a local max and sum each, merged by rescaling."""
+    d_t, acc = _dtypes(x, s)
+    t = _start(x, x.shape)
+    rows = x.shape[0]
+    m = np.full((rows, 1), -np.inf)
+    total = np.zeros((rows, 1), acc)
+    for start in range(0, x.shape[1], s.block):
+        xb = x[:, start : start + s.block]
+        mb = np.max(np.asarray(xb, np.float64), axis=-1, keepdims=True)
+        eb = np.exp(xb.astype(acc) - _shift_of(mb, acc)).astype(d_t)
+        sb = np.sum(eb, axis=-1, keepdims=True, dtype=acc)
+        new_m = np.maximum(m, mb)
+        total = np.asarray(total * _rescale(m, new_m, acc) + sb * _rescale(mb, new_m, acc), acc)
+        m = new_m
+    return _online_finish(t, x, m, total, s)
+
+
+# --- cross-entropy: the negative log-likelihood of a target class --------------------------
+
+
+def _pick(trace: Trace, targets: npt.NDArray[np.intp], negate: bool = True) -> Trace:
+    """Column ``targets[r]`` of each row ``r`` of ``trace``, negated (as a ``(batch, 1)``)."""
+    rows = np.arange(len(targets))
+
+    def col(a: Array) -> Array:
+        return np.asarray(a[rows, targets][:, None])
+
+    out = col(trace.out)
+    return Trace(
+        -out if negate else out,
+        col(trace.overflow),
+        col(trace.flush),
+        col(trace.nan),
+        col(trace.arg),
+    )
+
+
+def cross_entropy_log_softmax(x: Array, s: Setup = NO_SETUP) -> Trace:
+    return _pick(log_softmax_stable(x, s), s.target_array(x.shape[0]))
+
+
+def cross_entropy_log_of_softmax(x: Array, s: Setup = NO_SETUP) -> Trace:
+    return _pick(log_of_softmax(x, s), s.target_array(x.shape[0]))
+
+
+def cross_entropy_log1p(x: Array, s: Setup = NO_SETUP) -> Trace:
+    return _pick(log_softmax_log1p(x, s), s.target_array(x.shape[0]))
+
+
+def cross_entropy_double_softmax(x: Array, s: Setup = NO_SETUP) -> Trace:
+    """The mistake: probabilities fed to a loss that applies log-softmax itself."""
+    p = softmax_stable(x, s)
+    inner = log_softmax_stable(p.out, s)
+    picked = _pick(inner, s.target_array(x.shape[0]))
+    # The overflows of the first softmax carry over; its flushes do not: the second softmax
+    # turns every probability into a number near 1/n, so the mistake, not the flush, is wrong.
+    picked.overflow[:] = _pick(p, s.target_array(x.shape[0]), negate=False).overflow
+    return picked
+
+
+def _errstate(fn: Callable[[Array, Setup], Trace]) -> Callable[[Array, Setup], Trace]:
     """Run ``fn`` with floating-point warnings silenced: the trace records them instead."""
 
-    def run(x: Array) -> Trace:
+    def run(x: Array, s: Setup) -> Trace:
         with np.errstate(all="ignore"):
-            return fn(x)
+            return fn(x, s)
 
     run.__name__ = fn.__name__
     run.__doc__ = fn.__doc__
     return run
 
 
+def builtin(
+    name: str,
+    kind: Kind,
+    description: str,
+    fn: Callable[[Array, Setup], Trace],
+    backward: str | None = None,
+) -> Algorithm:
+    """A traced built-in that honours every :class:`Setup` field."""
+    with_setup = _errstate(fn)
+
+    def run(x: Array) -> Trace:
+        return with_setup(x, NO_SETUP)
+
+    return Algorithm(
+        name,
+        kind,
+        description,
+        run,
+        run_with=with_setup,
+        accumulates=True,
+        backward=backward,
+    )
+
+
 BUILTINS: dict[str, Algorithm] = {
     a.name: a
     for a in (
-        Algorithm(
+        builtin(
             "softmax_naive",
             Kind.SOFTMAX,
             "exp(x) / sum(exp(x)): the textbook formula",
-            _errstate(softmax_naive),
+            softmax_naive,
         ),
-        Algorithm(
+        builtin(
             "softmax_stable",
             Kind.SOFTMAX,
             "exp(x - max) / sum(exp(x - max)): shifted by the maximum",
-            _errstate(softmax_stable),
+            softmax_stable,
         ),
-        Algorithm(
+        builtin(
             "log_softmax_naive",
             Kind.LOG_SOFTMAX,
             "x - log(sum(exp(x)))",
-            _errstate(log_softmax_naive),
+            log_softmax_naive,
         ),
-        Algorithm(
+        builtin(
             "log_softmax_stable",
             Kind.LOG_SOFTMAX,
             "(x - max) - log(sum(exp(x - max)))",
-            _errstate(log_softmax_stable),
+            log_softmax_stable,
+            backward="log_softmax_stable.grad",
         ),
-        Algorithm(
+        builtin(
             "log_of_softmax",
             Kind.LOG_SOFTMAX,
             "log(softmax_stable(x)): the log of probabilities, a common mistake",
-            _errstate(log_of_softmax),
+            log_of_softmax,
+            backward="log_of_softmax.grad",
         ),
-        Algorithm(
+        builtin(
             "logsumexp_naive",
             Kind.LOGSUMEXP,
             "log(sum(exp(x)))",
-            _errstate(logsumexp_naive),
+            logsumexp_naive,
         ),
-        Algorithm(
+        builtin(
             "logsumexp_stable",
             Kind.LOGSUMEXP,
             "max + log(sum(exp(x - max)))",
-            _errstate(logsumexp_stable),
+            logsumexp_stable,
+        ),
+        builtin(
+            "softmax_online",
+            Kind.SOFTMAX,
+            "one-pass running-max normaliser, then exp(x - M) / S (Milakov & Gimelshein 2018)",
+            softmax_online,
+        ),
+        builtin(
+            "softmax_online_blocked",
+            Kind.SOFTMAX,
+            "online softmax over blocks of --block columns, merged by rescaling (fused kernels)",
+            softmax_online_blocked,
+        ),
+        builtin(
+            "log_softmax_log1p",
+            Kind.LOG_SOFTMAX,
+            "(x - max) - log1p(sum_{j != argmax} exp(x_j - max)) (Blanchard, Higham & Higham)",
+            log_softmax_log1p,
+            backward="log_softmax_log1p.grad",
+        ),
+        builtin(
+            "logsumexp_log1p",
+            Kind.LOGSUMEXP,
+            "max + log1p(sum_{j != argmax} exp(x_j - max)) (Blanchard, Higham & Higham)",
+            logsumexp_log1p,
         ),
     )
 }
 
-DEFAULT_ALGORITHMS: tuple[str, ...] = tuple(BUILTINS)
+#: The cross-entropy losses: one value per vector, ``-log softmax(x)[target]``.
+LOSSES: dict[str, Algorithm] = {
+    a.name: a
+    for a in (
+        builtin(
+            "cross_entropy_log_softmax",
+            Kind.CROSS_ENTROPY,
+            "-log_softmax_stable(x)[target]: what frameworks compute",
+            cross_entropy_log_softmax,
+            backward="cross_entropy_log_softmax.grad",
+        ),
+        builtin(
+            "cross_entropy_log_of_softmax",
+            Kind.CROSS_ENTROPY,
+            "-log(softmax_stable(x)[target]): the log of a probability",
+            cross_entropy_log_of_softmax,
+            backward="cross_entropy_log_of_softmax.grad",
+        ),
+        builtin(
+            "cross_entropy_double_softmax",
+            Kind.CROSS_ENTROPY,
+            "-log_softmax(softmax(x))[target]: probabilities fed to a loss that applies "
+            "log-softmax itself (a mistake)",
+            cross_entropy_double_softmax,
+            backward="cross_entropy_double_softmax.grad",
+        ),
+        builtin(
+            "cross_entropy_log1p",
+            Kind.CROSS_ENTROPY,
+            "-log_softmax_log1p(x)[target]: accurate for the dominant class too",
+            cross_entropy_log1p,
+            backward="cross_entropy_log1p.grad",
+        ),
+    )
+}
+
+#: The foundation's seven algorithms: what ``lsmcheck run`` audits without ``--algorithm``.
+DEFAULT_ALGORITHMS: tuple[str, ...] = (
+    "softmax_naive",
+    "softmax_stable",
+    "log_softmax_naive",
+    "log_softmax_stable",
+    "log_of_softmax",
+    "logsumexp_naive",
+    "logsumexp_stable",
+)
+
+
+def registered() -> dict[str, Algorithm]:
+    """Every algorithm that runs without a framework: built-ins, losses and backward passes."""
+    from lsmcheck.grad import GRADS
+
+    return {**BUILTINS, **LOSSES, **GRADS}
 
 
 def get_algorithm(name: str) -> Algorithm:
-    """The registered algorithm called ``name``; :class:`UsageError` for an unknown one."""
-    try:
-        return BUILTINS[name]
-    except KeyError:
-        known = ", ".join(BUILTINS)
-        raise UsageError(f"--algorithm: unknown algorithm {name!r} (choose from {known})") from None
+    """The registered algorithm called ``name``; :class:`UsageError` for an unknown one.
+
+    Framework adapters (``torch.log_softmax``) are found too; asking for one whose framework
+    is not installed is a usage error that says why.
+    """
+    algs = registered()
+    if name in algs:
+        return algs[name]
+    from lsmcheck import frameworks
+
+    adapter = frameworks.get(name)
+    if adapter is not None:
+        return adapter
+    known = ", ".join([*algs, *frameworks.NAMES])
+    raise UsageError(f"--algorithm: unknown algorithm {name!r} (choose from {known})")
 
 
 def describe_event(
@@ -337,5 +738,11 @@ def describe_event(
         Event.ZERO_OVER_ZERO: "0/0 after every exp term underflowed",
         Event.INF_MINUS_INF: "inf - inf",
         Event.NAN_INPUT: "a NaN input",
+        Event.NAN_FROM_OVERFLOW: f"an overflow gave NaN ({fmt_name} has no infinities)",
+        Event.STORE_FLUSH: f"the result {a} underflowed to 0 when stored in {fmt_name}",
+        Event.CANCELLED: f"p - 1 cancelled to 0 at the target (log p = {a}): p rounds to 1 in "
+        f"{fmt_name}, so the gradient 1 - p of a confident prediction is lost",
+        Event.LOG_BACKWARD: "the backward of log divides by a probability that underflowed "
+        "to 0 (0/0 = NaN), and the softmax backward spreads the NaN over the row",
     }
     return messages.get(event, event.name.lower())

@@ -19,14 +19,22 @@ import mpmath
 import numpy as np
 import numpy.typing as npt
 
-from lsmcheck import fastmetrics, metrics
-from lsmcheck.algorithms import DEFAULT_ALGORITHMS, Algorithm, Kind, Trace, get_algorithm
-from lsmcheck.dtypes import DEFAULT_FORMATS, Format, get_format
-from lsmcheck.errors import UsageError
+from lsmcheck import bounds, fastmetrics, metrics, targets
+from lsmcheck.algorithms import (
+    DEFAULT_ALGORITHMS,
+    DEFAULT_BLOCK,
+    Algorithm,
+    Kind,
+    Setup,
+    Trace,
+    get_algorithm,
+)
+from lsmcheck.dtypes import DEFAULT_FORMATS, Format, accumulate_all, get_format
+from lsmcheck.errors import LsmcheckError, UsageError
 from lsmcheck.explore import headroom
 from lsmcheck.fastref import DD_TIER, FLOAT64_TIER, FastReference, Values, fast_reference
 from lsmcheck.gate import Thresholds, judge
-from lsmcheck.reference import Exact, exact, round_to_format
+from lsmcheck.reference import Exact, exact, exact_nll_grad, round_to_format
 from lsmcheck.results import Element, Finding, ReferenceInfo, Report, Result, Status
 from lsmcheck.userimpl import ImplementationError
 from lsmcheck.vectors import Vector
@@ -61,6 +69,12 @@ class Options:
             ``None``: keep every result up to 100,000 results, then aggregate keeping 10.
         danger_zone: warn when a vector is within this fraction of a measured limit
             (:mod:`lsmcheck.explore.headroom`); ``None`` computes no headroom.
+        accumulate: a wider dtype for sums, shifts and logs (``--accumulate``), or ``None``.
+        block: the block size of blocked algorithms (``--block``).
+        target: the ``--target`` specification (see :mod:`lsmcheck.targets`), or ``None``.
+        grad: whether to audit the backward pass of every algorithm that has one.
+        bounds: whether to compare every error with the algorithm's proven error bound
+            (:mod:`lsmcheck.bounds`; this takes the mpmath reference for every vector).
     """
 
     dtypes: tuple[str, ...] = DEFAULT_FORMATS
@@ -71,8 +85,15 @@ class Options:
     reference: str = "auto"
     keep: int | None = None
     danger_zone: float | None = 0.10
+    accumulate: str | None = None
+    block: int = DEFAULT_BLOCK
+    target: str | None = None
+    grad: bool = False
+    bounds: bool = False
 
     def __post_init__(self) -> None:
+        if self.block < 1:
+            raise UsageError(f"--block: expected a block size >= 1, got {self.block}")
         if self.keep is not None and self.keep < 0:
             raise UsageError(f"--keep: expected a number >= 0, got {self.keep}")
         if self.danger_zone is not None and not 0 <= self.danger_zone < 1:
@@ -100,10 +121,27 @@ class Options:
         self.implementations()
 
     def formats(self) -> list[Format]:
-        return [get_format(n) for n in dict.fromkeys(self.dtypes)]
+        names = accumulate_all(tuple(dict.fromkeys(self.dtypes)), self.accumulate)
+        return [get_format(n) for n in names]
 
     def implementations(self) -> list[Algorithm]:
-        return resolve_algorithms(self.algorithms)
+        algs = resolve_algorithms(self.algorithms)
+        if self.grad:
+            backward = [a.backward for a in algs if a.backward is not None]
+            if not backward:
+                raise UsageError(
+                    "--grad: none of the selected algorithms has a backward pass "
+                    "(log_softmax_stable, log_softmax_log1p, log_of_softmax, cross_entropy_*, "
+                    "torch.log_softmax, torch.nn.functional.cross_entropy)"
+                )
+            names = {a.name for a in algs}
+            algs += [get_algorithm(n) for n in dict.fromkeys(backward) if n not in names]
+        needy = [a.name for a in algs if a.kind.needs_target]
+        if needy and self.target is None:
+            raise UsageError(
+                f"--target: {needy[0]} needs the target class of each vector ({targets.FORMS})"
+            )
+        return algs
 
 
 def resolve_algorithms(items: Sequence[str | Algorithm]) -> list[Algorithm]:
@@ -141,6 +179,12 @@ def audit(
     options = options or Options()
     options.validate()
     formats = options.formats()
+    if options.target is not None:  # targets need the whole input: resolve them up front
+        resolved, target_of = targets.resolve(options.target, list(vectors))
+        assert target_of is not None
+        vectors = [
+            dataclasses.replace(v, target=t) for v, t in zip(resolved, target_of, strict=True)
+        ]
     total = None
     if isinstance(vectors, Sized):
         total = sum(len(v.values) for v in vectors) * len(formats)
@@ -228,10 +272,21 @@ def audit_chunk(vectors: Sequence[Vector], options: Options) -> ChunkOutcome:
                 runnable.setdefault(len(x), []).append(vi)
                 continue
             for ai, alg in enumerate(algorithms):
-                keyed[vi, fi, ai] = judge(_skipped(v, alg, fmt, status, reason), options.thresholds)
+                if _applies(alg, fmt, formats):
+                    skipped = _skipped(v, alg, fmt, status, reason)
+                    keyed[vi, fi, ai] = judge(skipped, options.thresholds)
         for rows in _sub_batches(runnable.items()):
             batch = np.stack([rounded[vi] for vi in rows])
-            runs = [_run(alg, batch) for alg in algorithms]
+            chosen = [vectors[vi].target for vi in rows]
+            setup = Setup(
+                acc=None if fmt.accumulate is None else fmt.accumulate.dtype,
+                block=options.block,
+                targets=None if options.target is None else np.array(chosen, np.intp),
+            )
+            runs = [
+                _run(alg, batch, setup) if _applies(alg, fmt, formats) else None
+                for alg in algorithms
+            ]
             measured = _measure_batch(
                 [vectors[vi] for vi in rows], batch, algorithms, runs, fmt, options, tiers
             )
@@ -272,7 +327,7 @@ def _measure_batch(
     vectors: list[Vector],
     batch: npt.NDArray[Any],
     algorithms: list[Algorithm],
-    runs: list[list[tuple[Trace, int] | str]],
+    runs: list[list[tuple[Trace, int] | str] | None],
     fmt: Format,
     options: Options,
     tiers: dict[str, int],
@@ -293,16 +348,34 @@ def _measure_batch(
             exacts[r] = exact(x64[r], fmt, options.precision_bits)
         return exacts[r]
 
-    fast = fast_reference(x64, fmt) if options.reference == "auto" else None
+    tiered = options.reference == "auto" and fmt.storage.name in FAST_FORMATS
+    fast = fast_reference(x64, fmt) if tiered else None
     prepared: dict[Kind, fastmetrics.Prepared] = {}
     out: dict[tuple[int, int], Result] = {}
     for ai, (alg, alg_runs) in enumerate(zip(algorithms, runs, strict=True)):
+        if alg_runs is None:  # a black box runs once per storage format
+            continue
         kind = alg.kind
         ok = [r for r, ran in enumerate(alg_runs) if not isinstance(ran, str)]
         for r, ran in enumerate(alg_runs):
             if isinstance(ran, str):  # a user implementation failed on this vector
                 out[r, ai] = _skipped(vectors[r], alg, fmt, Status.ERROR, ran)
         if not ok:
+            continue
+        if kind.needs_target or options.bounds or fmt.storage.name not in FAST_FORMATS:
+            # the exact path, element by element: kinds that depend on a target, the proven
+            # bounds, and the formats the fast tier is not certified for (bfloat16, float8)
+            for r in ok:
+                ran = alg_runs[r]
+                assert not isinstance(ran, str)
+                ref = exact_row(r)
+                n = kind_elements(kind, len(vectors[r].values))
+                tiers["mpmath"] = tiers.get("mpmath", 0) + n
+                res = _measure_row(vectors[r], x64[r], alg, ran[0], ran[1], ref, fmt, options)
+                if options.danger_zone is not None and not kind.needs_target:
+                    near = headroom.assess(alg, fmt, x64[r], options.danger_zone)
+                    res = dataclasses.replace(res, headroom=near)
+                out[r, ai] = res
             continue
         trace, sel = _joined(alg_runs, ok)
         c = np.asarray(trace.out, np.float64)
@@ -482,7 +555,7 @@ def _result(
         length=len(v.values),
         algorithm=alg.name,
         kind=alg.kind.value,
-        dtype=fmt.name,
+        dtype=_label(alg, fmt),
         max_ulp=rows.max_ulp[r],
         mean_ulp=rows.mean_ulp[r],
         max_abs_error=rows.max_abs[r],
@@ -500,19 +573,143 @@ def _result(
     )
 
 
-def _run(alg: Algorithm, batch: npt.NDArray[Any]) -> list[tuple[Trace, int] | str]:
+def _run(alg: Algorithm, batch: npt.NDArray[Any], setup: Setup) -> list[tuple[Trace, int] | str]:
     """Per row of ``batch``: (trace, row in it), or why the implementation failed on it.
 
-    Only a user implementation fails (:class:`ImplementationError`); when it fails on a batch,
-    each row is run alone so that the error names the vectors it failed on.
+    A user implementation fails with :class:`ImplementationError`; when it fails on a batch,
+    each row is run alone so that the error names the vectors it failed on.  A framework
+    adapter (a black box) that raises (PyTorch has no float8 softmax) fails every row with the
+    library's message; a built-in that raises is a bug in lsmcheck and is not caught.
     """
     try:
-        trace = alg.run(batch)
-        return [(trace, r) for r in range(len(batch))]
+        trace = alg.execute(batch, setup)
     except ImplementationError as e:
         if len(batch) == 1:
             return [str(e)]
-    return [_run(alg, batch[r : r + 1])[0] for r in range(len(batch))]
+        return [_run(alg, batch[r : r + 1], _row_setup(setup, r))[0] for r in range(len(batch))]
+    except LsmcheckError:
+        raise
+    except Exception as e:
+        if alg.traced:
+            raise
+        first = (str(e).strip().splitlines() or [""])[0]
+        return [f"{alg.name} raised {type(e).__name__}: {first}"] * len(batch)
+    expected = (batch.shape[0], 1) if alg.kind.per_vector else batch.shape
+    if trace.out.shape != expected:
+        return [f"{alg.name} returned shape {trace.out.shape}, expected {expected}"] * len(batch)
+    return [(trace, r) for r in range(len(batch))]
+
+
+def _row_setup(setup: Setup, r: int) -> Setup:
+    """The settings of row ``r`` alone (its target)."""
+    if setup.targets is None:
+        return setup
+    return dataclasses.replace(setup, targets=setup.targets[r : r + 1])
+
+
+def _applies(alg: Algorithm, fmt: Format, formats: list[Format]) -> bool:
+    """Whether ``alg`` runs in ``fmt``.
+
+    A black box runs its own kernel whatever the accumulation format: it runs once per storage
+    format, under the storage name, so not again in ``float16/acc=float32`` next to ``float16``.
+    """
+    if fmt.accumulate is None or alg.accumulates:
+        return True
+    return fmt.storage.name not in {f.name for f in formats}
+
+
+def _label(alg: Algorithm, fmt: Format) -> str:
+    """The dtype a result is reported under: a black box ignores the accumulation format."""
+    return fmt.name if alg.accumulates else fmt.storage.name
+
+
+#: Storage formats the fast reference tier is certified (and tested against mpmath) for; the
+#: others (bfloat16, float8) take the mpmath path for every element.
+FAST_FORMATS = frozenset({"float16", "float32", "float64"})
+
+
+def kind_elements(kind: Kind, n: int) -> int:
+    """Output elements of ``kind`` for a vector of ``n`` logits."""
+    return 1 if kind.per_vector else n
+
+
+def _measure_row(
+    v: Vector,
+    x: npt.NDArray[np.float64],
+    alg: Algorithm,
+    trace: Trace,
+    row: int,
+    ref: Exact,
+    fmt: Format,
+    options: Options,
+) -> Result:
+    """Row ``row`` of ``trace`` measured element by element against the mpmath reference.
+
+    The path for kinds whose exact values depend on the target class, for ``--bounds``, and for
+    the formats without a fast tier.
+    """
+    over, flush, nan_c = trace.overflow[row], trace.flush[row], trace.nan[row]
+    target = v.target
+    values = _target_exact(alg.kind, x, ref, fmt, target)
+    m = metrics.measure(alg.kind, trace.out[row], over, flush, ref, fmt, values)
+    found = metrics.findings(m, over, flush, nan_c, trace.arg[row], fmt)
+    bound = None
+    if options.bounds and not (m.overflow.any() or m.nan.any()):
+        bound = bounds.verdict(alg.name, x, ref, fmt, m.abs_error, m.exact, options.block, target)
+    if bound is not None and bound.over and not m.underflow.any():  # else underflow explains it
+        found += (_beyond_bound(alg, fmt, bound),)
+    worst = int(np.argmax(m.ulp))
+    return Result(
+        source=v.source,
+        vector=v.index,
+        line=v.line,
+        length=len(v.values),
+        algorithm=alg.name,
+        kind=alg.kind.value,
+        dtype=_label(alg, fmt),
+        max_ulp=float(m.ulp[worst]),
+        mean_ulp=float(np.mean(m.ulp)),
+        max_abs_error=float(np.max(m.abs_error)),
+        max_rel_error=float(np.max(m.rel_error)),
+        overflow=int(m.overflow.sum()),
+        underflow=int(m.underflow.sum()),
+        underflow_benign=int(m.benign.sum()),
+        nan=int(m.nan.sum()),
+        sum_error=metrics.sum_error(m.computed) if alg.kind is Kind.SOFTMAX else None,
+        argmax_preserved=None
+        if alg.kind.per_vector or alg.kind.is_grad
+        else metrics.argmax_preserved(x, m.computed),
+        worst_index=worst,
+        findings=found,
+        elements=metrics.elements(m, None if alg.kind.per_vector else x)
+        if options.per_element
+        else None,
+        target=target,
+        bound_ratio=None if bound is None else bound.ratio,
+        bound_rel_error=None if bound is None else bound.bound_rel,
+    )
+
+
+def _target_exact(
+    kind: Kind, x: npt.NDArray[np.float64], ref: Exact, fmt: Format, target: int | None
+) -> tuple[Any, ...] | None:
+    """The exact values of a kind that depends on the target class (else ``None``)."""
+    if target is None or not kind.needs_target:
+        return None
+    if kind is Kind.CROSS_ENTROPY:
+        return (-ref.log_softmax[target],)
+    grad, _ = exact_nll_grad(x, fmt, target, ref.bits)
+    return grad
+
+
+def _beyond_bound(alg: Algorithm, fmt: Format, b: bounds.Verdict) -> Finding:
+    return Finding(
+        "beyond_bound",
+        "output",
+        f"the error is {b.ratio:.3g} times the proven leading-order bound of {alg.name} in "
+        f"{fmt.name} (relative {b.bound_rel:.3g}): a defect, or not the algorithm it claims",
+        b.over,
+    )
 
 
 def _undefined(x: npt.NDArray[Any]) -> str | None:
@@ -525,6 +722,11 @@ def _unrepresentable(
     values: npt.NDArray[np.float64], rounded: npt.NDArray[Any], fmt: Format
 ) -> str | None:
     """Why ``values`` cannot be audited in ``fmt`` (a finite logit overflows), else None."""
+    if not fmt.has_inf:
+        masked = np.flatnonzero(np.isinf(values))
+        if masked.size:
+            i = int(masked[0])
+            return f"x[{i}]={values[i]:g}: {fmt.name} has no infinities"
     bad = np.flatnonzero(np.isfinite(values) & ~np.isfinite(np.asarray(rounded, np.float64)))
     if not bad.size:
         return None
@@ -540,7 +742,7 @@ def _skipped(v: Vector, alg: Algorithm, fmt: Format, status: Status, reason: str
         length=len(v.values),
         algorithm=alg.name,
         kind=alg.kind.value,
-        dtype=fmt.name,
+        dtype=_label(alg, fmt),
         status=status,
         reason=reason,
     )

@@ -7,7 +7,10 @@ Definitions (the README repeats them):
   evaluated in mpmath (so it is exact to far better than 0.01 ulp).  A NaN, or an infinity where
   the exact value rounds to a finite number, has infinite ULP error; an infinity where the exact
   value lies beyond the format's range (it rounds to that same infinity) is the correctly rounded
-  answer and has error 0, as has ``-inf`` for a masked class's exact ``-inf``.
+  answer and has error 0, as has ``-inf`` for a masked class's exact ``-inf``.  In a format
+  without infinities (float8_e4m3fn) an exact value beyond the range rounds to NaN, so there a
+  NaN output is the correctly rounded answer and has error 0 (it is neither an overflow nor
+  counted as a NaN); every other NaN has infinite error.
 * An element *overflowed* when its computation overflowed (a step of a built-in algorithm
   turned finite operands into ``±inf``; for a black box, it returned ``±inf``) and its output is
   not the correctly rounded exact value.
@@ -60,7 +63,11 @@ class Measured:
 
 
 def exact_values(kind: Kind, ref: Exact) -> tuple[Mpf, ...]:
-    """The reference values an implementation of ``kind`` is compared with."""
+    """The reference values an implementation of ``kind`` is compared with.
+
+    Kinds that depend on a target class (cross-entropy, gradients) get theirs from
+    :func:`lsmcheck.grad` helpers and pass them to :func:`measure` as ``exact``.
+    """
     if kind is Kind.SOFTMAX:
         return ref.softmax
     if kind is Kind.LOG_SOFTMAX:
@@ -71,6 +78,8 @@ def exact_values(kind: Kind, ref: Exact) -> tuple[Mpf, ...]:
 def element_error(c: float, v: Mpf, fmt: Format, bits: int) -> tuple[float, float, float]:
     """``(ulp error, absolute error, relative error)`` of computed ``c`` against exact ``v``."""
     if math.isnan(c):
+        if not fmt.has_inf and mpmath.isfinite(v) and math.isnan(round_to_format(v, fmt)):
+            return 0.0, 0.0, 0.0  # beyond the range of a format whose overflow is NaN
         return math.inf, math.inf, math.inf
     if not mpmath.isfinite(v):  # exact -inf: a masked class's log-probability
         return (0.0, 0.0, 0.0) if c == float(v) else (math.inf, math.inf, math.inf)
@@ -92,19 +101,26 @@ def measure(
     flush_codes: npt.NDArray[np.uint8],
     ref: Exact,
     fmt: Format,
+    exact: tuple[Mpf, ...] | None = None,
 ) -> Measured:
-    """Metrics of one output vector ``out`` (in the dtype) against the reference ``ref``."""
+    """Metrics of one output vector ``out`` (in the dtype) against the reference ``ref``.
+
+    ``exact`` overrides the values taken from ``ref`` (for kinds that depend on a target).
+    """
     c = np.asarray(out, np.float64)
-    exact = exact_values(kind, ref)
+    exact = exact_values(kind, ref) if exact is None else exact
     errors = [element_error(float(ci), v, fmt, ref.bits) for ci, v in zip(c, exact, strict=True)]
     ulp, abs_err, rel_err = (np.array(col, np.float64) for col in zip(*errors, strict=True))
     rounded = np.array([round_to_format(v, fmt) for v in exact], np.float64)
     exact_zero = np.array([v == 0 or v == -mpmath.inf for v in exact], bool)
     with np.errstate(invalid="ignore"):
-        wrong = ~(c == rounded)
-        if kind is Kind.SOFTMAX:
+        wrong = ~((c == rounded) | (np.isnan(c) & np.isnan(rounded)))
+        if kind is Kind.SOFTMAX or kind.is_grad:
             flushed = c == 0
             looks_flushed = flushed & (rounded != 0)
+        elif kind is Kind.CROSS_ENTROPY:  # -log of a probability that underflowed: +inf
+            flushed = c == np.inf
+            looks_flushed = flushed & np.isfinite(rounded)
         else:
             flushed = c == -np.inf
             looks_flushed = flushed & np.isfinite(rounded)
@@ -116,8 +132,10 @@ def measure(
         underflow = wrong & ~overflow & (traced_flush | looks_flushed)
         # A correct flush exists only for probabilities: a log-domain -inf that is correctly
         # rounded comes from a value beyond the range (an overflow of the magnitude).
-        benign = ~wrong & flushed & ~exact_zero & ~traced_over & (kind is Kind.SOFTMAX)
-    return Measured(c, exact, ulp, abs_err, rel_err, overflow, underflow, benign, np.isnan(c))
+        probability = kind is Kind.SOFTMAX or kind.is_grad
+        benign = ~wrong & flushed & ~exact_zero & ~traced_over & probability
+    nan = np.isnan(c) & wrong
+    return Measured(c, exact, ulp, abs_err, rel_err, overflow, underflow, benign, nan)
 
 
 def sum_error(computed: npt.NDArray[np.float64]) -> float:
@@ -187,7 +205,14 @@ def findings(
         flush_codes,
         "the output is 0 (or -inf) but the exact value rounds to a nonzero finite number",
     )
-    add("nan", m.nan, nan_codes, "NaN output")
+    add(
+        "nan",
+        m.nan,
+        nan_codes,
+        "NaN output"
+        if fmt.has_inf
+        else f"NaN output ({fmt.name} has no infinities: an overflow anywhere gives NaN)",
+    )
     n_benign = int(m.benign.sum())
     if n_benign:
         out.append(

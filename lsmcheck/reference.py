@@ -87,19 +87,22 @@ def undefined_reason(values: npt.NDArray[np.float64]) -> str | None:
 def round_to_format(v: Mpf, fmt: Format) -> float:
     """``v`` correctly rounded (to nearest, ties to even) to ``fmt``, as a float.
 
-    Values beyond the overflow threshold round to ``±inf``; subnormals are rounded to the
-    fixed quantum ``2**(emin - p + 1)``.  Exact for every format up to float64.
+    ``v`` is rounded on the grid of ``p``-bit significands (subnormals: the fixed quantum
+    ``2**(emin - p + 1)``); a result beyond the largest finite value overflows, to ``±inf``,
+    or to NaN in a format without infinities (float8_e4m3fn: 464 -> 448, 465 -> NaN; see
+    :mod:`lsmcheck.dtypes`).  Exact for every format up to float64.
     """
     if not mpmath.isfinite(v):
-        return float(v)
+        return float(v) if fmt.has_inf or mpmath.isnan(v) else math.nan
     sign, man, exp, bc = v._mpf_
     if man == 0:
         return -0.0 if sign else 0.0
     top = exp + bc - 1  # 2**top <= |v| < 2**(top + 1)
     if top < fmt.emin - fmt.p:  # below half the smallest subnormal
         return -0.0 if sign else 0.0
+    over = math.copysign(fmt.overflow_value, -1.0 if sign else 1.0)
     if top > fmt.emax:
-        return -math.inf if sign else math.inf
+        return over
     q = max(top, fmt.emin) - fmt.p + 1
     if exp < q:
         shift = q - exp
@@ -110,9 +113,12 @@ def round_to_format(v: Mpf, fmt: Format) -> float:
             r += 1
     else:
         r, q = man << (exp - q), q
-    if r.bit_length() - 1 + q > fmt.emax:  # a p-bit r at exponent <= emax is <= max
-        return -math.inf if sign else math.inf
-    return math.ldexp(-r if sign else r, q)
+    if r.bit_length() - 1 + q > fmt.emax:  # rounded up to 2**(emax + 1)
+        return over
+    rounded = math.ldexp(r, q)
+    if rounded > fmt.max:  # float8_e4m3fn: 480 is a NaN code, not a number
+        return over
+    return -rounded if sign else rounded
 
 
 def ulp_exponent(v: Mpf, fmt: Format) -> int:
@@ -141,9 +147,9 @@ def _settled(v: Mpf, rel: Mpf, fmt: Format, side: int = 0) -> bool:
     with mpmath.workprec(bc + 2 * int(-mpmath.log(rel, 2)) + 64):  # the ends exactly enough
         lo = v if side > 0 else v * (1 - rel)
         hi = v if side < 0 else v * (1 + rel)
-    return round_to_format(lo, fmt) == round_to_format(hi, fmt) and ulp_exponent(
-        lo, fmt
-    ) == ulp_exponent(hi, fmt)
+    r_lo, r_hi = round_to_format(lo, fmt), round_to_format(hi, fmt)
+    same = r_lo == r_hi or (math.isnan(r_lo) and math.isnan(r_hi))  # both overflow to NaN
+    return same and ulp_exponent(lo, fmt) == ulp_exponent(hi, fmt)
 
 
 def _power_of_two(v: Mpf) -> bool:
@@ -284,11 +290,82 @@ def _lse_bound(m: Mpf, log_term: Mpf, rel_log: Mpf, u: Mpf, lse: Mpf) -> Mpf:
     return (abs(log_term) * rel_log + abs(lse) * u) / abs(lse)
 
 
+def exact_nll_grad(
+    values: npt.NDArray[np.float64], fmt: Format, target: int, start_bits: int = 113
+) -> tuple[tuple[Mpf, ...], int]:
+    """``softmax(x) - onehot(target)``, certified for ``fmt``; and the bits that certified it.
+
+    This is the gradient of the cross-entropy ``-log_softmax(x)[target]`` with respect to the
+    logits, and equally the vector-Jacobian product ``g - softmax(x) * sum(g)`` of log-softmax
+    for the upstream gradient ``g = -onehot(target)`` that the NLL loss sends back.
+
+    Certification.  With ``m`` the maximum and ``e_j = exp(x_j - m)`` (``e_j = 1`` exactly for
+    the maxima), ``softmax_j = e_j / sum(e)`` and the target entry is computed as
+    ``-(sum_{j != t} e_j) / sum(e)``, never as ``p_t - 1``: every term is positive, so there is
+    no cancellation (``p_t - 1`` for a dominant class is ``-1.9e-22`` at ``x = [0, -50]``).
+    Each of the ``n + 4`` mpmath operations on a path (exp, at most ``n`` additions, the
+    division) has relative error at most ``u = 2**(1-P)``, so every entry is within
+    ``4(n+4)u`` relative (a factor 4 over the first-order sum, as in :func:`exact`).  The
+    precision is doubled until that interval rounds and ulps alike (:func:`_settled`).  When
+    every finite logit ties, the values are the rationals ``1/c`` and ``-(c-1)/c``: exact when
+    ``c`` is a power of two, within ``2u`` otherwise.  A masked target (``x_t = -inf``) has
+    ``p_t = 0`` and gradient exactly ``-1``.  Where the working precision absorbed the positive
+    sum of the smaller terms into a power of two (``1/(2 + e^-40098)`` computed as ``1/2``;
+    ``1 - p_t`` as 1 for a target below the maximum; as ``1/2`` for one of two maxima), the true
+    value's side is known and the value is nudged to it (:func:`_nudge`), as :func:`exact`
+    does.  Otherwise no entry is a rounding boundary (a ratio of sums of exponentials of
+    distinct rationals is transcendental), so the doubling terminates.
+    """
+    finite = np.isfinite(values)
+    n = int(finite.sum())
+    m_float = float(values[finite].max())
+    c = int(np.sum(values[finite] == m_float))  # maximal classes
+    bits = start_bits
+    while bits <= MAX_BITS:
+        with mpmath.workprec(bits):
+            u = mpf(2) ** (1 - bits)
+            m = mpf(m_float)
+            e = [
+                mpmath.exp(mpmath.fsub(mpf(float(x)), m, exact=True)) if math.isfinite(x) else None
+                for x in values
+            ]
+            e = [mpf(0) if ej is None else ej for ej in e]
+            ties = n == c
+            exact_tie = ties and c & (c - 1) == 0  # 1/c and (c-1)/c are exact for c = 2**k
+            rel = mpf(0) if exact_tie else (2 * u if ties else 4 * (n + 4) * u)
+            denom = mpmath.fsum(e)
+            grad = [ej / denom for ej in e]
+            rels = [rel] * len(grad)
+            sides = [0] * len(grad)
+            if not math.isfinite(values[target]):  # a masked target: p_t = 0 exactly
+                grad[target], rels[target] = mpf(-1), mpf(0)
+            else:
+                grad[target] = -mpmath.fsum(ej for j, ej in enumerate(e) if j != target) / denom
+            if not ties:  # some class is below the maximum: its e_j may have been absorbed
+                for j, g in enumerate(grad):
+                    if not _power_of_two(g) or rels[j] == 0:
+                        continue
+                    is_max = values[j] == m_float
+                    if j == target:  # |g| = 1 - p_t: above (c-1)/c for a maximum, below 1 else
+                        anchor = mpf(c - 1) / c if is_max else mpf(1)
+                        side = 1 if is_max else -1
+                    else:  # p_j of a maximum is below 1/c
+                        anchor, side = (mpf(1) / c, -1) if is_max else (None, 0)
+                    if anchor is not None and abs(g) == anchor:
+                        grad[j], sides[j] = _nudge(g, side, bits), side
+                        rels[j] += mpf(2) ** -(bits + 15)
+        if all(_settled(v, r, fmt, side) for v, r, side in zip(grad, rels, sides, strict=True)):
+            return tuple(grad), bits
+        bits *= 2
+    raise RuntimeError(f"gradient reference not certified at {MAX_BITS} bits: {values!r}")
+
+
 __all__ = [
     "MAX_BITS",
     "TARGET_REL_ERROR",
     "Exact",
     "exact",
+    "exact_nll_grad",
     "mpf",
     "round_to_format",
     "ulp_exponent",

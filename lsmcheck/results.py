@@ -164,6 +164,11 @@ class Result:
         baseline_note: what changed against the baseline, e.g. ``"max_ulp 0.5 -> inf"``.
         known: thresholds the result breaks that its baseline entry already broke (accepted
             by the baseline, so they do not fail it).
+        target: the target class, for cross-entropy and gradients (``--target``).
+        bound_ratio: the measured error over the algorithm's proven leading-order error bound
+            (the largest over the elements; above 1 the bound is broken), ``None`` when no
+            bound applies (see :mod:`lsmcheck.bounds`).
+        bound_rel_error: the bound, as a relative error, at the element with that ratio.
     """
 
     source: str
@@ -194,6 +199,9 @@ class Result:
     baseline: str | None = None
     baseline_note: str | None = None
     known: tuple[Breach, ...] = ()
+    target: int | None = None
+    bound_ratio: float | None = None
+    bound_rel_error: float | None = None
 
     @property
     def label(self) -> str:
@@ -226,6 +234,7 @@ class Group:
         argmax_lost: audited results whose argmax was not preserved.
         max_ulp_histogram: how many audited results have a max ULP error in each bin
             (:data:`ULP_BINS`; filled by the engine).
+        max_bound_ratio: the largest measured-error / proven-bound ratio (``None``: no bound).
     """
 
     algorithm: str
@@ -245,6 +254,7 @@ class Group:
     nan: int
     argmax_lost: int
     max_ulp_histogram: tuple[tuple[str, int], ...] = ()
+    max_bound_ratio: float | None = None
 
     @property
     def status(self) -> Status:
@@ -492,6 +502,9 @@ def result_to_dict(r: Result) -> dict[str, Any]:
         "baseline_note": r.baseline_note,
         "known": [breach_to_dict(b) for b in r.known],
         "reason": r.reason,
+        "target": r.target,
+        "bound_ratio": _num(r.bound_ratio),
+        "bound_rel_error": _num(r.bound_rel_error),
         "findings": [
             {"kind": f.kind, "event": f.event, "message": f.message, "count": f.count}
             for f in r.findings
@@ -585,6 +598,7 @@ def group_to_dict(g: Group) -> dict[str, Any]:
         "underflow_benign": g.underflow_benign,
         "nan": g.nan,
         "argmax_lost": g.argmax_lost,
+        "max_bound_ratio": _num(g.max_bound_ratio),
         "status": g.status.value,
         "max_ulp_histogram": dict(g.max_ulp_histogram),
     }
@@ -651,7 +665,7 @@ def repr_float(x: float, dtype: str = "float64") -> str:
         return "inf" if x > 0 else "-inf"
     if dtype == "float64":
         return repr(x)
-    return str(get_format(dtype).dtype.type(x))
+    return str(get_format(dtype).dtype.type(x))  # "float16/acc=float32": stored in float16
 
 
 def summarise(results: Sequence[Result]) -> tuple[Group, ...]:
@@ -686,6 +700,9 @@ def summarise(results: Sequence[Result]) -> tuple[Group, ...]:
                 underflow_benign=sum(r.underflow_benign for r in rs),
                 nan=sum(r.nan for r in rs),
                 argmax_lost=sum(r.argmax_preserved is False for r in rs),
+                max_bound_ratio=max(
+                    (r.bound_ratio for r in rs if r.bound_ratio is not None), default=None
+                ),
             )
         )
     return tuple(groups)

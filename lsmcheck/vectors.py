@@ -19,12 +19,14 @@ class Vector:
         values: the logits as float64, 1-D, at least one element.  Tokens are parsed as
             correctly rounded float64; each audited dtype then rounds these (as a framework's
             ``tensor(..., dtype=...)`` does).
+        target: the target class for cross-entropy and gradients (``--target``), if any.
     """
 
     source: str
     index: int
     line: int | None
     values: npt.NDArray[np.float64]
+    target: int | None = None
 
     @property
     def label(self) -> str:

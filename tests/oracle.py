@@ -19,6 +19,10 @@ FORMATS = {
     "float16": (11, -14, 15),
     "float32": (24, -126, 127),
     "float64": (53, -1022, 1023),
+    # ml_dtypes' formats (OCP 8-bit floating point spec; bfloat16 = float32's exponent, p = 8)
+    "bfloat16": (8, -126, 127),
+    "float8_e4m3fn": (4, -6, 8),
+    "float8_e5m2": (3, -14, 15),
 }
 
 

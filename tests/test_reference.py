@@ -125,8 +125,9 @@ def test_undefined_policy(values: list[float], reason: str) -> None:
 def test_round_to_format_matches_numpy_cast(x: float, name: str) -> None:
     fmt = FORMATS[name]
     with np.errstate(over="ignore"):
-        expected = float(np.array([x]).astype(fmt.dtype)[0])
-    assert round_to_format(mpmath.mpf(x), fmt) == expected
+        expected = float(fmt.cast(np.array([x]))[0])
+    got = round_to_format(mpmath.mpf(x), fmt)
+    assert got == expected or (math.isnan(got) and math.isnan(expected))  # e4m3fn overflow
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 import click
 
-from lsmcheck.algorithms import DEFAULT_ALGORITHMS
+from lsmcheck.algorithms import DEFAULT_ALGORITHMS, DEFAULT_BLOCK
 from lsmcheck.dtypes import DEFAULT_FORMATS, FORMATS
 from lsmcheck.errors import LsmcheckError, UsageError
 from lsmcheck.formats import Style
@@ -131,7 +131,8 @@ dtype_option = click.option(
     "dtypes",
     multiple=True,
     metavar="NAMES",
-    help=f"Precisions, comma-separated or repeated ({', '.join(FORMATS)}; default all).",
+    help=f"Precisions, comma-separated or repeated ({', '.join(FORMATS)}; default "
+    "float16,float32,float64); DTYPE/acc=WIDER for mixed precision.",
 )
 algorithm_option = click.option(
     "-a",
@@ -139,7 +140,8 @@ algorithm_option = click.option(
     "algorithms",
     multiple=True,
     metavar="NAMES",
-    help="Algorithms, comma-separated or repeated (see `lsmcheck algorithms`; default all).",
+    help="Algorithms, comma-separated or repeated (see `lsmcheck algorithms`; default: the "
+    "seven marked *).",
 )
 reference_option = click.option(
     "--reference",
@@ -236,3 +238,41 @@ precision_option = click.option(
     metavar="BITS",
     help="Starting mpmath precision of the reference; raised until every value is certified.",
 )
+
+
+def precision_flags(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--accumulate``, ``--block``, ``--target``, ``--grad`` and ``--bounds``."""
+    for option in reversed(
+        (
+            click.option(
+                "--accumulate",
+                metavar="DTYPE",
+                help="Compute sums, max-shift and log in this wider dtype (mixed precision).",
+            ),
+            click.option(
+                "--block",
+                type=int,
+                default=DEFAULT_BLOCK,
+                show_default=True,
+                metavar="N",
+                help="Block size of softmax_online_blocked.",
+            ),
+            click.option(
+                "--target",
+                metavar="SPEC",
+                help="Target class for cross-entropy and --grad: N, N1,N2,..., argmax, argmin "
+                "or col:K.",
+            ),
+            click.option(
+                "--grad", is_flag=True, help="Also audit the backward pass (needs --target)."
+            ),
+            click.option(
+                "--bounds",
+                is_flag=True,
+                help="Compare each error with the algorithm's proven error bound (slower: "
+                "mpmath reference for every vector).",
+            ),
+        )
+    ):
+        fn = option(fn)
+    return fn

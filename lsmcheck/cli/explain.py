@@ -13,6 +13,7 @@ from lsmcheck.cli.common import (
     dtype_names,
     dtype_option,
     guard,
+    precision_flags,
     precision_option,
     style_for,
 )
@@ -28,6 +29,7 @@ from lsmcheck.sources import parse_logits_flag
 @dtype_option
 @algorithm_option
 @precision_option
+@precision_flags
 @danger_zone_option
 @guard
 def explain(
@@ -35,6 +37,11 @@ def explain(
     dtypes: tuple[str, ...],
     algorithms: tuple[str, ...],
     precision: int,
+    accumulate: str | None,
+    block: int,
+    target: str | None,
+    grad: bool,
+    bounds: bool,
     danger_zone: float,
 ) -> int:
     """Explain one vector element by element: explain "1000,1001,1002" -d float32."""
@@ -42,6 +49,11 @@ def explain(
         dtypes=dtype_names(dtypes),
         algorithms=algorithm_names(algorithms),
         precision_bits=precision,
+        accumulate=accumulate,
+        block=block,
+        target=target,
+        grad=grad,
+        bounds=bounds,
         danger_zone=danger_zone / 100,
     )
     options.validate()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from typing import Any
 
 import click
 from click.core import ParameterSource
@@ -29,6 +30,7 @@ from lsmcheck.cli.common import (
     dtype_option,
     guard,
     jobs_option,
+    precision_flags,
     precision_option,
     quiet_option,
     reference_option,
@@ -85,6 +87,7 @@ def _options(
     precision: int,
     per_element: bool,
     thresholds: Thresholds,
+    **precisions: Any,
 ) -> Options:
     if algorithms:
         builtin = algorithm_names(algorithms)
@@ -98,6 +101,7 @@ def _options(
         precision_bits=precision if _given("precision") else (cfg.precision or precision),
         per_element=per_element,
         thresholds=thresholds,
+        **precisions,  # --accumulate, --block, --target, --grad
     )
     options.validate()
     return options
@@ -163,6 +167,7 @@ def _write(path: str, text: str, inputs: list[str], flag: str) -> None:
 @jobs_option
 @scheduler_option
 @quiet_option
+@precision_flags
 @click.option("--per-element", is_flag=True, help="Include every element in the JSON report.")
 @click.option(
     "--keep",
@@ -234,6 +239,11 @@ def run(
     jobs: int | None,
     scheduler: str | None,
     quiet: bool,
+    accumulate: str | None,
+    block: int,
+    target: str | None,
+    grad: bool,
+    bounds: bool,
     per_element: bool,
     keep: int | None,
     fmt: str,
@@ -261,7 +271,11 @@ def run(
     fmt, files = _outputs(cfg, fmt, output, output_format)
     user = _implementations(impls, cfg)
     _check_rule_names(cfg, user)
-    options = _options(cfg, user, dtypes, algorithms, precision, per_element, thresholds)
+    precisions = {"accumulate": accumulate, "block": block, "target": target, "grad": grad}
+    precisions["bounds"] = bounds
+    options = _options(
+        cfg, user, dtypes, algorithms, precision, per_element, thresholds, **precisions
+    )
     options = dataclasses.replace(
         options, danger_zone=danger_zone / 100, reference=reference, keep=keep
     )

@@ -53,7 +53,7 @@ DEFAULT_ULP_BOUND = 4.0
 #: Default largest length searched by the length limit.
 DEFAULT_MAX_LENGTH = 1 << 17
 
-_UINT = {2: np.uint16, 4: np.uint32, 8: np.uint64}
+_UINT = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}  # float8: one byte
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lsmcheck import metrics
-from lsmcheck.algorithms import Algorithm, Kind, Trace
+from lsmcheck.algorithms import Algorithm, Kind, Setup, Trace
 from lsmcheck.dtypes import Format
 from lsmcheck.reference import Exact, exact
 from lsmcheck.results import Finding
@@ -195,7 +195,8 @@ class Prober:
         values = np.asarray(batch, np.float64)
         if not np.isfinite(values).all():
             raise ValueError("probe rows must be finite in the dtype")
-        trace = alg.run(batch)
+        acc = self.fmt.accumulate  # a mixed-precision format probes with its accumulator
+        trace = alg.execute(batch, Setup(acc=None if acc is None else acc.dtype))
         self.evaluations += len(values)
         return [Sample(x, alg, trace, r, self) for r, x in enumerate(values)]
 
