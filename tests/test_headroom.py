@@ -8,6 +8,7 @@ ln(65504) = 11.0899 is 11.0859375 (float16 spacing at 8..16 is 2**-7), and the l
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -111,3 +112,23 @@ def test_run_and_explain_show_warnings() -> None:
     assert "Headroom" in flat and "softmax_naive is close to a limit: largest logit 10.50" in flat
     res = runner.invoke(main, ["run", "-l", "1,0", "--danger-zone", "100"])
     assert res.exit_code == 2 and "--danger-zone" in res.stderr
+
+
+def test_limits_cached_on_disk_are_the_measured_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses as dc
+
+    from lsmcheck.algorithms import BUILTINS
+    from lsmcheck.dtypes import FORMATS
+    from lsmcheck.explore import headroom as hr
+
+    monkeypatch.setenv("LSMCHECK_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(hr, "_DISK", None)
+    monkeypatch.setattr(hr, "_CACHE", {})
+    alg, fmt = BUILTINS["softmax_naive"], FORMATS["float16"]
+    measured = hr.measured_limit(alg, fmt, "overflow")
+    assert list(tmp_path.glob("limits-*.json"))
+    monkeypatch.setattr(hr, "_DISK", None)  # a new process: read back from disk
+    monkeypatch.setattr(hr, "_CACHE", {})
+    assert dc.asdict(hr.measured_limit(alg, fmt, "overflow")) == dc.asdict(measured)

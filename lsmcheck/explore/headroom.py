@@ -26,12 +26,19 @@ a power of two): a limit beyond that leaves more than 50% headroom and gives no 
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from lsmcheck.algorithms import Algorithm
+from lsmcheck.algorithms import BUILTINS, Algorithm
 from lsmcheck.dtypes import Format
 from lsmcheck.explore.limits import Explorer, Limit, fmt_value
 from lsmcheck.results import Headroom
@@ -50,13 +57,83 @@ def measured_limit(alg: Algorithm, fmt: Format, name: str, max_length: int = 0) 
     """Limit ``name`` of ``alg`` in ``fmt``, measured on first use and cached.
 
     ``max_length`` bounds the length search (a power of two; ignored by the other limits).
+    The limits of the built-in algorithms are also kept on disk (:func:`_disk_cache`), so a
+    run pays for their measurement once per machine and version, not once per process.
     """
     max_length = max_length if name == "length" else 0
     key = (alg.name, fmt.name, name, max_length)
+    builtin = BUILTINS.get(alg.name) is alg
+    if key not in _CACHE and builtin:
+        stored = _disk().get("|".join(map(str, key)))
+        if stored is not None:
+            _CACHE[key] = Limit(**stored)
     if key not in _CACHE:
         explorer = _EXPLORERS.setdefault(max_length, Explorer(max_length=max(max_length, 2)))
         _CACHE[key] = explorer.limit(alg, fmt, name)
+        if builtin:
+            _save("|".join(map(str, key)), dataclasses.asdict(_CACHE[key]))
     return _CACHE[key]
+
+
+_DISK: dict[str, dict[str, Any]] | None = None
+
+
+def _cache_file() -> Path | None:
+    """Where measured limits are kept: ``$LSMCHECK_CACHE_DIR`` (empty: nowhere), else the
+    user's cache directory; the name carries a hash of everything a measurement depends on
+    (lsmcheck's numeric code and the numpy and ml_dtypes versions), so a change measures anew.
+    """
+    base = os.environ.get("LSMCHECK_CACHE_DIR")
+    if base == "":
+        return None
+    if base is None:
+        xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        base = str(Path(xdg) / "lsmcheck")
+    digest = hashlib.sha256()
+    package = Path(__file__).resolve().parent.parent
+    for module in ("algorithms", "dtypes", "metrics", "reference", "explore/limits",
+                   "explore/probe"):  # fmt: skip
+        digest.update((package / f"{module}.py").read_bytes())
+    digest.update(np.__version__.encode())
+    try:
+        import ml_dtypes
+
+        digest.update(ml_dtypes.__version__.encode())
+    except ImportError:
+        pass
+    return Path(base) / f"limits-{digest.hexdigest()[:16]}.json"
+
+
+def _disk() -> dict[str, dict[str, Any]]:
+    global _DISK
+    if _DISK is None:
+        _DISK = {}
+        path = _cache_file()
+        if path is not None:
+            try:
+                loaded = json.loads(path.read_text())
+                _DISK = loaded if isinstance(loaded, dict) else {}
+            except (OSError, ValueError):
+                _DISK = {}
+    return _DISK
+
+
+def _save(key: str, limit: dict[str, Any]) -> None:
+    """Add one measured limit to the disk cache (atomically; a cache that cannot be written
+    is only a slower next run)."""
+    disk = _disk()
+    disk[key] = limit
+    path = _cache_file()
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".limits.", suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(disk, f)
+        os.replace(tmp, path)
+    except OSError:
+        return
 
 
 def _length_cap(n: int) -> int:
