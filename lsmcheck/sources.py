@@ -25,6 +25,7 @@ import os
 import re
 import stat
 import sys
+import tokenize
 import zipfile
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
@@ -498,7 +499,9 @@ def _npy_header(file: BinaryIO, where: str) -> tuple[tuple[int, ...], np.dtype[A
             shape, _, dtype = np.lib.format.read_array_header_2_0(file)
         else:
             raise InputError(where, f"unsupported .npy format version {version[0]}.{version[1]}")
-    except ValueError as error:  # also UnicodeDecodeError from a corrupt header
+    except (ValueError, SyntaxError, TypeError, tokenize.TokenError) as error:
+        # ValueError includes UnicodeDecodeError; numpy tokenizes and literal-evals the header,
+        # so a corrupt one can also raise SyntaxError or TokenError.
         raise InputError(where, f"not a valid .npy array: {_one_line(error)}") from None
     return shape, dtype
 
