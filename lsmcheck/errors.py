@@ -7,6 +7,15 @@ exits with code 2; a traceback always means a bug in lsmcheck itself.
 
 from __future__ import annotations
 
+import re
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _printable(text: str) -> str:
+    """Escape control characters (a newline in a file or member name) so a message is one line."""
+    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
+
 
 class LsmcheckError(Exception):
     """Base class of every error a user can cause (exit code 2)."""
@@ -21,6 +30,7 @@ class InputError(LsmcheckError):
     """
 
     def __init__(self, where: str, message: str) -> None:
+        where, message = _printable(where), _printable(message)
         super().__init__(f"{where}: {message}")
         self.where = where
         self.message = message

@@ -20,10 +20,12 @@ from __future__ import annotations
 import bisect
 import io
 import json
+import lzma
 import math
 import os
 import re
 import stat
+import struct
 import sys
 import tokenize
 import zipfile
@@ -31,7 +33,7 @@ import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, BinaryIO, TextIO
+from typing import Any, BinaryIO, TextIO, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -198,6 +200,23 @@ def _read_delimited(
         raise InputError(source, f"no logit vectors found ({reason})")
 
 
+#: The longest text line read (a vector of about 1.5 million logits); longer ones are refused
+#: so that memory stays bounded.  Binary ``.npy`` is streamed in blocks whatever its width.
+MAX_LINE_BYTES = 16 << 20
+#: The largest JSON file read (JSON is parsed whole).
+MAX_JSON_BYTES = 64 << 20
+#: The largest uncompressed ``.npz`` member read (a member is loaded whole).
+MAX_NPZ_MEMBER_BYTES = 256 << 20
+
+
+def _long_line(source: str, line_number: int) -> InputError:
+    return InputError(
+        f"{source}:{line_number}",
+        f"line longer than {MAX_LINE_BYTES >> 20} MiB; save vectors this long as .npy, "
+        "which is streamed",
+    )
+
+
 def _utf8_error(where: str, line_number: int, line: bytes, start: int) -> InputError:
     """Locate the byte at offset ``start`` of ``line`` that is not UTF-8 (column in characters)."""
     column = len(line[:start].decode("utf-8", "replace")) + 1
@@ -215,12 +234,14 @@ def _file_lines(file: BinaryIO, path: str) -> Iterator[tuple[int, str]]:
     line_number = 0
     while True:
         try:
-            raw = file.readline()
+            raw = file.readline(MAX_LINE_BYTES + 1)
         except OSError as error:
             raise _os_error(path, error) from None
         if not raw:
             return
         line_number += 1
+        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            raise _long_line(path, line_number)
         if line_number == 1:
             raw = raw.removeprefix(_UTF8_BOM)
         raw = raw.removesuffix(b"\n").removesuffix(b"\r")
@@ -241,7 +262,7 @@ def _stream_lines(stream: TextIO, source: str) -> Iterator[tuple[int, str]]:
     line_number = 0
     while True:
         try:
-            line = stream.readline()
+            line = stream.readline(MAX_LINE_BYTES + 1)
         except UnicodeDecodeError:
             after = f" (after line {line_number})" if line_number else ""
             raise InputError(source, f"not valid UTF-8{after}; expected UTF-8 text") from None
@@ -250,6 +271,8 @@ def _stream_lines(stream: TextIO, source: str) -> Iterator[tuple[int, str]]:
         if not line:
             return
         line_number += 1
+        if len(line) > MAX_LINE_BYTES and not line.endswith("\n"):
+            raise _long_line(source, line_number)
         if line_number == 1:
             line = line.removeprefix("\ufeff")
         line = line.removesuffix("\n").removesuffix("\r")
@@ -377,6 +400,11 @@ class _JsonText:
         except json.JSONDecodeError as error:
             where = f"{self.path}:{error.lineno}:{error.colno}"
             raise InputError(where, f"invalid JSON: {error.msg}") from None
+        except RecursionError:
+            raise InputError(
+                self.where(pos),
+                "JSON nested too deeply; expected a list of numbers or a list of lists of numbers",
+            ) from None
 
     def array_items(self, pos: int) -> tuple[list[tuple[int, Any]], int]:
         """Decode the array whose ``[`` is at ``pos`` element by element.
@@ -417,9 +445,15 @@ def _read_json(path: str, file: BinaryIO) -> Iterator[Vector]:
     line: then no vector of the file gets a line (their labels use the index instead).
     """
     try:
-        data = file.read()
+        data = file.read(MAX_JSON_BYTES + 1)
     except OSError as error:
         raise _os_error(path, error) from None
+    if len(data) > MAX_JSON_BYTES:
+        raise InputError(
+            path,
+            f"JSON file larger than {MAX_JSON_BYTES >> 20} MiB (JSON is read whole); "
+            "save large inputs as .npy, which is streamed",
+        )
     if b"\0" in data:
         raise InputError(path, _BINARY_FILE)
     data = data.removeprefix(_UTF8_BOM)
@@ -606,34 +640,72 @@ def _npy_rows(
         index += count
 
 
+#: What reading a damaged or unusual zip archive can raise (zipfile and its decompressors).
+_ZIP_ERRORS = (
+    OSError,
+    ValueError,
+    EOFError,
+    zipfile.BadZipFile,
+    zlib.error,
+    lzma.LZMAError,
+    NotImplementedError,  # an unsupported zip version or compression method
+    RuntimeError,  # an encrypted member
+    struct.error,
+    OverflowError,
+    MemoryError,
+    IndexError,  # zipfile on a member with an empty name
+    KeyError,
+)
+
+
 def _read_npz(path: str) -> Iterator[Vector]:
-    """Yield the vectors of every member of a ``.npz`` archive, in the archive's order."""
-    with open(path, "rb") as file:  # ours to close, even when numpy's loader raises
+    """Yield the vectors of every member of a ``.npz`` archive, in the archive's order.
+
+    Members are read straight from the zip (never through numpy's loader, which would return
+    the bytes of a member not named ``*.npy``).  A member whose declared uncompressed size is
+    above :data:`MAX_NPZ_MEMBER_BYTES` is refused before anything is decompressed, and the
+    array a header declares must fit in the member, so a zip bomb or a lying header never
+    allocates more than that.
+    """
+    with open(path, "rb") as file:  # ours to close, even when zipfile raises
         try:
-            archive = np.load(file, allow_pickle=False)
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+            archive = zipfile.ZipFile(file)
+            members = [info for info in archive.infolist() if not info.is_dir()]
+        except _ZIP_ERRORS as error:
             raise InputError(path, f"not a valid .npz archive: {_one_line(error)}") from None
-        yield from _npz_members(path, archive)
+        with archive:
+            if not members:
+                raise InputError(path, "empty .npz archive (it holds no arrays)")
+            for info in members:
+                yield from _npz_member(path, archive, info)
 
 
-def _npz_members(path: str, archive: Any) -> Iterator[Vector]:
-    with archive:
-        members = archive.zip
-        assert members is not None  # set whenever NpzFile is opened on a file
-        names = members.namelist()
-        if not names:
-            raise InputError(path, "empty .npz archive (it holds no arrays)")
-        for name in names:
-            member = name.removesuffix(".npy")
-            source = f"{path}:{member}"
-            try:
-                with members.open(name) as stream:
-                    shape, dtype = _npy_header(stream, source)
-                _check_array(shape, dtype, source)
-                array = archive[member]
-            except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
-                raise InputError(source, f"corrupt .npz member: {_one_line(error)}") from None
-            yield from _array_vectors(array, source)
+def _npz_member(path: str, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Iterator[Vector]:
+    source = f"{path}:{info.filename.removesuffix('.npy')}"
+    if info.file_size > MAX_NPZ_MEMBER_BYTES:
+        raise InputError(
+            source,
+            f"member declares {info.file_size} bytes uncompressed, above the "
+            f"{MAX_NPZ_MEMBER_BYTES >> 20} MiB limit for an .npz member; "
+            "save large arrays as .npy, which is streamed",
+        )
+    try:
+        with archive.open(info) as stream:
+            shape, dtype = _npy_header(cast(BinaryIO, stream), source)
+            _check_array(shape, dtype, source)
+            needed = math.prod(shape) * dtype.itemsize
+            available = info.file_size - stream.tell()
+            if needed > available:
+                raise InputError(
+                    source,
+                    f"truncated .npz member: shape {shape} of {dtype} needs {needed} bytes, "
+                    f"the member has {max(available, 0)}",
+                )
+        with archive.open(info) as stream:
+            array = np.lib.format.read_array(stream, allow_pickle=False)
+    except _ZIP_ERRORS as error:
+        raise InputError(source, f"corrupt .npz member: {_one_line(error)}") from None
+    yield from _array_vectors(array, source)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -656,10 +728,20 @@ def _os_error(path: str, error: OSError) -> InputError:
 
 @contextmanager
 def _open_binary(path: str) -> Iterator[io.BufferedReader]:
-    """Open ``path`` for reading bytes, turning OSError into InputError."""
+    """Open ``path`` for reading bytes, turning OSError into InputError.
+
+    The file is opened without blocking, so a FIFO that no process writes to reads as empty
+    instead of hanging; once open, reads block as usual (a FIFO with a writer streams).
+    """
     try:
-        file = open(path, "rb")  # noqa: SIM115 - closed by the with below
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as error:
+        raise _os_error(path, error) from None
+    try:
+        os.set_blocking(descriptor, True)
+        file = open(descriptor, "rb")  # noqa: SIM115 - closed by the with below
+    except OSError as error:
+        os.close(descriptor)
         raise _os_error(path, error) from None
     with file:
         yield file
@@ -764,7 +846,7 @@ def count_elements(paths: Sequence[str], logits: Sequence[str] = ()) -> int | No
                             total += math.prod(_npy_header(stream, path)[0])
             else:
                 return None
-        except (OSError, ValueError, InputError, zipfile.BadZipFile, zlib.error):
+        except (*_ZIP_ERRORS, InputError):
             return None  # reading will report it
     return total
 
