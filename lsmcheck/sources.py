@@ -784,6 +784,12 @@ def iter_source(path: str, stdin: TextIO | None = None) -> Iterator[Vector]:
             raise _os_error(path, error) from None
         extension = os.path.splitext(path)[1].lower()
         kind = _FORMATS_BY_EXTENSION.get(extension) or _sniff(head)
+        if kind in ("npy", "npz") and not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            raise InputError(
+                path,
+                f"not a regular file (a pipe or device); .{kind} input must be a regular file "
+                "(text formats can be piped)",
+            )
         if kind == "npy":
             if not head.startswith(_NPY_MAGIC):
                 raise InputError(path, "not a .npy file (it does not start with '\\x93NUMPY')")
@@ -834,6 +840,8 @@ def count_elements(paths: Sequence[str], logits: Sequence[str] = ()) -> int | No
     for path in paths:
         kind = _FORMATS_BY_EXTENSION.get(os.path.splitext(path)[1].lower())
         try:
+            if kind in ("npy", "npz") and not stat.S_ISREG(os.stat(path).st_mode):
+                return None  # opening a FIFO could block; reading will report it
             if kind == "npy":
                 with open(path, "rb") as f:
                     shape, _ = _npy_header(f, path)
