@@ -255,13 +255,22 @@ def test_subprocess_like_a_user(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("sig", "code"), [(2, 130), (15, 143)])
-def test_signals_end_the_run_without_a_partial_file(tmp_path: Path, sig: int, code: int) -> None:
+def test_signals_end_the_run_without_a_partial_file(
+    tmp_path_factory: pytest.TempPathFactory, sig: int, code: int
+) -> None:
     import signal
     import time
 
+    import numpy as np
+
+    tmp_path = tmp_path_factory.mktemp("out")
+    # The bundled vocab_32k.npy alone is audited in about a second now: 400 scaled copies of
+    # it keep the run going for many seconds, well past the signal.
+    row = np.load(ROOT / "cases" / "vocab_32k.npy").astype(np.float64)
+    vocab = str(tmp_path_factory.mktemp("in") / "vocab_400.npy")
+    np.save(vocab, np.outer(1 + np.arange(400) / 100, row))
     out = tmp_path / "report.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    vocab = str(ROOT / "cases" / "vocab_32k.npy")
     proc = subprocess.Popen(
         [sys.executable, "-m", "lsmcheck", "run", vocab, "-f", "json", "-o", str(out)],
         stdout=subprocess.PIPE,
