@@ -38,3 +38,7 @@ class InputError(LsmcheckError):
 
 class UsageError(LsmcheckError):
     """A command-line option or configuration value is invalid."""
+
+
+class LimitError(LsmcheckError):
+    """A run stopped at ``--max-elements`` or ``--timeout``; no report was written."""

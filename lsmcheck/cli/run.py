@@ -11,7 +11,11 @@ Exit codes: 0 every result passes; 1 a result fails the gate, an implementation 
 from __future__ import annotations
 
 import dataclasses
+import signal
 import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -40,7 +44,7 @@ from lsmcheck.cli.common import (
 )
 from lsmcheck.cli.explore import danger_zone_option
 from lsmcheck.config import Config, ConfigError, discover
-from lsmcheck.errors import UsageError
+from lsmcheck.errors import LimitError, UsageError
 from lsmcheck.formats import FORMATTERS, Style, render
 from lsmcheck.gate import DEFAULT_TOLERANCE, FAIL_ON_CHOICES, Thresholds, parse_fail_on
 from lsmcheck.parallel import default_jobs, tune_malloc
@@ -147,6 +151,55 @@ def _write(path: str, text: str, inputs: list[str], flag: str) -> None:
     click.echo(f"lsmcheck: wrote {path}", err=True)
 
 
+class _Limits:
+    """``--max-elements`` and ``--timeout``: checked after every chunk, and by an alarm that
+    interrupts a long chunk when the time is up.  ``done`` counts logits x dtypes audited."""
+
+    def __init__(self, max_elements: int | None, timeout: float | None) -> None:
+        self.max_elements = max_elements
+        self.timeout = timeout
+        self.start = time.monotonic()
+        self.done = 0
+        self.total: int | None = None
+
+    def _stop(self, flag: str) -> LimitError:
+        elapsed = time.monotonic() - self.start
+        of = "" if self.total is None else f" of {self.total}"
+        return LimitError(
+            f"{flag}: stopped after auditing {self.done}{of} elements (logits x dtypes) in "
+            f"{elapsed:.1f} s; no report was written"
+        )
+
+    def progress(self, bar: Callable[[int, Any], None]) -> Callable[[int, Any], None]:
+        def callback(done: int, total: Any) -> None:
+            self.done = done
+            bar(done, total)
+            if self.max_elements is not None and done > self.max_elements:
+                raise self._stop(f"--max-elements {self.max_elements}")
+            if self.timeout is not None and time.monotonic() - self.start > self.timeout:
+                raise self._stop(f"--timeout {self.timeout:g}")
+
+        return callback
+
+    @contextmanager
+    def alarm(self) -> Iterator[None]:
+        """Raise the timeout's LimitError from a SIGALRM when the time is up (POSIX)."""
+        if self.timeout is None or not hasattr(signal, "setitimer"):
+            yield
+            return
+
+        def ring(_signum: int, _frame: object) -> None:
+            raise self._stop(f"--timeout {self.timeout:g}")
+
+        previous = signal.signal(signal.SIGALRM, ring)
+        signal.setitimer(signal.ITIMER_REAL, self.timeout)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+
 @click.command()
 @click.argument("paths", nargs=-1, metavar="[PATHS]...")
 @click.option(
@@ -226,6 +279,19 @@ def _write(path: str, text: str, inputs: list[str], flag: str) -> None:
 )
 @click.option("--no-config", is_flag=True, help="Ignore every config file.")
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when the gate fails.")
+@click.option(
+    "--max-elements",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Stop with exit code 2 and no report once more than N elements (logits x dtypes) "
+    "have been audited (checked after each chunk of about 131,072 logits).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Stop with exit code 2 and no report when the audit has run this long.",
+)
 @danger_zone_option
 @guard
 def run(
@@ -258,6 +324,8 @@ def run(
     config_path: str | None,
     no_config: bool,
     exit_zero: bool,
+    max_elements: int | None,
+    timeout: float | None,
     danger_zone: float,
 ) -> int:
     """Audit the logit vectors in PATHS (CSV, TSV, JSON, .npy, .npz; - for stdin)."""
@@ -291,16 +359,19 @@ def run(
     total = count_elements(inputs, logits)
     tune_malloc()
     bar = ProgressBar(quiet)
+    limits = _Limits(max_elements, timeout)
+    limits.total = None if total is None else total * len(options.formats())
     try:
-        report = audit(
-            vectors,
-            options,
-            lambda done, _: bar(done, None if total is None else total * len(options.formats())),
-            baseline=recorded,
-            baseline_tolerance=tolerance,
-            jobs=jobs or default_jobs(),
-            scheduler=scheduler,
-        )
+        with limits.alarm():
+            report = audit(
+                vectors,
+                options,
+                limits.progress(lambda done, _: bar(done, limits.total)),
+                baseline=recorded,
+                baseline_tolerance=tolerance,
+                jobs=jobs or default_jobs(),
+                scheduler=scheduler,
+            )
     finally:
         bar.close()
     if save_baseline:

@@ -1,0 +1,83 @@
+"""``--max-elements`` and ``--timeout``: stop with exit 2, say what was done, write nothing."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from lsmcheck.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """200 scaled copies of the bundled 32k-logit vector (6.4 million logits)."""
+    row = np.load(ROOT / "cases" / "vocab_32k.npy").astype(np.float64)
+    path = tmp_path_factory.mktemp("in") / "big.npy"
+    np.save(path, np.outer(1 + np.arange(200) / 100, row))
+    return str(path)
+
+
+def run(tmp_path: Path, *args: str) -> tuple[int, str, Path]:
+    report = tmp_path / "report.json"
+    result = CliRunner().invoke(main, ["run", *args, "-q", "-f", "json", "-o", str(report)])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stderr, report
+
+
+STOPPED = re.compile(
+    r"lsmcheck: error: (--max-elements \d+|--timeout [0-9.]+): stopped after auditing (\d+) "
+    r"of (\d+) elements \(logits x dtypes\) in [0-9.]+ s; no report was written\n"
+)
+
+
+def test_max_elements_stops_the_run_and_says_how_far_it_got(tmp_path: Path, big: str) -> None:
+    code, err, _ = run(tmp_path, big, "-d", "float32", "--max-elements", "100000")
+    assert code == 2
+    match = STOPPED.fullmatch(err)
+    assert match is not None, err
+    assert match.group(1) == "--max-elements 100000"
+    done, total = int(match.group(2)), int(match.group(3))
+    assert 100_000 < done < total == 200 * 32_000
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_within_max_elements_writes_its_report(tmp_path: Path) -> None:
+    code, err, report = run(tmp_path, "-l", "2,1,0.1", "-d", "float32", "--max-elements", "3")
+    assert code == 0, err
+    assert report.exists()
+
+
+def test_timeout_stops_a_long_run(tmp_path: Path, big: str) -> None:
+    code, err, _ = run(tmp_path, big, "--timeout", "0.2")
+    assert code == 2
+    match = STOPPED.fullmatch(err)
+    assert match is not None, err
+    assert match.group(1) == "--timeout 0.2"
+    assert int(match.group(2)) < int(match.group(3))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_timeout_also_stops_a_parallel_run(tmp_path: Path, big: str) -> None:
+    code, err, _ = run(tmp_path, big, "--timeout", "0.2", "--jobs", "2")
+    assert code == 2 and STOPPED.fullmatch(err) is not None, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_within_the_timeout_writes_its_report(tmp_path: Path) -> None:
+    code, err, report = run(tmp_path, "-l", "2,1,0.1", "--timeout", "600")
+    assert code == 0, err
+    assert report.exists()
+
+
+@pytest.mark.parametrize("args", [["--timeout", "0"], ["--timeout", "-1"], ["--max-elements", "0"]])
+def test_limits_must_be_positive(tmp_path: Path, args: list[str]) -> None:
+    code, err, report = run(tmp_path, "-l", "1,2", *args)
+    assert code == 2 and err.count("\n") == 1, err
+    assert not report.exists()
