@@ -513,7 +513,10 @@ def _row_stats(
         with np.errstate(invalid="ignore"):
             best_top = np.where(top, c, -np.inf).max(axis=1)
             kept = (best_top == c.max(axis=1)) & ~nan.any(axis=1)
-        argmax = kept.tolist()
+        # rows that overflowed or underflowed: the first maximal output must be a top input
+        first = top[np.arange(b), np.argmax(c, axis=1)]
+        strict = overflow.any(axis=1) | underflow.any(axis=1)
+        argmax = np.where(strict, first & ~nan.any(axis=1), kept).tolist()
     return _Rows(
         worst=worst.tolist(),
         max_ulp=ulp[np.arange(b), worst].tolist(),
@@ -678,7 +681,7 @@ def _measure_row(
         sum_error=metrics.sum_error(m.computed) if alg.kind is Kind.SOFTMAX else None,
         argmax_preserved=None
         if alg.kind.per_vector or alg.kind.is_grad
-        else metrics.argmax_preserved(x, m.computed),
+        else metrics.argmax_preserved(x, m.computed, bool(m.overflow.any() or m.underflow.any())),
         worst_index=worst,
         findings=found,
         elements=metrics.elements(m, None if alg.kind.per_vector else x)

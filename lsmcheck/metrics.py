@@ -145,15 +145,21 @@ def sum_error(computed: npt.NDArray[np.float64]) -> float:
     return abs(math.fsum([*computed.tolist(), -1.0]))
 
 
-def argmax_preserved(inputs: npt.NDArray[np.float64], computed: npt.NDArray[np.float64]) -> bool:
-    """Whether a maximal input logit still has the maximal output (ties allowed); False on NaN.
+def argmax_preserved(
+    inputs: npt.NDArray[np.float64], computed: npt.NDArray[np.float64], eventful: bool = False
+) -> bool:
+    """Whether a maximal input logit still has the maximal output; False on NaN.
 
     A correctly rounded output may tie classes the input ranks apart (three probabilities of
-    1/3 in float32): the top class still has the top output then, and the argmax is kept.
+    1/3 in float32): the top class still has the top output then, and the argmax is kept.  An
+    output that overflowed or underflowed earns no such benefit of the doubt (every output
+    ``-inf`` ties too): there the first maximal output must belong to a maximal input.
     """
     if np.isnan(computed).any():
         return False
     top = inputs == np.max(inputs)
+    if eventful:
+        return bool(top[int(np.argmax(computed))])
     return bool(np.max(computed[top]) == np.max(computed))
 
 

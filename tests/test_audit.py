@@ -238,3 +238,10 @@ def test_fail_on_unaudited() -> None:
     gated = audit(v, strict)
     assert gated.gated and not gated.passed
     assert [r.failures[0].split(":")[0] for r in gated.results] == ["not audited"] * 2
+
+
+def test_an_overflowed_tie_does_not_keep_the_argmax() -> None:
+    # float32: exp(1001) overflows, every output is -inf; the tie is not the rounded answer.
+    r = one([1000.0, 1001.0], "log_softmax_naive", "float32")
+    assert r.elements is not None and {e.computed for e in r.elements} == {-math.inf}
+    assert r.argmax_preserved is False

@@ -304,3 +304,19 @@ def test_output_dash_is_stdout_and_files_follow_the_umask(tmp_path: Path) -> Non
     finally:
         os.umask(old)
     assert report.stat().st_mode & 0o777 == 0o644
+
+
+def test_a_closed_pipe_is_not_a_crash() -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lsmcheck", "algorithms"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdout is not None
+    proc.stdout.readline()
+    proc.stdout.close()  # as `| head -1` does
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode in (0, 141)
+    assert b"Traceback" not in stderr and b"internal error" not in stderr

@@ -21,6 +21,8 @@ from lsmcheck.formats import Style
 
 #: Exit code for a bug in lsmcheck (never 1, which means "the gate failed").
 EXIT_BUG = 3
+#: Exit code when standard output was closed early (128 + SIGPIPE, as the shell reports it).
+EXIT_BROKEN_PIPE = 141
 
 
 def names(values: Iterable[str], default: tuple[str, ...]) -> tuple[str, ...]:
@@ -114,6 +116,10 @@ def guard(fn: Callable[..., int]) -> Callable[..., None]:
             sys.exit(e.exit_code)
         except (click.exceptions.Exit, click.ClickException, KeyboardInterrupt):
             raise
+        except BrokenPipeError:  # the reader went away (| head): stop quietly, as cat does
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(EXIT_BROKEN_PIPE)
         except Exception:
             traceback.print_exc()
             click.echo("lsmcheck: internal error (a bug in lsmcheck; please report it)", err=True)

@@ -107,6 +107,8 @@ def verdict(report: Report) -> str:
     bad = [r for r in report.results if r.status in (Status.FAIL, Status.ERROR)]
     gone = len(report.baseline.vanished) if report.baseline is not None else 0
     n = len(report.results)
+    if report.passed and not report.gated:
+        return f"audited {n} result{'s' if n != 1 else ''} (no gate set)"
     if report.passed:
         return f"PASS: {n} result{'s' if n != 1 else ''}"
     text = f"FAIL: {len(bad)} of {n} results broke the gate"

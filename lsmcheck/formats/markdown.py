@@ -39,7 +39,7 @@ def escape(text: str) -> str:
 def render(report: Report, style: Style) -> str:
     """The markdown summary."""
     n_vectors = len({(r.source, r.vector) for r in report.results})
-    mark = "PASS" if report.passed else "FAIL"
+    mark = ("PASS" if report.gated else "none set") if report.passed else "FAIL"
     lines = [
         f"### lsmcheck: {escape(verdict(report))}",
         "",
@@ -62,7 +62,9 @@ def render(report: Report, style: Style) -> str:
             str(g.overflow),
             str(g.underflow),
             str(g.nan),
-            f"**{status.upper()}**" if g.status is not Status.PASS else status,
+            f"**{status.upper()}**"
+            if g.status is not Status.PASS
+            else (status if report.gated else "-"),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     bad = [r for r in report.results if r.status in (Status.FAIL, Status.ERROR)]
