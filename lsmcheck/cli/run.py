@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -184,8 +185,9 @@ class _Limits:
     @contextmanager
     def alarm(self) -> Iterator[None]:
         """Raise the timeout's LimitError from a SIGALRM when the time is up (POSIX)."""
-        if self.timeout is None or not hasattr(signal, "setitimer"):
-            yield
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        if self.timeout is None or not hasattr(signal, "setitimer") or not in_main_thread:
+            yield  # the per-chunk check in progress() still applies
             return
 
         def ring(_signum: int, _frame: object) -> None:
