@@ -552,13 +552,7 @@ def _result(
     """The result of row ``r`` of a measured batch (``room``: its headroom, when assessed)."""
     over, under, benign, nan = rows.counts[r]
     return Result(
-        source=v.source,
-        vector=v.index,
-        line=v.line,
-        length=len(v.values),
-        algorithm=alg.name,
-        kind=alg.kind.value,
-        dtype=_label(alg, fmt),
+        **_identity(v, alg, fmt),
         max_ulp=rows.max_ulp[r],
         mean_ulp=rows.mean_ulp[r],
         max_abs_error=rows.max_abs[r],
@@ -621,6 +615,19 @@ def _applies(alg: Algorithm, fmt: Format, formats: list[Format]) -> bool:
     return fmt.storage.name not in {f.name for f in formats}
 
 
+def _identity(v: Vector, alg: Algorithm, fmt: Format) -> dict[str, Any]:
+    """The fields that say which vector, implementation and dtype a result is about."""
+    return {
+        "source": v.source,
+        "vector": v.index,
+        "line": v.line,
+        "length": len(v.values),
+        "algorithm": alg.name,
+        "kind": alg.kind.value,
+        "dtype": _label(alg, fmt),
+    }
+
+
 def _label(alg: Algorithm, fmt: Format) -> str:
     """The dtype a result is reported under: a black box ignores the accumulation format."""
     return fmt.name if alg.accumulates else fmt.storage.name
@@ -663,13 +670,7 @@ def _measure_row(
         found += (_beyond_bound(alg, fmt, bound),)
     worst = int(np.argmax(m.ulp))
     return Result(
-        source=v.source,
-        vector=v.index,
-        line=v.line,
-        length=len(v.values),
-        algorithm=alg.name,
-        kind=alg.kind.value,
-        dtype=_label(alg, fmt),
+        **_identity(v, alg, fmt),
         max_ulp=float(m.ulp[worst]),
         mean_ulp=float(np.mean(m.ulp)),
         max_abs_error=float(np.max(m.abs_error)),
@@ -739,13 +740,7 @@ def _unrepresentable(
 
 def _skipped(v: Vector, alg: Algorithm, fmt: Format, status: Status, reason: str) -> Result:
     return Result(
-        source=v.source,
-        vector=v.index,
-        line=v.line,
-        length=len(v.values),
-        algorithm=alg.name,
-        kind=alg.kind.value,
-        dtype=_label(alg, fmt),
+        **_identity(v, alg, fmt),
         status=status,
         reason=reason,
     )
