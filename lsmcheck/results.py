@@ -461,8 +461,8 @@ class Report:
         return json.dumps(report_to_dict(self), indent=indent, allow_nan=False)
 
 
-def _num(x: float | None) -> float | str | None:
-    """A float for JSON: non-finite values become strings."""
+def json_number(x: float | None) -> float | str | None:
+    """A float for JSON: non-finite values become the strings ``inf``, ``-inf``, ``nan``."""
     if x is None:
         return None
     if math.isnan(x):
@@ -484,15 +484,15 @@ def result_to_dict(r: Result) -> dict[str, Any]:
         "algorithm": r.algorithm,
         "kind": r.kind,
         "dtype": r.dtype,
-        "max_ulp": _num(r.max_ulp),
-        "mean_ulp": _num(r.mean_ulp),
-        "max_abs_error": _num(r.max_abs_error),
-        "max_rel_error": _num(r.max_rel_error),
+        "max_ulp": json_number(r.max_ulp),
+        "mean_ulp": json_number(r.mean_ulp),
+        "max_abs_error": json_number(r.max_abs_error),
+        "max_rel_error": json_number(r.max_rel_error),
         "overflow": r.overflow,
         "underflow": r.underflow,
         "underflow_benign": r.underflow_benign,
         "nan": r.nan,
-        "sum_error": _num(r.sum_error),
+        "sum_error": json_number(r.sum_error),
         "argmax_preserved": r.argmax_preserved,
         "worst_index": r.worst_index,
         "status": r.status.value,
@@ -503,8 +503,8 @@ def result_to_dict(r: Result) -> dict[str, Any]:
         "known": [breach_to_dict(b) for b in r.known],
         "reason": r.reason,
         "target": r.target,
-        "bound_ratio": _num(r.bound_ratio),
-        "bound_rel_error": _num(r.bound_rel_error),
+        "bound_ratio": json_number(r.bound_ratio),
+        "bound_rel_error": json_number(r.bound_rel_error),
         "findings": [
             {"kind": f.kind, "event": f.event, "message": f.message, "count": f.count}
             for f in r.findings
@@ -512,9 +512,9 @@ def result_to_dict(r: Result) -> dict[str, Any]:
         "headroom": [
             {
                 "limit": h.limit,
-                "value": _num(h.value),
-                "threshold": _num(h.threshold),
-                "headroom": _num(h.headroom),
+                "value": json_number(h.value),
+                "threshold": json_number(h.threshold),
+                "headroom": json_number(h.headroom),
                 "warning": h.warning,
                 "message": h.message,
             }
@@ -528,7 +528,7 @@ def result_to_dict(r: Result) -> dict[str, Any]:
                 "input": None if e.input is None else repr_float(e.input, r.dtype),
                 "computed": repr_float(e.computed, r.dtype),
                 "exact": e.exact,
-                "ulp": _num(e.ulp),
+                "ulp": json_number(e.ulp),
                 "flags": list(e.flags),
             }
             for e in r.elements
@@ -540,9 +540,9 @@ def breach_to_dict(b: Breach) -> dict[str, Any]:
     """One broken threshold in the JSON schema."""
     return {
         "check": b.check,
-        "value": _num(b.value),
-        "limit": _num(b.limit),
-        "excess": _num(b.excess),
+        "value": json_number(b.value),
+        "limit": json_number(b.limit),
+        "excess": json_number(b.excess),
         "origin": b.origin,
         "message": b.message,
     }
@@ -558,8 +558,8 @@ def recorded_to_dict(r: Recorded) -> dict[str, Any]:
         "kind": r.kind,
         "dtype": r.dtype,
         "status": r.status,
-        "max_ulp": _num(r.max_ulp),
-        "max_rel_error": _num(r.max_rel_error),
+        "max_ulp": json_number(r.max_ulp),
+        "max_rel_error": json_number(r.max_rel_error),
         "overflow": r.overflow,
         "underflow": r.underflow,
         "nan": r.nan,
@@ -590,15 +590,15 @@ def group_to_dict(g: Group) -> dict[str, Any]:
         "failed": g.failed,
         "errors": g.errors,
         "skipped": g.skipped,
-        "max_ulp": _num(g.max_ulp),
-        "mean_ulp": _num(g.mean_ulp),
+        "max_ulp": json_number(g.max_ulp),
+        "mean_ulp": json_number(g.mean_ulp),
         "worst": None if g.worst is None else _where(g.worst),
         "overflow": g.overflow,
         "underflow": g.underflow,
         "underflow_benign": g.underflow_benign,
         "nan": g.nan,
         "argmax_lost": g.argmax_lost,
-        "max_bound_ratio": _num(g.max_bound_ratio),
+        "max_bound_ratio": json_number(g.max_bound_ratio),
         "status": g.status.value,
         "max_ulp_histogram": dict(g.max_ulp_histogram),
     }

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from lsmcheck.algorithms import Algorithm
 from lsmcheck.audit import Options, audit
 from lsmcheck.explore.generators import Family, draw, get_family, steps, vectors
-from lsmcheck.results import Result, Status
+from lsmcheck.results import Result, Status, json_number
 from lsmcheck.vectors import Vector
 
 Progress = Callable[[int, int], None]
@@ -190,20 +190,10 @@ def _onsets(points: Sequence[Point]) -> tuple[Onset, ...]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _num(x: float | None) -> float | str | None:
-    if x is None:
-        return None
-    if math.isnan(x):
-        return "nan"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    return x
-
-
 def _cell(x: float | None) -> str:
     if x is None:
         return ""
-    return repr(float(x)) if math.isfinite(x) else str(_num(x))
+    return repr(float(x)) if math.isfinite(x) else str(json_number(x))
 
 
 def to_csv(sweep: Sweep) -> str:
@@ -240,7 +230,7 @@ def to_json(sweep: Sweep) -> str:
                 "value": pt.value,
                 "algorithm": pt.algorithm,
                 "dtype": pt.dtype,
-                "max_ulp": _num(pt.max_ulp),
+                "max_ulp": json_number(pt.max_ulp),
                 "overflow": pt.overflow,
                 "underflow": pt.underflow,
                 "nan": pt.nan,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import textwrap
 from typing import Any
 
@@ -18,7 +17,7 @@ from lsmcheck.explore.hunt import HuntReport
 from lsmcheck.explore.limits import LIMITS, SPECS, Limit, LimitsReport, fmt_value
 from lsmcheck.formats.style import Style
 from lsmcheck.formats.table import to_text
-from lsmcheck.results import repr_float
+from lsmcheck.results import json_number, repr_float
 
 LIMITS_SCHEMA = "lsmcheck.limits/1"
 
@@ -29,16 +28,6 @@ _HEADERS = {
     "spread": "spread\ntop lead within {bound} ulp",
     "length": "length\nsum overflows at",
 }
-
-
-def _num(x: float | None) -> float | str | None:
-    if x is None:
-        return None
-    if math.isnan(x):
-        return "nan"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    return x
 
 
 def _cell(lim: Limit) -> Text:
@@ -133,11 +122,13 @@ def _limit_dict(lim: Limit) -> dict[str, Any]:
         "probe": lim.spec.form,
         "quantity": lim.spec.quantity,
         "applicable": lim.applicable,
-        "last_ok": _num(lim.last_ok),
-        "first_bad": _num(lim.first_bad),
-        "value": _num(lim.value),
-        "analytical": _num(None if lim.analytical is None else lim.spec.sign * lim.analytical),
-        "searched": _num(lim.searched),
+        "last_ok": json_number(lim.last_ok),
+        "first_bad": json_number(lim.first_bad),
+        "value": json_number(lim.value),
+        "analytical": json_number(
+            None if lim.analytical is None else lim.spec.sign * lim.analytical
+        ),
+        "searched": json_number(lim.searched),
         "early": lim.early,
         "event": lim.event,
         "bound": lim.bound,
@@ -153,9 +144,9 @@ def limits_json(report: LimitsReport) -> str:
         "dtypes": [
             {
                 "dtype": f.dtype,
-                "max": _num(f.max),
+                "max": json_number(f.max),
                 "smallest_subnormal": f.smallest_subnormal,
-                "overflow_threshold": _num(f.overflow_threshold),
+                "overflow_threshold": json_number(f.overflow_threshold),
                 "ln_max": f.ln_max,
                 "ln_tiny": f.ln_tiny,
                 "representable": None
@@ -205,13 +196,13 @@ def hunt_json(h: HuntReport) -> str:
         "evaluations": h.evaluations,
         "rounds": h.rounds,
         "seconds": h.seconds,
-        "baseline_max_ulp": _num(h.baseline),
+        "baseline_max_ulp": json_number(h.baseline),
         "broken": h.broken,
         "worst": [
             {
                 "values": [repr_float(float(v), h.dtype) for v in f.values],
                 "origin": f.origin,
-                "max_ulp": _num(f.result.max_ulp),
+                "max_ulp": json_number(f.result.max_ulp),
                 "worst_index": f.result.worst_index,
                 "overflow": f.result.overflow,
                 "underflow": f.result.underflow,
