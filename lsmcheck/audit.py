@@ -409,7 +409,7 @@ def _measure_batch(
             tiers[tier] = tiers.get(tier, 0) + c.size - n_slow
         if n_slow:
             tiers["mpmath"] = tiers.get("mpmath", 0) + n_slow
-        overflow, underflow, benign, nan = fastmetrics.classify(
+        overflow, underflow, benign, nan = metrics.classify(
             kind, c, rounded, exact_zero, over, flush
         )
         rows = _row_stats(kind, xs, c, ulp, abs_e, rel_e, overflow, underflow, benign, nan)

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from lsmcheck.algorithms import Event, Kind, describe_event
+from lsmcheck.algorithms import Event, describe_event
 from lsmcheck.dtypes import Format
 from lsmcheck.fastref import U, Values, dd_add_d, fast_two_sum, tree_sum_dd, two_sum
 from lsmcheck.results import Finding
@@ -223,36 +223,6 @@ def measure_batch(c: F64, prep: Prepared, flagged: Bools) -> Batch:
         return Batch(ulp, abs_error, rel, prep.rounded, prep.exact_zero.copy(), unsettled)
 
 
-def classify(
-    kind: Kind,
-    c: F64,
-    rounded: F64,
-    exact_zero: Bools,
-    overflow_codes: npt.NDArray[np.uint8],
-    flush_codes: npt.NDArray[np.uint8],
-) -> tuple[Bools, Bools, Bools, Bools]:
-    """``(overflow, underflow, benign, nan)`` masks, as defined in :mod:`lsmcheck.metrics`.
-
-    The same rules as :func:`lsmcheck.metrics.measure`, on arrays of any shape.
-    """
-    with np.errstate(invalid="ignore"):
-        wrong = ~(c == rounded)
-        if kind is Kind.SOFTMAX:
-            flushed = c == 0
-            looks_flushed = flushed & (rounded != 0)
-        else:
-            flushed = c == -np.inf
-            looks_flushed = flushed & np.isfinite(rounded)
-        traced_over = overflow_codes != 0
-        traced_flush = flush_codes != 0
-        overflow = wrong & (
-            traced_over | (~traced_flush & ~looks_flushed & np.isinf(c) & np.isfinite(rounded))
-        )
-        underflow = wrong & ~overflow & (traced_flush | looks_flushed)
-        benign = ~wrong & flushed & ~exact_zero & ~traced_over
-    return overflow, underflow, benign, np.isnan(c)
-
-
 def findings_batch(
     masks: tuple[Bools, Bools, Bools, Bools],
     overflow_codes: npt.NDArray[np.uint8],
@@ -356,7 +326,6 @@ __all__ = [
     "MAX_QE",
     "Batch",
     "Prepared",
-    "classify",
     "findings_batch",
     "flagged",
     "measure_batch",

@@ -113,6 +113,26 @@ def measure(
     ulp, abs_err, rel_err = (np.array(col, np.float64) for col in zip(*errors, strict=True))
     rounded = np.array([round_to_format(v, fmt) for v in exact], np.float64)
     exact_zero = np.array([v == 0 or v == -mpmath.inf for v in exact], bool)
+    overflow, underflow, benign, nan = classify(
+        kind, c, rounded, exact_zero, overflow_codes, flush_codes
+    )
+    return Measured(c, exact, ulp, abs_err, rel_err, overflow, underflow, benign, nan)
+
+
+def classify(
+    kind: Kind,
+    c: npt.NDArray[np.float64],
+    rounded: npt.NDArray[np.float64],
+    exact_zero: npt.NDArray[np.bool_],
+    overflow_codes: npt.NDArray[np.uint8],
+    flush_codes: npt.NDArray[np.uint8],
+) -> tuple[Bools, Bools, Bools, Bools]:
+    """``(overflow, underflow, benign, nan)`` masks of outputs ``c`` (any shape).
+
+    ``rounded`` is each exact value correctly rounded to the format, ``exact_zero`` where the
+    exact value is exactly 0 (or ``-inf``: a masked class); the codes come from the trace.  The
+    rules are those of the module docstring; the fast tier uses this same function.
+    """
     with np.errstate(invalid="ignore"):
         wrong = ~((c == rounded) | (np.isnan(c) & np.isnan(rounded)))
         if kind is Kind.SOFTMAX or kind.is_grad:
@@ -134,8 +154,7 @@ def measure(
         # rounded comes from a value beyond the range (an overflow of the magnitude).
         probability = kind is Kind.SOFTMAX or kind.is_grad
         benign = ~wrong & flushed & ~exact_zero & ~traced_over & probability
-    nan = np.isnan(c) & wrong
-    return Measured(c, exact, ulp, abs_err, rel_err, overflow, underflow, benign, nan)
+    return overflow, underflow, benign, np.isnan(c) & wrong
 
 
 def sum_error(computed: npt.NDArray[np.float64]) -> float:
