@@ -28,6 +28,7 @@ The registry holds the built-ins (:data:`BUILTINS`), the cross-entropy losses
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -121,11 +122,14 @@ class Setup:
             dtype itself).
         block: the block size of blocked algorithms.
         targets: the target class of each row, for cross-entropy and the backward passes.
+        quiet: compute the outputs only and record no events (see :func:`builtin`: the
+            rows whose outputs show that something happened are run again, traced).
     """
 
     acc: np.dtype[Any] | None = None
     block: int = DEFAULT_BLOCK
     targets: npt.NDArray[np.intp] | None = None
+    quiet: bool = False
 
     def target_array(self, rows: int) -> npt.NDArray[np.intp]:
         """The targets, checked to be there (a usage error names ``--target`` otherwise)."""
@@ -179,21 +183,30 @@ def untraced(out: Array) -> Trace:
 
 
 class _Tracer:
-    """Collects per-element events while a built-in algorithm computes."""
+    """Collects per-element events while a built-in algorithm computes.
 
-    def __init__(self, shape: tuple[int, ...]) -> None:
+    An inactive tracer (``Setup.quiet``) records nothing, and the steps skip computing the
+    masks they would record: the arithmetic is the same, so the outputs are bit-identical.
+    """
+
+    def __init__(self, shape: tuple[int, ...], active: bool = True) -> None:
+        self.active = active
         self.overflow = np.zeros(shape, np.uint8)
         self.flush = np.zeros(shape, np.uint8)
         self.nan = np.zeros(shape, np.uint8)
         self.arg = np.full(shape, np.nan)
 
-    def _mark(self, codes: npt.NDArray[np.uint8], event: Event, mask: Array, arg: Array) -> None:
-        mask = np.broadcast_to(mask, codes.shape)
-        arg = np.broadcast_to(np.asarray(arg, np.float64), codes.shape)
-        new = mask & (codes == 0)
+    def _mark(
+        self, codes: npt.NDArray[np.uint8], event: Event, mask: Array, arg: Array | float
+    ) -> None:
+        if not self.active:
+            return
+        new = np.broadcast_to(mask, codes.shape) & (codes == 0)
+        if not new.any():
+            return
         codes[new] = event
         if codes is not self.nan:
-            self.arg[new] = arg[new]
+            self.arg[new] = np.asarray(np.broadcast_to(arg, codes.shape)[new], np.float64)
 
     def overflowed(self, event: Event, mask: Array, arg: Array) -> None:
         self._mark(self.overflow, event, mask, arg)
@@ -202,13 +215,13 @@ class _Tracer:
         self._mark(self.flush, event, mask, arg)
 
     def nans(self, event: Event, mask: Array) -> None:
-        self._mark(self.nan, event, mask, np.full(self.nan.shape, np.nan))
+        self._mark(self.nan, event, mask, math.nan)  # a NaN has no operand to name
 
     def trace(self, out: Array) -> Trace:
+        if not self.active:
+            return Trace(out, self.overflow, self.flush, self.nan, self.arg)
         # A format without infinities (float8_e4m3fn) overflows to NaN: name that cause.
-        self.nans(
-            Event.NAN_FROM_OVERFLOW, np.isnan(np.asarray(out, np.float64)) & (self.overflow != 0)
-        )
+        self.nans(Event.NAN_FROM_OVERFLOW, np.isnan(_native(out)) & (self.overflow != 0))
         return Trace(out, self.overflow, self.flush, self.nan, self.arg)
 
 
@@ -218,18 +231,65 @@ def _row(mask: Array) -> Array:
 
 
 def _row_max(values: Array) -> Array:
-    return np.asarray(np.max(np.asarray(values, np.float64), axis=-1, keepdims=True))
+    return np.asarray(np.max(_native(values), axis=-1, keepdims=True), np.float64)
+
+
+def _native(a: Array) -> Array:
+    """``a`` itself when numpy's predicates take its dtype, else as float64 (bfloat16, float8)."""
+    a = np.asarray(a)
+    return a if a.dtype.kind == "f" else np.asarray(a, np.float64)
 
 
 def _nonfinite(a: Array) -> Array:
     """``±inf`` or NaN: what an overflow gives (NaN in a format without infinities)."""
-    return ~np.isfinite(np.asarray(a, np.float64))
+    return ~np.isfinite(_native(a))
+
+
+_HALF = np.dtype(np.float16)
+_HALF_TINY = np.float32(2.0**-14)  # float16's smallest normal
+_HALF_QUANTA = np.float32(2.0**24)  # subnormal float16s per unit
+
+
+def _to_half(v: Array) -> Array:
+    """``v`` (float32 or float64) rounded to float16, as ``v.astype(np.float16)``.
+
+    numpy rounds a result in float16's subnormal range with a slow branchy routine (about
+    70 ns an element; softmax outputs in float16 are full of them).  Below 2**-14 the float16
+    is the multiple of 2**-24 nearest ``v`` (ties to even), which ``rint`` gives exactly; the
+    bits of that integer are those of the float16 (1024 is the bit pattern of 2**-14).
+    """
+    a = np.abs(v)
+    small = a < _HALF_TINY
+    if not small.any():
+        return v.astype(_HALF)
+    bits = np.where(small, v.dtype.type(0), v).astype(_HALF).view(np.uint16)
+    sub = np.rint(np.minimum(a, _HALF_TINY) * _HALF_QUANTA).astype(np.uint16)
+    sub |= np.signbit(v).astype(np.uint16) << 15
+    return np.where(small, sub, bits).view(_HALF)
+
+
+def _cast(v: Array, dtype: np.dtype[Any]) -> Array:
+    """``v.astype(dtype)`` (no copy when it has that dtype already)."""
+    if dtype == _HALF and v.dtype in (np.float32, np.float64):
+        return _to_half(v)
+    return v.astype(dtype, copy=False)
+
+
+def _wide(a: Array) -> Array:
+    """float16 operands as float32: numpy computes a float16 ufunc in float32 and rounds the
+    result to float16; rounding it with :func:`_to_half` gives the same float16, faster."""
+    return a.astype(np.float32) if a.dtype == _HALF else a
 
 
 def _exp(t: _Tracer, a: Array, rowwise: bool, dtype: np.dtype[Any]) -> Array:
     """exp(a) stored in ``dtype``, marking overflow (finite a -> inf/NaN) and flush (-> 0)."""
-    e = np.exp(a).astype(dtype)
-    finite = np.isfinite(np.asarray(a, np.float64))
+    e = np.exp(_wide(a))
+    if a.dtype == _HALF:
+        e = _to_half(e)
+    e = _cast(e, dtype)
+    if not t.active:
+        return e
+    finite = np.isfinite(_native(a))
     over = finite & _nonfinite(e)
     flush = finite & (e == 0)
     if rowwise:
@@ -243,9 +303,11 @@ def _exp(t: _Tracer, a: Array, rowwise: bool, dtype: np.dtype[Any]) -> Array:
 def _sum(t: _Tracer, x: Array, e: Array, acc: np.dtype[Any]) -> Array:
     """Row sums of ``e`` in ``acc``, marking a sum of finite terms that overflowed or is 0."""
     s: Array = np.asarray(np.sum(e, axis=-1, keepdims=True, dtype=acc))
-    finite_x = np.isfinite(np.asarray(x, np.float64))
+    if not t.active:
+        return s
+    finite_x = np.isfinite(_native(x))
     term_over = _row(_nonfinite(e) & finite_x)
-    bad = _nonfinite(s) & ~_row(np.isnan(np.asarray(x, np.float64)))
+    bad = _nonfinite(s) & ~_row(np.isnan(_native(x)))
     _spread_overflow(t, bad)
     t.overflowed(Event.EXP_OVERFLOW, bad & term_over, _row_max(x))
     t.overflowed(Event.SUM_OVERFLOW, bad & ~term_over, _row_max(x))
@@ -271,19 +333,23 @@ def _spread_overflow(t: _Tracer, rows: Array) -> None:
 def _sub(t: _Tracer, a: Array, b: Array, event: Event = Event.SUB_OVERFLOW) -> Array:
     """a - b, marking finite operands whose difference overflowed, and inf - inf."""
     d = a - b
-    fa, fb = np.isfinite(np.asarray(a, np.float64)), np.isfinite(np.asarray(b, np.float64))
+    if not t.active:
+        return d
+    fa, fb = np.isfinite(_native(a)), np.isfinite(_native(b))
     t.overflowed(event, fa & fb & _nonfinite(d), np.broadcast_to(a, d.shape))
-    ia, ib = np.isinf(np.asarray(a, np.float64)), np.isinf(np.asarray(b, np.float64))
-    t.nans(Event.INF_MINUS_INF, ia & ib & np.isnan(np.asarray(d, np.float64)))
+    ia, ib = np.isinf(_native(a)), np.isinf(_native(b))
+    t.nans(Event.INF_MINUS_INF, ia & ib & np.isnan(_native(d)))
     return d
 
 
 def _div(t: _Tracer, a: Array, b: Array) -> Array:
     """a / b, naming the cause of inf/inf and 0/0."""
-    q = a / b
-    a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    t.nans(Event.INF_OVER_INF, np.isinf(a64) & np.isinf(b64))
-    t.nans(Event.ZERO_OVER_ZERO, (a64 == 0) & (b64 == 0))
+    q = _to_half(_wide(a) / _wide(b)) if a.dtype == b.dtype == _HALF else a / b
+    if not t.active:
+        return q
+    a_, b_ = _native(a), _native(b)
+    t.nans(Event.INF_OVER_INF, np.isinf(a_) & np.isinf(b_))
+    t.nans(Event.ZERO_OVER_ZERO, (a_ == 0) & (b_ == 0))
     return q
 
 
@@ -295,7 +361,9 @@ def _store(t: _Tracer, v: Array, dtype: np.dtype[Any], event: Event) -> Array:
     """
     if v.dtype == dtype:
         return v
-    out = v.astype(dtype)
+    out = _cast(v, dtype)
+    if not t.active:
+        return out
     v64 = np.asarray(v, np.float64)
     t.overflowed(event, np.isfinite(v64) & _nonfinite(out), v64)
     t.flushed(Event.STORE_FLUSH, np.isfinite(v64) & (v64 != 0) & (out == 0), v64)
@@ -307,9 +375,11 @@ def _dtypes(x: Array, s: Setup) -> tuple[np.dtype[Any], np.dtype[Any]]:
     return x.dtype, (x.dtype if s.acc is None else s.acc)
 
 
-def _start(x: Array, out_shape: tuple[int, ...]) -> _Tracer:
-    t = _Tracer(out_shape)
-    nan_x = np.isnan(np.asarray(x, np.float64))
+def _start(x: Array, out_shape: tuple[int, ...], s: Setup) -> _Tracer:
+    t = _Tracer(out_shape, active=not s.quiet)
+    if s.quiet:
+        return t
+    nan_x = np.isnan(_native(x))
     t.nans(Event.NAN_INPUT, nan_x if out_shape == x.shape else _row(nan_x))
     return t
 
@@ -324,7 +394,7 @@ def _shift(t: _Tracer, x: Array, acc: np.dtype[Any]) -> tuple[Array, Array]:
 
 def softmax_naive(x: Array, s: Setup = NO_SETUP) -> Trace:
     d_t, acc = _dtypes(x, s)
-    t = _start(x, x.shape)
+    t = _start(x, x.shape, s)
     e = _exp(t, x, rowwise=False, dtype=d_t)
     total = _sum(t, x, e, acc)
     return t.trace(_store(t, _div(t, e.astype(acc), total), d_t, Event.SUM_OVERFLOW))
@@ -332,7 +402,7 @@ def softmax_naive(x: Array, s: Setup = NO_SETUP) -> Trace:
 
 def softmax_stable(x: Array, s: Setup = NO_SETUP) -> Trace:
     d_t, acc = _dtypes(x, s)
-    t = _start(x, x.shape)
+    t = _start(x, x.shape, s)
     _, d = _shift(t, x, acc)
     e = _exp(t, d, rowwise=False, dtype=d_t)
     total = _sum(t, x, e, acc)
@@ -341,7 +411,7 @@ def softmax_stable(x: Array, s: Setup = NO_SETUP) -> Trace:
 
 def log_softmax_naive(x: Array, s: Setup = NO_SETUP) -> Trace:
     d_t, acc = _dtypes(x, s)
-    t = _start(x, x.shape)
+    t = _start(x, x.shape, s)
     e = _exp(t, x, rowwise=True, dtype=d_t)
     total = _sum(t, x, e, acc)
     return t.trace(_store(t, _sub(t, x.astype(acc), np.log(total)), d_t, Event.SUB_OVERFLOW))
@@ -349,7 +419,7 @@ def log_softmax_naive(x: Array, s: Setup = NO_SETUP) -> Trace:
 
 def log_softmax_stable(x: Array, s: Setup = NO_SETUP) -> Trace:
     d_t, acc = _dtypes(x, s)
-    t = _start(x, x.shape)
+    t = _start(x, x.shape, s)
     _, d = _shift(t, x, acc)
     e = _exp(t, d, rowwise=True, dtype=d_t)
     total = _sum(t, x, e, acc)
@@ -359,14 +429,16 @@ def log_softmax_stable(x: Array, s: Setup = NO_SETUP) -> Trace:
 def log_of_softmax(x: Array, s: Setup = NO_SETUP) -> Trace:
     inner = softmax_stable(x, s)
     out = np.log(inner.out)
-    zero = (inner.out == 0) & np.isfinite(np.asarray(x, np.float64))
+    if s.quiet:
+        return Trace(out, inner.overflow, inner.flush, inner.nan, inner.arg)
+    zero = (inner.out == 0) & np.isfinite(_native(x))
     inner.flush[zero] = Event.LOG_OF_ZERO  # the root cause stays in ``arg``: exp's argument
     return Trace(out, inner.overflow, inner.flush, inner.nan, inner.arg)
 
 
 def logsumexp_naive(x: Array, s: Setup = NO_SETUP) -> Trace:
     d_t, acc = _dtypes(x, s)
-    t = _start(x, (x.shape[0], 1))
+    t = _start(x, (x.shape[0], 1), s)
     e = _exp(t, x, rowwise=True, dtype=d_t)
     total = _sum(t, x, e, acc)
     return t.trace(_store(t, np.log(total), d_t, Event.ADD_OVERFLOW))
@@ -374,13 +446,14 @@ def logsumexp_naive(x: Array, s: Setup = NO_SETUP) -> Trace:
 
 def logsumexp_stable(x: Array, s: Setup = NO_SETUP) -> Trace:
     d_t, acc = _dtypes(x, s)
-    t = _start(x, (x.shape[0], 1))
+    t = _start(x, (x.shape[0], 1), s)
     m, d = _shift(t, x, acc)
     e = _exp(t, d, rowwise=True, dtype=d_t)
     total = _sum(t, x, e, acc)
     out = m.astype(acc) + np.log(total)
-    m64 = np.asarray(m, np.float64)
-    t.overflowed(Event.ADD_OVERFLOW, np.isfinite(m64) & _nonfinite(out), m64)
+    if t.active:
+        m64 = np.asarray(m, np.float64)
+        t.overflowed(Event.ADD_OVERFLOW, np.isfinite(m64) & _nonfinite(out), m64)
     return t.trace(_store(t, out, d_t, Event.ADD_OVERFLOW))
 
 
@@ -399,24 +472,28 @@ def _log1p_terms(t: _Tracer, x: Array, s: Setup) -> tuple[Array, Array, Array]:
     k = np.argmax(np.asarray(x, np.float64), axis=-1)
     e[np.arange(x.shape[0]), k] = 0
     total = _sum(t, x, e, acc)
-    t.flush[:] = np.where(t.flush == Event.SUM_FLUSH, Event.NONE, t.flush)  # a 0 sum is fine
+    if t.active:  # a 0 sum is fine: forget that event, and its operand
+        fine = t.flush == Event.SUM_FLUSH
+        t.flush[fine] = Event.NONE
+        t.arg[fine & (t.overflow == 0)] = np.nan
     return m, d, np.log1p(total)
 
 
 def log_softmax_log1p(x: Array, s: Setup = NO_SETUP) -> Trace:
     d_t, _ = _dtypes(x, s)
-    t = _start(x, x.shape)
+    t = _start(x, x.shape, s)
     _, d, big_l = _log1p_terms(t, x, s)
     return t.trace(_store(t, _sub(t, d, big_l), d_t, Event.SUB_OVERFLOW))
 
 
 def logsumexp_log1p(x: Array, s: Setup = NO_SETUP) -> Trace:
     d_t, acc = _dtypes(x, s)
-    t = _start(x, (x.shape[0], 1))
+    t = _start(x, (x.shape[0], 1), s)
     m, _, big_l = _log1p_terms(t, x, s)
     out = m.astype(acc) + big_l
-    m64 = np.asarray(m, np.float64)
-    t.overflowed(Event.ADD_OVERFLOW, np.isfinite(m64) & _nonfinite(out), m64)
+    if t.active:
+        m64 = np.asarray(m, np.float64)
+        t.overflowed(Event.ADD_OVERFLOW, np.isfinite(m64) & _nonfinite(out), m64)
     return t.trace(_store(t, out, d_t, Event.ADD_OVERFLOW))
 
 
@@ -439,9 +516,10 @@ def _rescale(old_m: Array, new_m: Array, acc: np.dtype[Any]) -> Array:
 def _online_finish(t: _Tracer, x: Array, m: Array, total: Array, s: Setup) -> Trace:
     """The second pass: ``exp(x - M) / S`` with the running maximum ``M`` and sum ``S``."""
     d_t, acc = _dtypes(x, s)
-    x64 = np.asarray(x, np.float64)
-    bad = _nonfinite(total) & ~_row(np.isnan(x64))
-    t.overflowed(Event.SUM_OVERFLOW, bad, _row_max(x))
+    if t.active:
+        x64 = np.asarray(x, np.float64)
+        bad = _nonfinite(total) & ~_row(np.isnan(x64))
+        t.overflowed(Event.SUM_OVERFLOW, bad, _row_max(x))
     d = _sub(t, x.astype(acc), m.astype(acc))
     e = _exp(t, d, rowwise=False, dtype=d_t)
     return t.trace(_store(t, _div(t, e.astype(acc), total), d_t, Event.SUM_OVERFLOW))
@@ -455,7 +533,7 @@ def _shift_of(m: Array, acc: np.dtype[Any]) -> Array:
 def softmax_online(x: Array, s: Setup = NO_SETUP) -> Trace:
     """One pass for the normaliser: ``S = S * exp(m_old - m_new) + exp(x_j - m_new)``."""
     d_t, acc = _dtypes(x, s)
-    t = _start(x, x.shape)
+    t = _start(x, x.shape, s)
     rows = x.shape[0]
     x64 = np.asarray(x, np.float64)
     m = np.full((rows, 1), -np.inf)
@@ -471,7 +549,7 @@ def softmax_online(x: Array, s: Setup = NO_SETUP) -> Trace:
 def softmax_online_blocked(x: Array, s: Setup = NO_SETUP) -> Trace:
     """Blocks of ``Setup.block`` columns: a local max and sum each, merged by rescaling."""
     d_t, acc = _dtypes(x, s)
-    t = _start(x, x.shape)
+    t = _start(x, x.shape, s)
     rows = x.shape[0]
     m = np.full((rows, 1), -np.inf)
     total = np.zeros((rows, 1), acc)
@@ -541,15 +619,66 @@ def _errstate(fn: Callable[[Array, Setup], Trace]) -> Callable[[Array, Setup], T
     return run
 
 
+def _finite(a: Array) -> npt.NDArray[np.bool_]:
+    return np.asarray(np.isfinite(_native(a)))
+
+
+def eventful_rows(x: Array, out: Array) -> npt.NDArray[np.intp]:
+    """The rows of a batch in which a step of a built-in may have recorded an event.
+
+    Every event a built-in records leaves a mark on its outputs or comes from its inputs: an
+    overflow gives ``±inf`` or NaN (the sum, and so every output of the row, included), a flush
+    gives 0 (or ``-inf`` after a log), every NaN cause gives NaN, and a NaN or infinite input is
+    an input that is not finite.  A row whose inputs and outputs are all finite and whose
+    outputs are nonzero recorded nothing (``tests/test_algorithms.py`` checks this against
+    the fully traced run).
+    """
+    calm = _finite(x).all(axis=-1) & _finite(out).all(axis=-1) & (out != 0).all(axis=-1)
+    return np.flatnonzero(~calm)
+
+
+def _lazily(fn: Callable[[Array, Setup], Trace]) -> Callable[[Array, Setup], Trace]:
+    """Run ``fn`` quietly (outputs only), then traced again on the rows that need it.
+
+    Recording events costs several times the arithmetic; most rows of real logits have none.
+    The outputs of the traced rows replace the quiet ones (the same arithmetic on the same row:
+    the values are identical either way).
+    """
+
+    def run(x: Array, s: Setup) -> Trace:
+        if s.quiet or x.ndim != 2 or x.shape[0] < 2:
+            return fn(x, s)
+        quick = fn(x, dataclasses.replace(s, quiet=True))
+        redo = eventful_rows(x, quick.out)
+        if redo.size == 0:
+            return quick
+        if redo.size == x.shape[0]:
+            return fn(x, s)
+        targets = None if s.targets is None else s.targets[redo]
+        full = fn(x[redo], dataclasses.replace(s, targets=targets))
+        for name in ("out", "overflow", "flush", "nan", "arg"):
+            getattr(quick, name)[redo] = getattr(full, name)
+        return quick
+
+    run.__name__ = fn.__name__
+    run.__doc__ = fn.__doc__
+    return run
+
+
 def builtin(
     name: str,
     kind: Kind,
     description: str,
     fn: Callable[[Array, Setup], Trace],
     backward: str | None = None,
+    lazy: bool = False,
 ) -> Algorithm:
-    """A traced built-in that honours every :class:`Setup` field."""
-    with_setup = _errstate(fn)
+    """A traced built-in that honours every :class:`Setup` field.
+
+    ``lazy``: trace only the rows :func:`eventful_rows` picks (for functions whose every step
+    honours ``Setup.quiet``).
+    """
+    with_setup = _errstate(_lazily(fn) if lazy else fn)
 
     def run(x: Array) -> Trace:
         return with_setup(x, NO_SETUP)
@@ -573,18 +702,21 @@ BUILTINS: dict[str, Algorithm] = {
             Kind.SOFTMAX,
             "exp(x) / sum(exp(x)): the textbook formula",
             softmax_naive,
+            lazy=True,
         ),
         builtin(
             "softmax_stable",
             Kind.SOFTMAX,
             "exp(x - max) / sum(exp(x - max)): shifted by the maximum",
             softmax_stable,
+            lazy=True,
         ),
         builtin(
             "log_softmax_naive",
             Kind.LOG_SOFTMAX,
             "x - log(sum(exp(x)))",
             log_softmax_naive,
+            lazy=True,
         ),
         builtin(
             "log_softmax_stable",
@@ -592,6 +724,7 @@ BUILTINS: dict[str, Algorithm] = {
             "(x - max) - log(sum(exp(x - max)))",
             log_softmax_stable,
             backward="log_softmax_stable.grad",
+            lazy=True,
         ),
         builtin(
             "log_of_softmax",
@@ -599,30 +732,35 @@ BUILTINS: dict[str, Algorithm] = {
             "log(softmax_stable(x)): the log of probabilities, a common mistake",
             log_of_softmax,
             backward="log_of_softmax.grad",
+            lazy=True,
         ),
         builtin(
             "logsumexp_naive",
             Kind.LOGSUMEXP,
             "log(sum(exp(x)))",
             logsumexp_naive,
+            lazy=True,
         ),
         builtin(
             "logsumexp_stable",
             Kind.LOGSUMEXP,
             "max + log(sum(exp(x - max)))",
             logsumexp_stable,
+            lazy=True,
         ),
         builtin(
             "softmax_online",
             Kind.SOFTMAX,
             "one-pass running-max normaliser, then exp(x - M) / S (Milakov & Gimelshein 2018)",
             softmax_online,
+            lazy=True,
         ),
         builtin(
             "softmax_online_blocked",
             Kind.SOFTMAX,
             "online softmax over blocks of --block columns, merged by rescaling (fused kernels)",
             softmax_online_blocked,
+            lazy=True,
         ),
         builtin(
             "log_softmax_log1p",
@@ -630,12 +768,14 @@ BUILTINS: dict[str, Algorithm] = {
             "(x - max) - log1p(sum_{j != argmax} exp(x_j - max)) (Blanchard, Higham & Higham)",
             log_softmax_log1p,
             backward="log_softmax_log1p.grad",
+            lazy=True,
         ),
         builtin(
             "logsumexp_log1p",
             Kind.LOGSUMEXP,
             "max + log1p(sum_{j != argmax} exp(x_j - max)) (Blanchard, Higham & Higham)",
             logsumexp_log1p,
+            lazy=True,
         ),
     )
 }
