@@ -103,6 +103,15 @@ class Element:
     flags: tuple[str, ...] = ()
 
 
+def prose_number(x: float) -> str:
+    """A limit for prose: two decimals (``11.09``, ``-17.33``), integers as such, big as ``%g``."""
+    if math.isfinite(x) and x == int(x) and abs(x) < 1e7:  # a gap beyond float64 is -inf
+        return str(int(x))
+    if abs(x) < 1e5:
+        return f"{x:.2f}"
+    return f"{x:.4g}"
+
+
 @dataclass(frozen=True)
 class Headroom:
     """How close one vector comes to one measured limit of an implementation in a dtype.
@@ -116,7 +125,8 @@ class Headroom:
         threshold: the last value of that quantity that holds, as measured.
         headroom: ``(threshold - value) / threshold``: 1 far away, 0 at the limit, negative past.
         warning: within the danger zone or past the limit.
-        message: in words, e.g. ``largest logit 10.2 of 11.09 before exp overflows ...``.
+        quantity: what ``value`` is, in words (``largest logit``).
+        cause: what happens at the limit, with the dtype (``exp overflows in float16``).
     """
 
     limit: str
@@ -124,7 +134,25 @@ class Headroom:
     threshold: float
     headroom: float
     warning: bool
-    message: str
+    quantity: str
+    cause: str
+
+    @property
+    def message(self) -> str:
+        """In words, e.g. ``largest logit 10.2 of 11.09 before exp overflows in float16: 8%
+        headroom`` (the percentage rounded down: a message never claims more room than there
+        is).  Built when asked for: most results are never shown one by one."""
+        room = self.headroom
+        if room < 0:
+            how = "past the limit"
+        else:
+            tenths = math.floor(room * 1000) / 10
+            pct = f"{tenths:.1f}" if room < 0.1 else str(math.floor(room * 100))
+            how = f"{pct}% headroom"
+        return (
+            f"{self.quantity} {prose_number(self.value)} of {prose_number(self.threshold)} "
+            f"before {self.cause}: {how}"
+        )
 
 
 @dataclass(frozen=True)
