@@ -81,6 +81,11 @@ def run_chunks(
             yield audit_chunk(chunk, options)
         return
     method = "fork" if sys.platform == "linux" else "spawn"
+    if method == "fork" and "jax" in sys.modules:
+        # JAX runs threads of its own: a child forked from a process that imported it may
+        # deadlock (JAX warns as much).  Workers then start from a clean server process and
+        # import what they need.
+        method = "forkserver"
     if method == "fork":
         global _SHARED_OPTIONS
         _SHARED_OPTIONS = options  # inherited by the forked workers: never pickled
