@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import os
+import signal
 import sys
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -81,9 +82,10 @@ def run_chunks(
             yield audit_chunk(chunk, options)
         return
     method = "fork" if sys.platform == "linux" else "spawn"
-    if method == "fork" and "jax" in sys.modules:
-        # JAX runs threads of its own: a child forked from a process that imported it may
-        # deadlock (JAX warns as much).  Workers then start from a clean server process and
+    if method == "fork" and any(name in sys.modules for name in _THREADED):
+        # JAX and PyTorch run thread pools of their own: a child forked from a process that
+        # used them deadlocks (both reproduced: a --jobs 2 run hung after a JAX computation,
+        # and after a torch matmul).  Workers then start from a clean server process and
         # import what they need.
         method = "forkserver"
     if method == "fork":
@@ -94,9 +96,43 @@ def run_chunks(
             yield audit_chunk(chunk, options)
         return
     context = multiprocessing.get_context(method)
-    with ProcessPoolExecutor(jobs - 1, mp_context=context) as pool:
+    pool = ProcessPoolExecutor(jobs - 1, mp_context=context, initializer=_worker_signals)
+    try:
         yield from _windowed(pool, itertools.chain(head, it), options, jobs, method == "fork")
+    except BaseException:  # Ctrl-C, SIGTERM, --timeout, an error: do not wait for the workers
+        _stop_workers(pool)
+        raise
+    pool.shutdown(wait=True)
 
+
+def _worker_signals() -> None:
+    """A worker leaves Ctrl-C to the main process (which ends the workers) and dies of SIGTERM
+    (not the command line's handler it inherited, which would unwind it with a traceback)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """End the workers now: a chunk in progress is dropped, not waited for (a worker stuck in
+    a deadlock or in a user's implementation would otherwise hold the run forever).
+
+    ``ProcessPoolExecutor`` has no public way to terminate its workers before Python 3.14
+    (``terminate_workers``); its process table is used where the method is missing.
+    """
+    terminate = getattr(pool, "terminate_workers", None)
+    if terminate is not None:
+        terminate()
+        return
+    processes = dict(getattr(pool, "_processes", None) or {})
+    for process in processes.values():
+        process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes.values():
+        process.join(timeout=5)
+
+
+#: Libraries whose thread pools make forking this process unsafe once they have run.
+_THREADED = ("jax", "torch")
 
 #: The options of the run in progress, for workers forked from this process.
 _SHARED_OPTIONS: Options | None = None

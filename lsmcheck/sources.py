@@ -873,7 +873,10 @@ def _array_shapes(path: str) -> list[tuple[str, tuple[int, ...]]] | None:
             return None  # opening a FIFO could block; reading will report it
         if kind == "npy":
             with open(path, "rb") as f:
-                return [(path, _npy_header(f, path)[0])]
+                shape, dtype = _npy_header(f, path)
+                if f.tell() + math.prod(shape) * dtype.itemsize > os.fstat(f.fileno()).st_size:
+                    return None  # a header claiming more than the file holds: reading says so
+                return [(path, shape)]
         shapes = []
         with np.load(path, allow_pickle=False) as archive:
             assert archive.zip is not None

@@ -87,13 +87,13 @@ def test_limits_must_be_positive(tmp_path: Path, args: list[str]) -> None:
 
 
 def test_max_length_refuses_a_long_array_before_reading_it(tmp_path: Path) -> None:
-    # a header that claims one vector of 2**30 logits: refused from the header alone (the file
-    # holds no data at all, so reading it would be a different error)
+    # one vector of 2**30 logits (an 8 GiB sparse file): refused from the header alone
     huge = tmp_path / "huge.npy"
     with huge.open("wb") as f:
         np.lib.format.write_array_header_1_0(
             f, {"descr": "<f8", "fortran_order": False, "shape": (1 << 30,)}
         )
+        f.truncate(f.tell() + (1 << 30) * 8)
     code, err, report = run(tmp_path, str(huge))
     assert code == 2 and not report.exists()
     assert err == (

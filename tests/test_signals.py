@@ -100,3 +100,37 @@ def test_lsmcheck_runs_from_a_thread_that_is_not_the_main_one() -> None:
     thread.join(timeout=60)
     assert outcome.get("code") == 0, outcome
     assert "softmax_stable" in str(outcome["output"])
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_a_signal_ends_a_run_whose_worker_is_stuck(tmp_path: Path, long_input: str) -> None:
+    """The workers are ended, not waited for: one stuck for good (here in a user's
+    implementation that never returns) must not hold the run."""
+    (tmp_path / "stuck_impl.py").write_text(
+        "import time\n\ndef log_softmax(x):\n    time.sleep(3600)\n"
+    )
+    out = tmp_path / "report.json"
+    args = ["run", long_input, "-j", "2", "--impl", "log_softmax=stuck_impl:log_softmax"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lsmcheck", *args, "-f", "json", "-o", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    workers: set[int] = set()
+    deadline = time.monotonic() + 30
+    while not workers and time.monotonic() < deadline:
+        time.sleep(0.2)
+        workers = children(proc.pid)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 143, stderr
+    assert not out.exists()
+    deadline = time.monotonic() + 10
+    family = workers | {c for w in workers for c in children(w)}
+    while any(alive(w) for w in family) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(w) for w in family), f"orphaned: {family}"
