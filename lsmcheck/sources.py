@@ -235,11 +235,6 @@ class _Delimited:
             raise InputError(self.source, f"no logit vectors found ({reason})")
 
 
-#: The least run of plain lines (in bytes) converted by :mod:`lsmcheck.fastcsv`; shorter runs
-#: cost less token by token than the few numpy calls of the fast path.
-_FAST_MIN_BYTES = 256
-
-
 def _read_delimited(
     blocks: Iterable[tuple[int, bytes]], rules: _Delimited, decode: Callable[[int, bytes], str]
 ) -> Iterator[Vector]:
@@ -261,11 +256,11 @@ def _read_delimited(
         pos = 0
         while pos < len(data):
             end = fastcsv.certified_end(data, pos, separator)
-            if end - pos >= _FAST_MIN_BYTES:
+            if end > pos:
                 stop, line_number = yield from _fast_lines(data, pos, end, line_number, rules)
                 if stop > pos:
                     pos = end = stop
-            # Token by token: the short or refused run of plain lines, then the line after it.
+            # Token by token: the line after the run (or the run, if it was left whole).
             while pos < len(data) and pos <= end:
                 newline = data.index(b"\n", pos)
                 vector = rules.line(line_number, decode(line_number, data[pos:newline]))
@@ -288,19 +283,22 @@ def _fast_lines(
     converted = fastcsv.convert(data[pos:end], rules.delimiter.encode())
     if converted is None:
         return pos, line_number
-    values, per_line, line_ends = converted
-    lines = per_line.size
+    values, counts = converted
     if np.isinf(values).any():  # no inf or nan is spelled on a plain line: an overflow
-        first = int(np.argmax(np.isinf(values)))
-        lines = int(np.searchsorted(np.cumsum(per_line), first, side="right"))
-        if lines == 0:
-            return pos, line_number
-    stops = np.cumsum(per_line[:lines]).tolist()
-    for i, count in enumerate(per_line[:lines].tolist()):
+        bad = int(np.argmax(np.isinf(values)))
+        lines = 0
+        while bad >= counts[lines]:  # keep the lines before the one holding values[bad]
+            bad -= counts[lines]
+            lines += 1
+        counts = counts[:lines]
+        end = pos + sum(len(line) + 1 for line in data[pos:end].split(b"\n")[:lines])
+    stop = 0
+    for count in counts:
         if count:
-            stop = stops[i]
-            yield rules.vector(line_number + i, values[stop - count : stop].copy())
-    return pos + int(line_ends[lines - 1]) + 1, line_number + lines
+            stop += count
+            yield rules.vector(line_number, values[stop - count : stop].copy())
+        line_number += 1
+    return end, line_number
 
 
 #: Bytes of a text file read at once (at least the block's whole lines are parsed together).
