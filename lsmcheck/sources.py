@@ -10,9 +10,13 @@ Formats, chosen by file extension (case-insensitive):
 * ``.npz``: every member of the archive, in order, read like a ``.npy`` file.
 
 A file with any other extension is sniffed: the ``.npy`` magic, the zip signature, a leading
-``[`` (JSON) or else CSV.  Every problem raises :class:`~lsmcheck.errors.InputError` whose
-``where`` names the file with line and column for text formats (``cases/a.csv:3:7``).
-Reading never writes anything and never unpickles.
+``[`` (JSON) or else CSV.  Delimited text streams in blocks of whole lines: runs of lines that
+hold nothing but decimal numbers are converted many at once by :mod:`lsmcheck.fastcsv`, every
+other line token by token, with the same vectors and errors either way.
+
+Every problem raises :class:`~lsmcheck.errors.InputError` whose ``where`` names the file with
+line and column for text formats (``cases/a.csv:3:7``).  Reading never writes anything and
+never unpickles.
 """
 
 from __future__ import annotations
@@ -187,7 +191,7 @@ class _Delimited:
     def __init__(self, source: str, delimiter: str, empty: str) -> None:
         self.source = source
         self.delimiter = delimiter
-        self.separator = _TAB if delimiter == "\t" else _COMMA
+        self.split_at = _TAB if delimiter == "\t" else _COMMA
         self.empty = empty
         self.index = 0
         self.saw_comment = self.saw_header = False
@@ -202,9 +206,7 @@ class _Delimited:
         self.saw_comment = self.saw_comment or bool(hash_sign)
         if not content.strip():
             return None
-        fields = _split_fields(
-            content, self.separator if self.delimiter in content else _WHITESPACE
-        )
+        fields = _split_fields(content, self.split_at if self.delimiter in content else _WHITESPACE)
         if _is_header(fields):
             if self.index == 0 and not self.saw_header:
                 self.saw_header = True

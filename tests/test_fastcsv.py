@@ -398,3 +398,13 @@ def test_convert_refuses_what_it_cannot_count() -> None:
     assert fastcsv.convert(b"1+2\n", b",") is None  # numpy would read two numbers
     converted = fastcsv.convert(b"1e400\n", b",")
     assert converted is not None and math.isinf(converted[0][0])
+
+
+def test_a_run_the_fast_path_declines_is_read_token_by_token(tmp_path: Path) -> None:
+    path = tmp_path / "a.csv"
+    path.write_text("x,y\n1,2\n3,4\n# c\n5,6\n7,oops\n")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fastcsv, "convert", lambda lines, separator: None)
+        declined = outcome(lambda: iter_source(str(path)))
+    assert declined == reference(str(path)) == fast(str(path))
+    assert len(declined[0]) == 3 and declined[1] is not None and ":6:3: " in declined[1]
