@@ -119,36 +119,49 @@ def _windowed(
 ) -> Iterator[ChunkOutcome]:
     """Audit chunks with ``jobs - 1`` workers and this process, yielding in input order.
 
-    Every ``jobs``-th chunk is audited here (no pickling of its results); the others are
-    submitted ahead, at most ``2 jobs`` chunks in flight, so the workers never wait.
+    The workers always have chunks queued (two each); this process, which also merges the
+    outcomes, audits the next chunk itself whenever the outcome it needs next is not ready,
+    instead of waiting.  So the work balances itself whatever the merging costs, and at most
+    ``4 jobs`` chunks are in flight.
     """
     from lsmcheck.audit import audit_chunk
 
-    pending: deque[Future[ChunkOutcome] | list[Vector]] = deque()
+    it = iter(chunks)
+    pending: deque[Future[ChunkOutcome] | ChunkOutcome] = deque()
+    queued = 0  # futures not yet taken from ``pending``
+    more = True
     try:
-        for i, chunk in enumerate(chunks):
-            if i % jobs == 0:
-                pending.append(chunk)
-            elif shared:
-                pending.append(pool.submit(_audit_shared, chunk))
+        while True:
+            while more and queued < 2 * (jobs - 1):
+                chunk = next(it, None)
+                if chunk is None:
+                    more = False
+                    break
+                if shared:
+                    pending.append(pool.submit(_audit_shared, chunk))
+                else:
+                    pending.append(pool.submit(audit_chunk, chunk, options))
+                queued += 1
+            if not pending:
+                return
+            head = pending[0]
+            if isinstance(head, Future) and not head.done() and more and len(pending) < 4 * jobs:
+                chunk = next(it, None)
+                if chunk is None:
+                    more = False
+                else:
+                    pending.append(audit_chunk(chunk, options))
+                continue
+            item = pending.popleft()
+            if isinstance(item, Future):
+                queued -= 1
+                yield item.result()
             else:
-                pending.append(pool.submit(audit_chunk, chunk, options))
-            if len(pending) >= 2 * jobs:
-                yield _next(pending.popleft(), options)
-        while pending:
-            yield _next(pending.popleft(), options)
+                yield item
     finally:
         for f in pending:
             if isinstance(f, Future):
                 f.cancel()
-
-
-def _next(item: Future[ChunkOutcome] | list[Vector], options: Options) -> ChunkOutcome:
-    from lsmcheck.audit import audit_chunk
-
-    if isinstance(item, Future):
-        return item.result()
-    return audit_chunk(item, options)
 
 
 def _on_dask(
