@@ -173,15 +173,6 @@ def _is_header(fields: list[tuple[int, str]]) -> bool:
     )
 
 
-#: The longest text line read (a vector of about 1.5 million logits); longer ones are refused
-#: so that memory stays bounded.  Binary ``.npy`` is streamed in blocks whatever its width.
-MAX_LINE_BYTES = 16 << 20
-#: The largest JSON file read (JSON is parsed whole).
-MAX_JSON_BYTES = 64 << 20
-#: The largest uncompressed ``.npz`` member read (a member is loaded whole).
-MAX_NPZ_MEMBER_BYTES = 256 << 20
-
-
 class _Delimited:
     """The meaning of the lines of one delimited source, given one at a time in order.
 
@@ -308,6 +299,15 @@ def _fast_lines(
             yield rules.vector(line_number, values[stop - count : stop].copy())
         line_number += 1
     return end, line_number
+
+
+#: The longest text line read (a vector of about 1.5 million logits); longer ones are refused
+#: so that memory stays bounded.  Binary ``.npy`` is streamed in blocks whatever its width.
+MAX_LINE_BYTES = 16 << 20
+#: The largest JSON file read (JSON is parsed whole).
+MAX_JSON_BYTES = 64 << 20
+#: The largest uncompressed ``.npz`` member read (a member is loaded whole).
+MAX_NPZ_MEMBER_BYTES = 256 << 20
 
 
 #: Bytes of a text file read at once (at least the block's whole lines are parsed together).
