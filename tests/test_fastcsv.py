@@ -235,10 +235,26 @@ def test_long_lines_are_refused_as_before(
         assert fast(str(path), block=block) == reference(str(path))
 
 
+@st.composite
+def _stream_text(draw: st.DrawFn) -> str:
+    text = draw(_lines())
+    damage = draw(st.sampled_from([None, None, None, "\0", "\udcff", "\ud800"]))
+    if damage is not None:
+        at = draw(st.integers(0, len(text)))
+        text = text[:at] + damage + text[at:]
+    return text
+
+
 @PROPERTY
-@given(text=_lines(), block=st.sampled_from([1, 7, 64, 1 << 20]))
-def test_standard_input_reads_as_before(text: str, block: int) -> None:
-    assert fast("-", io.StringIO(text), block=block) == reference("-", io.StringIO(text))
+@given(
+    text=_stream_text(),
+    block=st.sampled_from([1, 7, 64, 1 << 20]),
+    limit=st.sampled_from([16 << 20, 16 << 20, 20, 60]),
+)
+def test_standard_input_reads_as_before(text: str, block: int, limit: int) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sources, "MAX_LINE_BYTES", limit)
+        assert fast("-", io.StringIO(text), block=block) == reference("-", io.StringIO(text))
 
 
 @settings(max_examples=60, deadline=None)
