@@ -10,14 +10,19 @@ Formats, chosen by file extension (case-insensitive):
 * ``.npz``: every member of the archive, in order, read like a ``.npy`` file.
 
 A file with any other extension is sniffed: the ``.npy`` magic, the zip signature, a leading
-``[`` (JSON) or else CSV.  Every problem raises :class:`~lsmcheck.errors.InputError` whose
-``where`` names the file with line and column for text formats (``cases/a.csv:3:7``).
-Reading never writes anything and never unpickles.
+``[`` (JSON) or else CSV.  Delimited text streams in blocks of whole lines: runs of lines that
+hold nothing but decimal numbers are converted many at once by :mod:`lsmcheck.fastcsv`, every
+other line token by token, with the same vectors and errors either way.
+
+Every problem raises :class:`~lsmcheck.errors.InputError` whose ``where`` names the file with
+line and column for text formats (``cases/a.csv:3:7``).  Reading never writes anything and
+never unpickles.
 """
 
 from __future__ import annotations
 
 import bisect
+import functools
 import io
 import json
 import lzma
@@ -30,7 +35,7 @@ import sys
 import tokenize
 import zipfile
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, BinaryIO, TextIO, cast
@@ -38,6 +43,7 @@ from typing import Any, BinaryIO, TextIO, cast
 import numpy as np
 import numpy.typing as npt
 
+from lsmcheck import fastcsv
 from lsmcheck.errors import InputError
 from lsmcheck.vectors import Vector
 
@@ -167,44 +173,132 @@ def _is_header(fields: list[tuple[int, str]]) -> bool:
     )
 
 
-def _read_delimited(
-    lines: Iterable[tuple[int, str]], source: str, delimiter: str, empty: str
-) -> Iterator[Vector]:
-    """Yield one vector per data line of ``(line number, text)`` pairs.
+class _Delimited:
+    """The meaning of the lines of one delimited source, given one at a time in order.
 
-    ``delimiter`` is ``","`` or ``"\\t"``; a line without it is split at whitespace.
-    ``empty`` names an input with no lines at all (``"empty file"``).
+    It holds the state the rules depend on: how many vectors came before (a header row is
+    allowed only as the first data line) and whether a header or a comment was seen (for the
+    message of a source without vectors).
+
+    Args:
+        source: the name in messages and vectors (a path, or ``"-"``).
+        delimiter: ``","`` or ``"\\t"``; a line without it is split at whitespace.
+        empty: names an input with no lines at all (``"empty file"``).
     """
-    separator = _TAB if delimiter == "\t" else _COMMA
-    index = 0
-    saw_comment = saw_header = False
-    for line_number, line in lines:
+
+    def __init__(self, source: str, delimiter: str, empty: str) -> None:
+        self.source = source
+        self.delimiter = delimiter
+        self.split_at = _TAB if delimiter == "\t" else _COMMA
+        self.empty = empty
+        self.index = 0
+        self.saw_comment = self.saw_header = False
+
+    def line(self, line_number: int, line: str) -> Vector | None:
+        """The exact path: parse one line token by token.
+
+        Returns:
+            Its vector, or None for a blank, comment-only or header line.
+        """
         content, hash_sign, _ = line.partition("#")
-        saw_comment = saw_comment or bool(hash_sign)
+        self.saw_comment = self.saw_comment or bool(hash_sign)
         if not content.strip():
-            continue
-        fields = _split_fields(content, separator if delimiter in content else _WHITESPACE)
+            return None
+        fields = _split_fields(content, self.split_at if self.delimiter in content else _WHITESPACE)
         if _is_header(fields):
-            if index == 0 and not saw_header:
-                saw_header = True
-                continue
+            if self.index == 0 and not self.saw_header:
+                self.saw_header = True
+                return None
             column, token = fields[0]
             raise InputError(
-                f"{source}:{line_number}:{column}",
+                f"{self.source}:{line_number}:{column}",
                 f"expected a number, got {_show(token)} "
                 "(a header row is allowed only as the first data line)",
             )
-        values = _fields_to_values(fields, f"{source}:{line_number}:")
-        yield Vector(source=source, index=index, line=line_number, values=values)
-        index += 1
-    if index == 0:
-        if saw_header:
-            reason = "only a header row"
-        elif saw_comment:
-            reason = "only comments and blank lines"
-        else:
-            reason = empty
-        raise InputError(source, f"no logit vectors found ({reason})")
+        return self.vector(line_number, _fields_to_values(fields, f"{self.source}:{line_number}:"))
+
+    def vector(self, line_number: int, values: FloatArray) -> Vector:
+        """The next vector, read from line ``line_number`` (by either path)."""
+        vector = Vector(source=self.source, index=self.index, line=line_number, values=values)
+        self.index += 1
+        return vector
+
+    def finish(self) -> None:
+        """Raise if the source held no vector."""
+        if self.index == 0:
+            if self.saw_header:
+                reason = "only a header row"
+            elif self.saw_comment:
+                reason = "only comments and blank lines"
+            else:
+                reason = self.empty
+            raise InputError(self.source, f"no logit vectors found ({reason})")
+
+
+def _read_delimited(
+    blocks: Iterable[tuple[int, bytes]], rules: _Delimited, decode: Callable[[int, bytes], str]
+) -> Iterator[Vector]:
+    """Yield one vector per data line of delimited text.
+
+    Args:
+        blocks: ``(number of the first line, whole lines)``: the lines are consecutive, each
+            ends in ``\\n``, and together the blocks are the whole source, in order.
+        rules: the source's line rules (and its state).
+        decode: the text of one line for the exact path, from its number and bytes (without the
+            ``\\n``); it raises the line's encoding errors.
+
+    Runs of plain lines (see :mod:`lsmcheck.fastcsv`) are converted many at once; every other
+    line is parsed token by token by ``rules``.  Both give the same vectors, and the errors are
+    always raised by the exact path, in line order.
+    """
+    separator = rules.delimiter.encode()
+    for line_number, data in blocks:
+        pos = 0
+        while pos < len(data):
+            end = fastcsv.certified_end(data, pos, separator)
+            if end > pos:
+                stop, line_number = yield from _fast_lines(data, pos, end, line_number, rules)
+                if stop > pos:
+                    pos = end = stop
+            # Token by token: the line after the run (or the run, if it was left whole).
+            while pos < len(data) and pos <= end:
+                newline = data.index(b"\n", pos)
+                vector = rules.line(line_number, decode(line_number, data[pos:newline]))
+                if vector is not None:
+                    yield vector
+                pos, line_number = newline + 1, line_number + 1
+    rules.finish()
+
+
+def _fast_lines(
+    data: bytes, pos: int, end: int, line_number: int, rules: _Delimited
+) -> Generator[Vector, None, tuple[int, int]]:
+    """Yield the vectors of the plain lines ``data[pos:end]`` (the first is ``line_number``).
+
+    Returns:
+        The offset and number of the first line not read: ``end`` and the line after the run,
+        or, when a value is beyond float64's range, that value's line (which the exact path
+        then refuses); ``(pos, line_number)`` if the run was left to the exact path whole.
+    """
+    converted = fastcsv.convert(data[pos:end], rules.delimiter.encode())
+    if converted is None:
+        return pos, line_number
+    values, counts = converted
+    if np.isinf(values).any():  # no inf or nan is spelled on a plain line: an overflow
+        bad = int(np.argmax(np.isinf(values)))
+        lines = 0
+        while bad >= counts[lines]:  # keep the lines before the one holding values[bad]
+            bad -= counts[lines]
+            lines += 1
+        counts = counts[:lines]
+        end = pos + sum(len(line) + 1 for line in data[pos:end].split(b"\n")[:lines])
+    stop = 0
+    for count in counts:
+        if count:
+            stop += count
+            yield rules.vector(line_number, values[stop - count : stop].copy())
+        line_number += 1
+    return end, line_number
 
 
 #: The longest text line read (a vector of about 1.5 million logits); longer ones are refused
@@ -214,6 +308,10 @@ MAX_LINE_BYTES = 16 << 20
 MAX_JSON_BYTES = 64 << 20
 #: The largest uncompressed ``.npz`` member read (a member is loaded whole).
 MAX_NPZ_MEMBER_BYTES = 256 << 20
+
+
+#: Bytes of a text file read at once (at least the block's whole lines are parsed together).
+_TEXT_BLOCK = 1 << 20
 
 
 def _long_line(source: str, line_number: int) -> InputError:
@@ -233,32 +331,50 @@ def _utf8_error(where: str, line_number: int, line: bytes, start: int) -> InputE
     )
 
 
-def _file_lines(file: BinaryIO, path: str) -> Iterator[tuple[int, str]]:
-    """Yield ``(line number, text)`` for each line of a binary file, decoded as UTF-8.
+def _file_blocks(file: io.BufferedReader, path: str) -> Iterator[tuple[int, bytes]]:
+    """Yield the lines of a binary file in blocks: ``(number of the first line, lines)``.
 
-    A leading BOM and the line ending (LF or CRLF) are removed.
+    Each block holds whole lines ending in ``\\n`` (one is added to a last line without) and
+    is what one read brought, about :data:`_TEXT_BLOCK` bytes, or at least one line.  A leading
+    UTF-8 BOM is removed.  A line longer than :data:`MAX_LINE_BYTES` raises when it is reached,
+    after every line before it was yielded, having held at most that much of it.
     """
-    line_number = 0
+    size = min(_TEXT_BLOCK, MAX_LINE_BYTES)  # so only a block's first line can be too long
+    pending = bytearray()
+    line_number = 1
     while True:
         try:
-            raw = file.readline(MAX_LINE_BYTES + 1)
+            data = file.read1(size)
         except OSError as error:
             raise _os_error(path, error) from None
-        if not raw:
-            return
-        line_number += 1
-        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+        if not data:
+            break
+        pending += data
+        cut = pending.rfind(b"\n") + 1
+        if cut == 0:
+            if len(pending) > MAX_LINE_BYTES:
+                raise _long_line(path, line_number)
+            continue
+        if pending.find(b"\n") > MAX_LINE_BYTES:
             raise _long_line(path, line_number)
-        if line_number == 1:
-            raw = raw.removeprefix(_UTF8_BOM)
-        raw = raw.removesuffix(b"\n").removesuffix(b"\r")
-        if b"\0" in raw:
-            raise InputError(path, _BINARY_FILE)
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise _utf8_error(path, line_number, raw, error.start) from None
-        yield line_number, text
+        lines = bytes(pending[:cut])
+        del pending[:cut]
+        yield line_number, lines.removeprefix(_UTF8_BOM) if line_number == 1 else lines
+        line_number += lines.count(b"\n")
+    if pending:
+        lines = bytes(pending) + b"\n"
+        yield line_number, lines.removeprefix(_UTF8_BOM) if line_number == 1 else lines
+
+
+def _file_line(path: str, line_number: int, raw: bytes) -> str:
+    """The text of one line of a file (its bytes without the ``\\n``)."""
+    raw = raw.removesuffix(b"\r")
+    if b"\0" in raw:
+        raise InputError(path, _BINARY_FILE)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise _utf8_error(path, line_number, raw, error.start) from None
 
 
 _ESCAPED_BYTE = re.compile("[\udc80-\udcff]")  # how errors="surrogateescape" keeps bad bytes
@@ -293,6 +409,39 @@ def _stream_lines(stream: TextIO, source: str) -> Iterator[tuple[int, str]]:
                 "expected UTF-8 text",
             )
         yield line_number, line
+
+
+def _stream_blocks(stream: TextIO, source: str) -> Iterator[tuple[int, bytes]]:
+    """The lines of a text stream in blocks of about :data:`_TEXT_BLOCK` characters, as
+    :func:`_file_blocks` gives them (text encoded as UTF-8, lone surrogates kept).
+
+    An error reading a line is raised after the block of the lines before it.
+    """
+    lines: list[str] = []
+    size, first = 0, 1
+    failure: InputError | None = None
+    try:
+        for line_number, line in _stream_lines(stream, source):
+            lines.append(line)
+            size += len(line) + 1
+            if size >= _TEXT_BLOCK:
+                yield first, _encode_lines(lines)
+                lines, size, first = [], 0, line_number + 1
+    except InputError as error:
+        failure = error
+    if lines:
+        yield first, _encode_lines(lines)
+    if failure is not None:
+        raise failure
+
+
+def _encode_lines(lines: list[str]) -> bytes:
+    return "\n".join([*lines, ""]).encode("utf-8", "surrogatepass")
+
+
+def _stream_line(line_number: int, raw: bytes) -> str:
+    """The text of one line of a text stream, as :func:`_stream_blocks` encoded it."""
+    return raw.decode("utf-8", "surrogatepass")
 
 
 def parse_logits_flag(text: str, occurrence: int) -> Vector:
@@ -782,7 +931,8 @@ def iter_source(path: str, stdin: TextIO | None = None) -> Iterator[Vector]:
     """
     if path == "-":
         stream = sys.stdin if stdin is None else stdin
-        yield from _read_delimited(_stream_lines(stream, "-"), "-", ",", "empty input")
+        rules = _Delimited("-", ",", "empty input")
+        yield from _read_delimited(_stream_blocks(stream, "-"), rules, _stream_line)
         return
     with _open_binary(path) as file:
         try:
@@ -813,8 +963,9 @@ def iter_source(path: str, stdin: TextIO | None = None) -> Iterator[Vector]:
             if kind == "json":
                 yield from _read_json(path, file)
             else:
-                delimiter = "\t" if kind == "tsv" else ","
-                yield from _read_delimited(_file_lines(file, path), path, delimiter, "empty file")
+                rules = _Delimited(path, "\t" if kind == "tsv" else ",", "empty file")
+                decode = functools.partial(_file_line, path)
+                yield from _read_delimited(_file_blocks(file, path), rules, decode)
 
 
 def iter_sources(
