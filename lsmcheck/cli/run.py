@@ -168,9 +168,14 @@ def _check_lengths(inputs: Sequence[str], max_length: int) -> None:
             raise InputError(
                 source,
                 f"vectors of {n:,} logits are longer than --max-length {max_length:,}: a vector "
-                f"is audited whole, at about 500 bytes per logit ({n * 500 / 2**30:.1f} GiB "
-                "here); raise --max-length to audit it",
+                f"is audited whole, at about 500 bytes per logit ({_size(n * 500)} here); "
+                "raise --max-length to audit it",
             )
+
+
+def _size(n: int) -> str:
+    """Bytes for prose: ``15 MiB``, ``2.0 GiB``."""
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{max(1, round(n / 2**20))} MiB"
 
 
 class _Limits:
