@@ -14,8 +14,9 @@ length, and, when the header has a ``"shape"``, the raw bytes of an array of the
 ``"dtype"`` and shape, C order.
 
 * parent -> child, once: ``{"module", "function", "per_vector", "path", "memory", "parent"}``;
-  child -> parent: ``{"description": ...}`` once the callable is imported, or ``{"spec":
-  message}`` when it cannot be (or ``{"oom": message}`` when the import ran out of memory);
+  child -> parent: ``{"started": true}`` when it is set up (Python and numpy imported), then
+  ``{"description": ...}`` once the callable is imported, or ``{"spec": message}`` when it
+  cannot be (or ``{"oom": message}`` when the import ran out of memory);
 * then per call, parent -> child: ``{"dtype", "shape"}`` + the batch; child -> parent:
   ``{"dtype", "shape"}`` + the output, or ``{"error": message}`` (it raised or returned the
   wrong thing), or ``{"oom": message}`` (it ran out of memory).
@@ -284,6 +285,7 @@ def main() -> None:
     import faulthandler
 
     faulthandler.enable()  # a segfault prints where it happened on standard error
+    _send(fd_out, {"started": True})  # from here on, the time is the user's
     try:
         _cap_memory(hello["memory"])
         fn = resolve(hello["module"], hello["function"])

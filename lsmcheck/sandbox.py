@@ -72,6 +72,8 @@ __all__ = [
 
 #: Seconds a call (or importing the implementation) may take by default.
 DEFAULT_TIMEOUT = 60.0
+#: Seconds a sandbox process may take to start Python and numpy (before the user's import).
+STARTUP_TIMEOUT = 60.0
 #: The default memory cap, as a fraction of the physical memory (or the cgroup's limit).
 DEFAULT_MEMORY_FRACTION = 0.5
 #: A child that died this many times in one lsmcheck process is not started again.
@@ -439,7 +441,10 @@ class Sandbox:
     def _start(self) -> None:
         limits, target = self.limits, self.target
         child = _Child()
-        deadline = None if limits.timeout is None else time.monotonic() + limits.timeout
+        # Python and numpy starting on a loaded machine are not the user's time: they get
+        # STARTUP_TIMEOUT at least; importing the user's module gets --impl-timeout.
+        startup = None if limits.timeout is None else max(limits.timeout, STARTUP_TIMEOUT)
+        deadline = None if startup is None else time.monotonic() + startup
         hello = {
             "module": target.module,
             "function": target.function,
@@ -449,18 +454,25 @@ class Sandbox:
             "parent": os.getpid(),
         }
         importing = f"importing {target.module!r}"
+        started = False
         try:
             child.send(_usercode.header(hello), deadline)
+            child.receive(deadline)
+            started = True
+            deadline = None if limits.timeout is None else time.monotonic() + limits.timeout
             fields, _ = child.receive(deadline)
         except _Timeout:
             child.kill()
+            if not started:
+                raise SandboxFailure(
+                    f"the process to run it did not start within {startup:g} s"
+                ) from None
             raise SandboxFailure(
                 f"{importing} did not finish within {limits.timeout_text} (--impl-timeout)"
             ) from None
         except _Died:
-            raise SandboxFailure(
-                f"{importing}: the process running it {child.how_it_ended()}"
-            ) from None
+            how = child.how_it_ended()
+            raise SandboxFailure(f"{importing}: the process running it {how}") from None
         except BaseException:
             child.kill()
             raise
