@@ -198,7 +198,7 @@ def _send(fd: int, fields: dict[str, Any], array: np.ndarray[Any, Any] | None = 
 # --- the child --------------------------------------------------------------------------------
 
 
-def _die_with_parent(parent: int) -> None:
+def die_with_parent(parent: int) -> None:
     """Linux: ask the kernel to SIGKILL this process when the process that started it dies
     (even by SIGKILL), and exit now if it died before this was asked."""
     if sys.platform != "linux":
@@ -279,7 +279,7 @@ def main() -> None:
     if message is None:
         return
     hello = message[0]
-    _die_with_parent(hello["parent"])
+    die_with_parent(hello["parent"])
     _first_to_die()
     sys.path[:] = list(dict.fromkeys([*hello["path"], *sys.path]))
     import faulthandler

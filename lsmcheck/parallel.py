@@ -11,6 +11,7 @@ import itertools
 import multiprocessing
 import os
 import sys
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -89,8 +90,38 @@ def run_chunks(
             yield audit_chunk(chunk, options)
         return
     context = multiprocessing.get_context(method)
-    with ProcessPoolExecutor(jobs - 1, mp_context=context) as pool:
-        yield from _windowed(pool, itertools.chain(head, it), options, jobs, method == "fork")
+    initializer = _die_with_lsmcheck if method == "fork" else None
+    with ProcessPoolExecutor(jobs - 1, mp_context=context, initializer=initializer) as pool:
+        try:
+            yield from _windowed(pool, itertools.chain(head, it), options, jobs, method == "fork")
+        except BaseException:
+            _stop_workers(pool)
+            raise
+
+
+def _die_with_lsmcheck() -> None:
+    """In a forked worker (Linux): die when lsmcheck dies, even by SIGKILL, rather than wait
+    for work for ever (and take the worker's sandbox processes along, see
+    :mod:`lsmcheck.sandbox`)."""
+    from lsmcheck._usercode import die_with_parent
+
+    die_with_parent(os.getppid())
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Stop the workers of a run that is being abandoned (Ctrl-C, SIGTERM, ``--timeout``),
+    rather than wait for their chunks: a chunk may be waiting on a user implementation for up
+    to ``--impl-timeout`` (for ever with 0).  SIGTERM first (a worker forked by the command
+    line then kills its sandbox process on the way out), SIGKILL a second later."""
+    workers = list((getattr(pool, "_processes", None) or {}).values())
+    for worker in workers:
+        worker.terminate()
+    deadline = time.monotonic() + 1
+    for worker in workers:
+        worker.join(max(0.0, deadline - time.monotonic()))
+        if worker.is_alive():
+            worker.kill()
+            worker.join()
 
 
 #: The options of the run in progress, for workers forked from this process.

@@ -240,6 +240,21 @@ class _Died(Exception):
     pass
 
 
+class _Orphaned(Exception):
+    """The process that started this one (a ``--jobs`` worker's lsmcheck) has died."""
+
+
+def _parent_sentinel() -> int | None:
+    """In a multiprocessing child (a ``--jobs`` worker), an fd that is readable once its
+    parent has died: a wait on the sandbox watches it too, so that a worker whose lsmcheck
+    was killed does not wait on a hung implementation for ever."""
+    import multiprocessing
+
+    parent = multiprocessing.parent_process()
+    sentinel = None if parent is None else getattr(parent, "sentinel", None)
+    return sentinel if isinstance(sentinel, int) else None
+
+
 class _Child:
     """A running child process and the two pipes to it (this process's ends non-blocking)."""
 
@@ -262,6 +277,7 @@ class _Child:
             os.close(to_child)
             os.close(from_child)
         self.owner = os.getpid()
+        self.orphaned_when = _parent_sentinel()
         for fd in (self.send_fd, self.receive_fd):
             os.set_blocking(fd, False)
             _widen(fd)
@@ -271,11 +287,16 @@ class _Child:
     def _wait(self, fd: int, events: int, deadline: float | None) -> None:
         poller = select.poll()
         poller.register(fd, events)
+        if self.orphaned_when is not None:
+            poller.register(self.orphaned_when, select.POLLIN)
         while True:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 raise _Timeout
-            if poller.poll(None if left is None else max(1, math.ceil(left * 1000))):
+            ready = poller.poll(None if left is None else max(1, math.ceil(left * 1000)))
+            if any(ready_fd == self.orphaned_when for ready_fd, _ in ready):
+                raise _Orphaned
+            if ready:
                 return
 
     def send(self, data: bytes | memoryview, deadline: float | None) -> None:
@@ -531,8 +552,9 @@ class Sandbox:
                     f"not run: the process running it died {self.deaths} times (last: it {how})"
                 )
             raise SandboxFailure(f"the process running it {how}") from None
-        except BaseException:  # interrupted (Ctrl-C, SIGTERM, --timeout): the pipe is mid-message
-            self._state.stop()
+        except BaseException as e:  # Ctrl-C, SIGTERM, --timeout, or a --jobs worker orphaned
+            self._state.stop()  # the pipe is mid-message
+            self.poisoned = f"not run: lsmcheck was interrupted ({type(e).__name__})"
             raise
         if "error" in fields:
             raise ImplementationError(fields["error"])

@@ -252,24 +252,38 @@ def test_jobs_2_each_worker_bounds_its_own_sandbox(project: Path) -> None:
     assert len(started) >= 1 and not any(alive(p) for p in started)
 
 
+def hanging_run(project: Path, jobs: int) -> tuple[subprocess.Popen[str], list[int]]:
+    """lsmcheck running an implementation that hangs, with no timeout, in ``jobs`` processes;
+    returned once every process is in the call (the pids of their sandboxes)."""
+    np.save(project / "big.npy", np.random.default_rng(0).normal(size=(400, 1000)))
+    proc = start(
+        project,
+        *("big.npy", "-d", "float32", "--impl", "softmax=userk:hang", "--impl-timeout", "0"),
+        *("--jobs", str(jobs), "-q"),
+    )
+    wait_for(lambda: len(pids(project, "calls.txt")) == jobs, "every process to call it")
+    return proc, pids(project)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_signals_end_the_run_and_its_sandbox(project: Path, sig: signal.Signals, code: int) -> None:
-    proc = start(project, "-l", "1,2", "--impl", "softmax=userk:hang", "--impl-timeout", "0")
-    wait_for(lambda: pids(project, "calls.txt"), "the implementation to be called")
+def test_signals_end_the_run_and_its_sandboxes(
+    project: Path, sig: signal.Signals, code: int, jobs: int
+) -> None:
+    proc, started = hanging_run(project, jobs)
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=GUARD)
     assert proc.returncode == code, stderr
-    assert not any(alive(p) for p in pids(project))
+    assert len(started) == jobs and not any(alive(p) for p in started)
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
-def test_a_killed_lsmcheck_takes_its_sandbox_with_it(project: Path) -> None:
-    proc = start(project, "-l", "1,2", "--impl", "softmax=userk:hang", "--impl-timeout", "0")
-    wait_for(lambda: pids(project, "calls.txt"), "the implementation to be called")
+def test_a_killed_lsmcheck_takes_its_workers_and_sandboxes_with_it(project: Path) -> None:
+    proc, started = hanging_run(project, jobs=2)
     proc.kill()
-    proc.communicate(timeout=GUARD)
-    (child,) = pids(project)
-    wait_for(lambda: not alive(child), "the sandbox process to die")
+    proc.communicate(timeout=GUARD)  # returns once the worker, which holds stdout, is gone
+    for child in started:
+        wait_for(lambda child=child: not alive(child), "the sandbox processes to die")
 
 
 def test_what_it_prints_goes_to_standard_error(project: Path) -> None:
