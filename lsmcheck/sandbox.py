@@ -200,7 +200,13 @@ class Limits:
             text = "none" if cap is None else show_size(cap)
         else:
             cap = parse_size(memory, memory_where)
-            text = str(memory).strip() if cap is not None else "none"
+            text = (
+                "none"
+                if cap is None
+                else memory.strip()
+                if isinstance(memory, str)
+                else show_size(cap)
+            )
         return cls(float(timeout) or None, cap, text)
 
     @property
@@ -223,10 +229,6 @@ class Target:
     function: str
     kind: Kind
     path: tuple[str, ...]
-
-    @property
-    def name(self) -> str:
-        return f"{self.module}:{self.function}"
 
 
 # --- one child process ----------------------------------------------------------------------
