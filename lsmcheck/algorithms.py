@@ -197,21 +197,28 @@ class _Tracer:
         self.arg = np.full(shape, np.nan)
 
     def _mark(
-        self, codes: npt.NDArray[np.uint8], event: Event, mask: Array, arg: Array | float
+        self,
+        codes: npt.NDArray[np.uint8],
+        event: Event,
+        mask: Array,
+        arg: Array | float | Callable[[], Array],
     ) -> None:
+        """Record ``event`` where ``mask`` holds and nothing was recorded yet; ``arg``: the
+        operands (or a function computing them, called only when something is recorded)."""
         if not self.active:
             return
         new = np.broadcast_to(mask, codes.shape) & (codes == 0)
         if not new.any():
             return
-        codes[new] = event
+        np.copyto(codes, np.uint8(event), where=new)
         if codes is not self.nan:
-            self.arg[new] = np.asarray(np.broadcast_to(arg, codes.shape)[new], np.float64)
+            operands = arg() if callable(arg) else arg
+            np.copyto(self.arg, _native(np.asarray(operands)), where=new)
 
-    def overflowed(self, event: Event, mask: Array, arg: Array) -> None:
+    def overflowed(self, event: Event, mask: Array, arg: Array | Callable[[], Array]) -> None:
         self._mark(self.overflow, event, mask, arg)
 
-    def flushed(self, event: Event, mask: Array, arg: Array) -> None:
+    def flushed(self, event: Event, mask: Array, arg: Array | Callable[[], Array]) -> None:
         self._mark(self.flush, event, mask, arg)
 
     def nans(self, event: Event, mask: Array) -> None:
@@ -228,6 +235,19 @@ class _Tracer:
 def _row(mask: Array) -> Array:
     """Reduce an element mask to a per-row mask (shape ``(batch, 1)``)."""
     return np.asarray(np.any(mask, axis=-1, keepdims=True))
+
+
+class _RowMax:
+    """The row maxima of ``x`` as a float64 column, computed once, when first asked for."""
+
+    def __init__(self, x: Array) -> None:
+        self.x = x
+        self.value: Array | None = None
+
+    def __call__(self) -> Array:
+        if self.value is None:
+            self.value = _row_max(self.x)
+        return self.value
 
 
 def _row_max(values: Array) -> Array:
@@ -293,7 +313,7 @@ def _exp(t: _Tracer, a: Array, rowwise: bool, dtype: np.dtype[Any]) -> Array:
     over = finite & _nonfinite(e)
     flush = finite & (e == 0)
     if rowwise:
-        t.overflowed(Event.EXP_OVERFLOW, _row(over), _row_max(np.where(over, a, -np.inf)))
+        t.overflowed(Event.EXP_OVERFLOW, _row(over), lambda: _row_max(np.where(over, a, -np.inf)))
     else:
         t.overflowed(Event.EXP_OVERFLOW, over, a)
         t.flushed(Event.EXP_FLUSH, flush, a)
@@ -309,9 +329,10 @@ def _sum(t: _Tracer, x: Array, e: Array, acc: np.dtype[Any]) -> Array:
     term_over = _row(_nonfinite(e) & finite_x)
     bad = _nonfinite(s) & ~_row(np.isnan(_native(x)))
     _spread_overflow(t, bad)
-    t.overflowed(Event.EXP_OVERFLOW, bad & term_over, _row_max(x))
-    t.overflowed(Event.SUM_OVERFLOW, bad & ~term_over, _row_max(x))
-    t.flushed(Event.SUM_FLUSH, (s == 0) & _row(finite_x), _row_max(x))
+    top = _RowMax(x)
+    t.overflowed(Event.EXP_OVERFLOW, bad & term_over, top)
+    t.overflowed(Event.SUM_OVERFLOW, bad & ~term_over, top)
+    t.flushed(Event.SUM_FLUSH, (s == 0) & _row(finite_x), top)
     return s
 
 
@@ -323,11 +344,15 @@ def _spread_overflow(t: _Tracer, rows: Array) -> None:
     """
     if t.overflow.shape[-1] == 1:
         return
-    for r in np.flatnonzero(rows[:, 0] & np.any(t.overflow != 0, axis=-1)):
-        first = int(np.flatnonzero(t.overflow[r])[0])
-        fresh = t.overflow[r] == 0
-        t.overflow[r, fresh] = t.overflow[r, first]
-        t.arg[r, fresh] = t.arg[r, first]
+    marked = t.overflow != 0
+    spread = rows[:, 0] & marked.any(axis=-1)
+    if not spread.any():
+        return
+    r = np.flatnonzero(spread)
+    first = np.argmax(marked[r], axis=-1)
+    fresh = ~marked[r]
+    t.overflow[r] = np.where(fresh, t.overflow[r, first][:, None], t.overflow[r])
+    t.arg[r] = np.where(fresh, t.arg[r, first][:, None], t.arg[r])
 
 
 def _sub(t: _Tracer, a: Array, b: Array, event: Event = Event.SUB_OVERFLOW) -> Array:
@@ -388,8 +413,8 @@ def _shift(t: _Tracer, x: Array, acc: np.dtype[Any]) -> tuple[Array, Array]:
     """``(m, x - m)`` with ``m`` the row maximum; the difference is computed in ``acc``."""
     m = np.max(x, axis=-1, keepdims=True)
     if t.overflow.shape != x.shape:  # one output per row: x - max overflowing is harmless
-        return m, x.astype(acc) - m.astype(acc)
-    return m, _sub(t, x.astype(acc), m.astype(acc))
+        return m, x.astype(acc, copy=False) - m.astype(acc, copy=False)
+    return m, _sub(t, x.astype(acc, copy=False), m.astype(acc, copy=False))
 
 
 def softmax_naive(x: Array, s: Setup = NO_SETUP) -> Trace:
@@ -397,7 +422,7 @@ def softmax_naive(x: Array, s: Setup = NO_SETUP) -> Trace:
     t = _start(x, x.shape, s)
     e = _exp(t, x, rowwise=False, dtype=d_t)
     total = _sum(t, x, e, acc)
-    return t.trace(_store(t, _div(t, e.astype(acc), total), d_t, Event.SUM_OVERFLOW))
+    return t.trace(_store(t, _div(t, e.astype(acc, copy=False), total), d_t, Event.SUM_OVERFLOW))
 
 
 def softmax_stable(x: Array, s: Setup = NO_SETUP) -> Trace:
@@ -406,7 +431,7 @@ def softmax_stable(x: Array, s: Setup = NO_SETUP) -> Trace:
     _, d = _shift(t, x, acc)
     e = _exp(t, d, rowwise=False, dtype=d_t)
     total = _sum(t, x, e, acc)
-    return t.trace(_store(t, _div(t, e.astype(acc), total), d_t, Event.SUM_OVERFLOW))
+    return t.trace(_store(t, _div(t, e.astype(acc, copy=False), total), d_t, Event.SUM_OVERFLOW))
 
 
 def log_softmax_naive(x: Array, s: Setup = NO_SETUP) -> Trace:
@@ -414,7 +439,8 @@ def log_softmax_naive(x: Array, s: Setup = NO_SETUP) -> Trace:
     t = _start(x, x.shape, s)
     e = _exp(t, x, rowwise=True, dtype=d_t)
     total = _sum(t, x, e, acc)
-    return t.trace(_store(t, _sub(t, x.astype(acc), np.log(total)), d_t, Event.SUB_OVERFLOW))
+    out = _sub(t, x.astype(acc, copy=False), np.log(total))
+    return t.trace(_store(t, out, d_t, Event.SUB_OVERFLOW))
 
 
 def log_softmax_stable(x: Array, s: Setup = NO_SETUP) -> Trace:
@@ -450,7 +476,7 @@ def logsumexp_stable(x: Array, s: Setup = NO_SETUP) -> Trace:
     m, d = _shift(t, x, acc)
     e = _exp(t, d, rowwise=True, dtype=d_t)
     total = _sum(t, x, e, acc)
-    out = m.astype(acc) + np.log(total)
+    out = m.astype(acc, copy=False) + np.log(total)
     if t.active:
         m64 = np.asarray(m, np.float64)
         t.overflowed(Event.ADD_OVERFLOW, np.isfinite(m64) & _nonfinite(out), m64)
@@ -490,7 +516,7 @@ def logsumexp_log1p(x: Array, s: Setup = NO_SETUP) -> Trace:
     d_t, acc = _dtypes(x, s)
     t = _start(x, (x.shape[0], 1), s)
     m, _, big_l = _log1p_terms(t, x, s)
-    out = m.astype(acc) + big_l
+    out = m.astype(acc, copy=False) + big_l
     if t.active:
         m64 = np.asarray(m, np.float64)
         t.overflowed(Event.ADD_OVERFLOW, np.isfinite(m64) & _nonfinite(out), m64)
@@ -519,10 +545,10 @@ def _online_finish(t: _Tracer, x: Array, m: Array, total: Array, s: Setup) -> Tr
     if t.active:
         x64 = np.asarray(x, np.float64)
         bad = _nonfinite(total) & ~_row(np.isnan(x64))
-        t.overflowed(Event.SUM_OVERFLOW, bad, _row_max(x))
-    d = _sub(t, x.astype(acc), m.astype(acc))
+        t.overflowed(Event.SUM_OVERFLOW, bad, _RowMax(x))
+    d = _sub(t, x.astype(acc, copy=False), m.astype(acc, copy=False))
     e = _exp(t, d, rowwise=False, dtype=d_t)
-    return t.trace(_store(t, _div(t, e.astype(acc), total), d_t, Event.SUM_OVERFLOW))
+    return t.trace(_store(t, _div(t, e.astype(acc, copy=False), total), d_t, Event.SUM_OVERFLOW))
 
 
 def _shift_of(m: Array, acc: np.dtype[Any]) -> Array:
@@ -642,14 +668,23 @@ def _lazily(fn: Callable[[Array, Setup], Trace]) -> Callable[[Array, Setup], Tra
 
     Recording events costs several times the arithmetic; most rows of real logits have none.
     The outputs of the traced rows replace the quiet ones (the same arithmetic on the same row:
-    the values are identical either way).
+    the values are identical either way).  When most rows of the previous batch in the same
+    dtypes needed tracing (float16 softmax of wide logits flushes in every row), the batch is
+    traced at once rather than twice: which way is taken changes the time, never the trace.
     """
+    busy: dict[tuple[np.dtype[Any], np.dtype[Any] | None], bool] = {}
 
     def run(x: Array, s: Setup) -> Trace:
         if s.quiet or x.ndim != 2 or x.shape[0] < 2:
             return fn(x, s)
+        key = (x.dtype, s.acc)
+        if busy.get(key, False):
+            full = fn(x, s)
+            busy[key] = 2 * eventful_rows(x, full.out).size > x.shape[0]
+            return full
         quick = fn(x, dataclasses.replace(s, quiet=True))
         redo = eventful_rows(x, quick.out)
+        busy[key] = 2 * redo.size > x.shape[0]
         if redo.size == 0:
             return quick
         if redo.size == x.shape[0]:

@@ -32,7 +32,7 @@ import numpy.typing as npt
 
 from lsmcheck.algorithms import Event, describe_event
 from lsmcheck.dtypes import Format
-from lsmcheck.fastref import U, Values, dd_add_d, fast_two_sum, tree_sum_dd, two_sum
+from lsmcheck.fastref import Values, fast_two_sum, two_sum
 from lsmcheck.results import Finding
 
 F64 = npt.NDArray[np.float64]
@@ -305,21 +305,49 @@ def flagged(c: F64, overflow_codes: Any, flush_codes: Any) -> Bools:
     return np.asarray((c == 0) | np.isinf(c) | (overflow_codes != 0) | (flush_codes != 0))
 
 
+#: Extraction rounds per row before :func:`sum_errors` leaves a row to ``math.fsum``.
+_MAX_LEVELS = 30
+
+
 def sum_errors(c: F64) -> tuple[F64, Bools]:
     """``|sum(row) - 1|`` per row of softmax outputs, correctly rounded, and where settled.
 
-    The row sums are taken in double-double by a pairwise tree (error at most
-    ``(depth + 4) 8 u**2 sum``); the result is the correctly rounded value where no rounding
-    boundary lies within that bound (else :func:`lsmcheck.metrics.sum_error`, ``math.fsum``,
-    must decide: rows with a negative, non-finite or zero-distance sum are never settled).
+    Each row is summed exactly by error-free extraction (Rump, Ogita & Oishi, "Accurate
+    floating-point summation", SIAM J. Sci. Comput. 2008, ExtractVector): with ``sigma`` a power
+    of two at least ``2**M max|r|`` and ``2**M >= n + 2``, ``q = (sigma + r) - sigma`` and
+    ``r - q`` are exact, every ``q`` is a multiple of ``2**-52 sigma`` below ``2**-M sigma``,
+    so their sum (in any order) is exact; the residuals ``r - q`` are extracted again, ~40 bits
+    further down each round, until they are all 0.  The sum is then a handful of floats, and
+    ``math.fsum`` of them and -1 rounds once.  Rows with a negative or non-finite output, or
+    whose residuals reach the subnormal range, are not settled (:func:`lsmcheck.metrics.
+    sum_error` sums them).
     """
+    b, n = c.shape
     with np.errstate(all="ignore"):
         ok: Bools = np.asarray(np.isfinite(c).all(axis=1) & (c >= 0).all(axis=1))
-        sh, sl, depth = tree_sum_dd(np.where(ok[:, None], c, 0.0), np.zeros_like(c))
-        th, tl = dd_add_d(sh, sl, -1.0)
-        bound = (depth + 4) * 8 * U * U * sh
-        settled = ok & (th != 0) & (np.abs(tl) + bound < np.spacing(np.abs(th)) / 4)
-        return np.abs(th), settled
+        big_m = math.ceil(math.log2(n + 2))
+        rows = np.flatnonzero(ok)
+        r = c[rows]
+        parts: list[list[float]] = [[] for _ in range(b)]
+        for _ in range(_MAX_LEVELS):
+            top = np.abs(r).max(axis=1) if r.size else np.zeros(len(rows))
+            live = top > 0
+            rows, r, top = rows[live], r[live], top[live]
+            if not rows.size:
+                break
+            k = _exponent(top) + 1 + big_m  # sigma = 2**k >= 2**M top
+            deep = k < -1000  # keep every quantity normal: the lemma assumes no underflow
+            if deep.any():
+                ok[rows[deep]] = False
+                rows, r, k = rows[~deep], r[~deep], k[~deep]
+            sigma = _pow2(k)[:, None]
+            q = (sigma + r) - sigma
+            r = r - q
+            for row, tau in zip(rows.tolist(), q.sum(axis=1).tolist(), strict=True):
+                parts[row].append(tau)
+        ok[rows] = False  # residuals left after the last round
+        out = np.array([abs(math.fsum([*p, -1.0])) for p in parts]) if b else np.zeros(0)
+        return out, ok
 
 
 __all__ = [

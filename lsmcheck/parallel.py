@@ -82,6 +82,11 @@ def run_chunks(
             yield audit_chunk(chunk, options)
         return
     method = "fork" if sys.platform == "linux" else "spawn"
+    if method == "fork" and "jax" in sys.modules:
+        # JAX runs threads of its own: a child forked from a process that imported it may
+        # deadlock (JAX warns as much).  Workers then start from a clean server process and
+        # import what they need.
+        method = "forkserver"
     if method == "fork":
         global _SHARED_OPTIONS
         _SHARED_OPTIONS = options  # inherited by the forked workers: never pickled
@@ -90,8 +95,7 @@ def run_chunks(
             yield audit_chunk(chunk, options)
         return
     context = multiprocessing.get_context(method)
-    initializer = _die_with_lsmcheck if method == "fork" else None
-    with ProcessPoolExecutor(jobs - 1, mp_context=context, initializer=initializer) as pool:
+    with ProcessPoolExecutor(jobs - 1, mp_context=context, initializer=_die_with_lsmcheck) as pool:
         try:
             yield from _windowed(pool, itertools.chain(head, it), options, jobs, method == "fork")
         except BaseException:
@@ -100,9 +104,9 @@ def run_chunks(
 
 
 def _die_with_lsmcheck() -> None:
-    """In a forked worker (Linux): die when lsmcheck dies, even by SIGKILL, rather than wait
-    for work for ever (and take the worker's sandbox processes along, see
-    :mod:`lsmcheck.sandbox`)."""
+    """In a worker (Linux): die when the process that started it dies (lsmcheck, or the fork
+    server, which ends with lsmcheck), even by SIGKILL, rather than wait for work for ever;
+    its sandbox processes die with it (see :mod:`lsmcheck.sandbox`)."""
     from lsmcheck._usercode import die_with_parent
 
     die_with_parent(os.getppid())
@@ -150,36 +154,49 @@ def _windowed(
 ) -> Iterator[ChunkOutcome]:
     """Audit chunks with ``jobs - 1`` workers and this process, yielding in input order.
 
-    Every ``jobs``-th chunk is audited here (no pickling of its results); the others are
-    submitted ahead, at most ``2 jobs`` chunks in flight, so the workers never wait.
+    The workers always have chunks queued (two each); this process, which also merges the
+    outcomes, audits the next chunk itself whenever the outcome it needs next is not ready,
+    instead of waiting.  So the work balances itself whatever the merging costs, and at most
+    ``4 jobs`` chunks are in flight.
     """
     from lsmcheck.audit import audit_chunk
 
-    pending: deque[Future[ChunkOutcome] | list[Vector]] = deque()
+    it = iter(chunks)
+    pending: deque[Future[ChunkOutcome] | ChunkOutcome] = deque()
+    queued = 0  # futures not yet taken from ``pending``
+    more = True
     try:
-        for i, chunk in enumerate(chunks):
-            if i % jobs == 0:
-                pending.append(chunk)
-            elif shared:
-                pending.append(pool.submit(_audit_shared, chunk))
+        while True:
+            while more and queued < 2 * (jobs - 1):
+                chunk = next(it, None)
+                if chunk is None:
+                    more = False
+                    break
+                if shared:
+                    pending.append(pool.submit(_audit_shared, chunk))
+                else:
+                    pending.append(pool.submit(audit_chunk, chunk, options))
+                queued += 1
+            if not pending:
+                return
+            head = pending[0]
+            if isinstance(head, Future) and not head.done() and more and len(pending) < 4 * jobs:
+                chunk = next(it, None)
+                if chunk is None:
+                    more = False
+                else:
+                    pending.append(audit_chunk(chunk, options))
+                continue
+            item = pending.popleft()
+            if isinstance(item, Future):
+                queued -= 1
+                yield item.result()
             else:
-                pending.append(pool.submit(audit_chunk, chunk, options))
-            if len(pending) >= 2 * jobs:
-                yield _next(pending.popleft(), options)
-        while pending:
-            yield _next(pending.popleft(), options)
+                yield item
     finally:
         for f in pending:
             if isinstance(f, Future):
                 f.cancel()
-
-
-def _next(item: Future[ChunkOutcome] | list[Vector], options: Options) -> ChunkOutcome:
-    from lsmcheck.audit import audit_chunk
-
-    if isinstance(item, Future):
-        return item.result()
-    return audit_chunk(item, options)
 
 
 def _on_dask(

@@ -41,7 +41,14 @@ import numpy.typing as npt
 from lsmcheck.errors import InputError
 from lsmcheck.vectors import Vector
 
-__all__ = ["count_elements", "iter_source", "iter_sources", "parse_logits_flag", "read_sources"]
+__all__ = [
+    "count_elements",
+    "iter_source",
+    "iter_sources",
+    "longest_vectors",
+    "parse_logits_flag",
+    "read_sources",
+]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -838,25 +845,45 @@ def count_elements(paths: Sequence[str], logits: Sequence[str] = ()) -> int | No
     and ``--logits``); ``None`` when a text source would have to be read to tell."""
     total = sum(len(_split_fields(text, _COMMA_OR_WHITESPACE)) for text in logits)
     for path in paths:
-        kind = _FORMATS_BY_EXTENSION.get(os.path.splitext(path)[1].lower())
-        try:
-            if kind in ("npy", "npz") and not stat.S_ISREG(os.stat(path).st_mode):
-                return None  # opening a FIFO could block; reading will report it
-            if kind == "npy":
-                with open(path, "rb") as f:
-                    shape, _ = _npy_header(f, path)
-                total += math.prod(shape)
-            elif kind == "npz":
-                with np.load(path, allow_pickle=False) as archive:
-                    assert archive.zip is not None
-                    for name in archive.zip.namelist():
-                        with archive.zip.open(name) as stream:
-                            total += math.prod(_npy_header(stream, path)[0])
-            else:
-                return None
-        except (*_ZIP_ERRORS, InputError):
-            return None  # reading will report it
+        shapes = _array_shapes(path)
+        if shapes is None:
+            return None
+        total += sum(math.prod(shape) for _, shape in shapes)
     return total
+
+
+def longest_vectors(paths: Sequence[str]) -> list[tuple[str, int]]:
+    """``(source, length)`` of the longest vector of each ``.npy``/``.npz`` source (members of
+    an archive apart), from the headers alone.  Text sources are left out: their line and file
+    caps bound their vectors already."""
+    out = []
+    for path in paths:
+        for source, shape in _array_shapes(path) or ():
+            if shape:
+                out.append((source, shape[-1]))
+    return out
+
+
+def _array_shapes(path: str) -> list[tuple[str, tuple[int, ...]]] | None:
+    """The shapes in a ``.npy``/``.npz`` file's headers, by source; ``None`` for anything else
+    or a file that reading will report on."""
+    kind = _FORMATS_BY_EXTENSION.get(os.path.splitext(path)[1].lower())
+    try:
+        if kind not in ("npy", "npz") or not stat.S_ISREG(os.stat(path).st_mode):
+            return None  # opening a FIFO could block; reading will report it
+        if kind == "npy":
+            with open(path, "rb") as f:
+                return [(path, _npy_header(f, path)[0])]
+        shapes = []
+        with np.load(path, allow_pickle=False) as archive:
+            assert archive.zip is not None
+            for name in archive.zip.namelist():
+                with archive.zip.open(name) as stream:
+                    shape = _npy_header(stream, path)[0]
+                    shapes.append((f"{path}:{name.removesuffix('.npy')}", shape))
+        return shapes
+    except (*_ZIP_ERRORS, InputError):
+        return None  # reading will report it
 
 
 def read_sources(

@@ -114,3 +114,52 @@ def test_float16_exp_and_rounding_match_numpy_exhaustively() -> None:
             np.testing.assert_array_equal(
                 _to_half(v).view(np.uint16), v.astype(np.float16).view(np.uint16)
             )
+
+
+# --- exact row sums of softmax outputs (fastmetrics.sum_errors) --------------------------
+
+
+def fsum_error(row: np.ndarray[Any, Any]) -> float:
+    import math
+
+    return abs(math.fsum([*row.tolist(), -1.0]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.lists(
+            st.one_of(
+                st.floats(0, 1),
+                st.floats(0, 1e-300),
+                st.sampled_from([0.0, 5e-324, 2.0**-1022, 1.0, 0.5, 2.0**-53, 1 - 2.0**-53]),
+            ),
+            min_size=4,
+            max_size=4,
+        ),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_sum_errors_are_exact_where_settled(rows: list[list[float]]) -> None:
+    from lsmcheck.fastmetrics import sum_errors
+
+    c = np.array(rows)
+    values, settled = sum_errors(c)
+    for v, ok, row in zip(values.tolist(), settled.tolist(), c, strict=True):
+        if ok:
+            assert v == fsum_error(row)
+
+
+def test_sum_errors_settle_real_softmax_rows() -> None:
+    from lsmcheck.fastmetrics import sum_errors
+
+    x = np.random.default_rng(3).standard_normal((50, 1000)) * 4
+    p = np.exp(x - x.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    values, settled = sum_errors(p)
+    assert settled.all()
+    assert values.tolist() == [fsum_error(row) for row in p]
+    bad = p.copy()
+    bad[0, 0], bad[1, 1] = np.nan, -1e-3  # never settled: metrics.sum_error decides
+    assert sum_errors(bad)[1].tolist()[:3] == [False, False, True]

@@ -78,3 +78,28 @@ def test_user_implementations_run_in_workers(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(stream, "CHUNK_ELEMENTS", 50)
     one = audit(vectors(), implementations=[mine], kind="softmax", jobs=1).to_json()
     assert audit(vectors(), implementations=[mine], kind="softmax", jobs=2).to_json() == one
+
+
+def test_jobs_with_jax_loaded_start_workers_without_forking_jax(tmp_path: Path) -> None:
+    """JAX is multithreaded: forking a process that imported it may deadlock (JAX warns).  In a
+    process that imported JAX before the audit (a user's script, a test run), workers come from
+    a fork server instead, with the same report."""
+    pytest.importorskip("jax")
+    data = tmp_path / "m.npy"
+    np.save(data, np.random.default_rng(0).standard_normal((300, 1000)))
+    reports = []
+    for jobs in ("1", "2"):
+        out = tmp_path / f"j{jobs}.json"
+        args = ["run", str(data), "-a", "jax.nn.log_softmax,softmax_stable", "-d", "float32"]
+        args += ["-j", jobs, "-f", "json", "-o", str(out)]
+        script = (
+            "import jax.numpy as jnp; jnp.ones(3).sum().block_until_ready()\n"
+            f"from lsmcheck.cli import main; main({args!r})"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300
+        )
+        assert done.returncode == 0, done.stderr
+        assert "fork" not in done.stderr, done.stderr
+        reports.append(json.loads(out.read_text())["results"])
+    assert reports[0] == reports[1]

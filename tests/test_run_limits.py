@@ -84,3 +84,26 @@ def test_limits_must_be_positive(tmp_path: Path, args: list[str]) -> None:
     code, err, report = run(tmp_path, "-l", "1,2", *args)
     assert code == 2 and err.count("\n") == 1, err
     assert not report.exists()
+
+
+def test_max_length_refuses_a_long_array_before_reading_it(tmp_path: Path) -> None:
+    # a header that claims one vector of 2**30 logits: refused from the header alone (the file
+    # holds no data at all, so reading it would be a different error)
+    huge = tmp_path / "huge.npy"
+    with huge.open("wb") as f:
+        np.lib.format.write_array_header_1_0(
+            f, {"descr": "<f8", "fortran_order": False, "shape": (1 << 30,)}
+        )
+    code, err, report = run(tmp_path, str(huge))
+    assert code == 2 and not report.exists()
+    assert err == (
+        f"lsmcheck: error: {huge}: vectors of 1,073,741,824 logits are longer than "
+        "--max-length 2,097,152: a vector is audited whole, at about 500 bytes per logit "
+        "(500.0 GiB here); raise --max-length to audit it\n"
+    )
+    npz = tmp_path / "two.npz"
+    np.savez(npz, short=np.zeros((2, 4)), long=np.zeros((1, 9)))
+    code, err, _ = run(tmp_path, str(npz), "--max-length", "8")
+    assert code == 2 and err.startswith(f"lsmcheck: error: {npz}:long: vectors of 9 logits")
+    code, _, report = run(tmp_path, str(npz), "--max-length", "9", "-d", "float64")
+    assert code == 0 and report.exists()

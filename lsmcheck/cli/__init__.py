@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from types import FrameType
 from typing import Any
@@ -40,7 +41,10 @@ class Lsmcheck(click.Group):
     def main(  # type: ignore[override]
         self, args: Sequence[str] | None = None, prog_name: str | None = None, **extra: Any
     ) -> None:
-        previous = signal.signal(signal.SIGTERM, _terminate)
+        # Only the main thread may set a signal handler (lsmcheck called from a thread, e.g.
+        # a test runner's worker, keeps the process's own SIGTERM handling).
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
         try:
             super().main(args, prog_name, standalone_mode=False, **extra)
         except click.exceptions.Exit as e:  # --help, --version
@@ -59,7 +63,8 @@ class Lsmcheck(click.Group):
             click.echo("lsmcheck: terminated", err=True)
             sys.exit(EXIT_TERMINATED)
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            if main_thread:
+                signal.signal(signal.SIGTERM, previous)
         sys.exit(0)
 
 

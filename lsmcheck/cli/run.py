@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -45,12 +45,12 @@ from lsmcheck.cli.common import (
 )
 from lsmcheck.cli.explore import danger_zone_option
 from lsmcheck.config import Config, ConfigError, discover
-from lsmcheck.errors import LimitError, UsageError
+from lsmcheck.errors import InputError, LimitError, UsageError
 from lsmcheck.formats import FORMATTERS, Style, render
 from lsmcheck.gate import DEFAULT_TOLERANCE, FAIL_ON_CHOICES, Thresholds, parse_fail_on
 from lsmcheck.parallel import default_jobs, tune_malloc
 from lsmcheck.sandbox import DEFAULT_TIMEOUT, Limits
-from lsmcheck.sources import count_elements, iter_sources
+from lsmcheck.sources import count_elements, iter_sources, longest_vectors
 from lsmcheck.userimpl import load
 
 
@@ -165,6 +165,27 @@ def _write(path: str, text: str, inputs: list[str], flag: str) -> None:
     except OSError as e:
         raise UsageError(f"{flag}: cannot write {path}: {e.strerror}") from None
     click.echo(f"lsmcheck: wrote {path}", err=True)
+
+
+#: The longest vector ``run`` audits without ``--max-length``: 2**21 logits take about 1 GB
+#: (measured: ``/usr/bin/time -f %M lsmcheck run`` on one 2**21-logit vector, 1.04 GB peak),
+#: eight times the largest language-model vocabulary.
+DEFAULT_MAX_LENGTH = 1 << 21
+
+
+def _check_lengths(inputs: Sequence[str], max_length: int) -> None:
+    """Refuse an array whose vectors are longer than ``max_length`` before reading it.
+
+    Text inputs need no check: their line (16 MiB) and file (64 MiB for JSON) caps bound them.
+    """
+    for source, n in longest_vectors(inputs):
+        if n > max_length:
+            raise InputError(
+                source,
+                f"vectors of {n:,} logits are longer than --max-length {max_length:,}: a vector "
+                f"is audited whole, at about 500 bytes per logit ({n * 500 / 2**30:.1f} GiB "
+                "here); raise --max-length to audit it",
+            )
 
 
 class _Limits:
@@ -317,6 +338,15 @@ class _Limits:
     "have been audited (checked after each chunk of about 131,072 logits).",
 )
 @click.option(
+    "--max-length",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_LENGTH,
+    show_default=True,
+    metavar="N",
+    help="Refuse (exit code 2, before reading) a .npy/.npz vector longer than N logits: one "
+    "vector is audited whole, at about 500 bytes of memory per logit.",
+)
+@click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
     metavar="SECONDS",
@@ -357,6 +387,7 @@ def run(
     no_config: bool,
     exit_zero: bool,
     max_elements: int | None,
+    max_length: int,
     timeout: float | None,
     danger_zone: float,
 ) -> int:
@@ -384,6 +415,7 @@ def run(
     recorded = baseline_file.load(baseline) if baseline else None  # fail before the audit
     if save_baseline:
         check_output(save_baseline, "--save-baseline")
+    _check_lengths(inputs, max_length)
     vectors = iter_sources(inputs, logits, stdin=sys.stdin)  # read as the audit streams
     tolerance = next(
         t for t in (baseline_tolerance, cfg.baseline_tolerance, DEFAULT_TOLERANCE) if t is not None

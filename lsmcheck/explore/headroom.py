@@ -29,7 +29,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import tempfile
 from pathlib import Path
@@ -40,7 +39,7 @@ import numpy.typing as npt
 
 from lsmcheck.algorithms import BUILTINS, Algorithm
 from lsmcheck.dtypes import Format
-from lsmcheck.explore.limits import Explorer, Limit, fmt_value
+from lsmcheck.explore.limits import Explorer, Limit
 from lsmcheck.results import Headroom
 
 #: The default danger zone: warn when a vector is within 10% of a limit.
@@ -169,25 +168,22 @@ def _cause(lim: Limit) -> str:
 
 def _entry(lim: Limit, value: float, zone: float, fmt: Format) -> Headroom | None:
     """The headroom of ``value`` (signed, as the vector has it) against ``lim``."""
+    text = _texts(lim, fmt)
+    if text is None:
+        return None
+    threshold, quantity, cause = text
+    room = (threshold - value) / threshold
+    return Headroom(lim.name, value, threshold, room, room < zone, quantity, cause)
+
+
+def _texts(lim: Limit, fmt: Format) -> tuple[float, str, str] | None:
+    """``(threshold, quantity, cause)`` of a limit that exists, else ``None``."""
     if not lim.breaks or lim.last_ok is None:
         return None
     threshold = lim.spec.sign * lim.last_ok
     if threshold == 0:
         return None
-    room = (threshold - value) / threshold
-    warning = room < zone
-    quantity = _QUANTITIES[lim.name]
-    if room < 0:
-        how = "past the limit"
-    else:
-        # rounded down, never up: a message never claims more room than there is
-        pct = f"{math.floor(room * 1000) / 10:.1f}" if room < 0.1 else str(math.floor(room * 100))
-        how = f"{pct}% headroom"
-    message = (
-        f"{quantity} {fmt_value(value)} of {fmt_value(threshold)} before {_cause(lim)} "
-        f"in {fmt.name}: {how}"
-    )
-    return Headroom(lim.name, value, threshold, room, warning, message)
+    return threshold, _QUANTITIES[lim.name], f"{_cause(lim)} in {fmt.name}"
 
 
 def assess(
@@ -234,26 +230,32 @@ def assess_rows(
     has = np.asarray(finite.any(axis=1))
     n = x.shape[1]
     cap = _length_cap(n)
-    limits = {
-        name: measured_limit(alg, fmt, name, cap)
+    texts = {
+        name: _texts(measured_limit(alg, fmt, name, cap), fmt)
         for name in ("overflow", "underflow", "flush", "length")
     }
-    length = _entry(limits["length"], float(n), zone, fmt)
+    length = _entry(measured_limit(alg, fmt, "length", cap), float(n), zone, fmt)
+    tail = () if length is None else (length,)
+    over, under = texts["overflow"], texts["underflow"]
+    flush = None if alg.kind.per_vector else texts["flush"]
     out: list[tuple[Headroom, ...]] = []
     for ok, top, low in zip(has.tolist(), tops.tolist(), lows.tolist(), strict=True):
         if not ok:
             out.append(())
             continue
-        entries = []
-        if top > 0:
-            entries.append(_entry(limits["overflow"], top, zone, fmt))
-        elif top < 0:
-            entries.append(_entry(limits["underflow"], top, zone, fmt))
+        entries: list[Headroom] = []
+        text = over if top > 0 else under if top < 0 else None
+        if text is not None:
+            threshold, quantity, cause = text
+            room = (threshold - top) / threshold
+            name = "overflow" if top > 0 else "underflow"
+            entries.append(Headroom(name, top, threshold, room, room < zone, quantity, cause))
         gap = low - top
-        if gap < 0 and not alg.kind.per_vector:
-            entries.append(_entry(limits["flush"], gap, zone, fmt))
-        entries.append(length)
-        out.append(tuple(e for e in entries if e is not None))
+        if gap < 0 and flush is not None:
+            threshold, quantity, cause = flush
+            room = (threshold - gap) / threshold
+            entries.append(Headroom("flush", gap, threshold, room, room < zone, quantity, cause))
+        out.append((*entries, *tail))
     return out
 
 

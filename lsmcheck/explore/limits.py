@@ -42,6 +42,7 @@ from lsmcheck.dtypes import Format, get_format
 from lsmcheck.errors import UsageError
 from lsmcheck.explore.probe import Prober, Sample
 from lsmcheck.reference import round_to_format
+from lsmcheck.results import prose_number
 from lsmcheck.userimpl import ImplementationError
 
 Progress = Callable[[int, int], None]
@@ -508,15 +509,6 @@ def measure_limits(
 # ---------------------------------------------------------------------------------------------
 
 
-def fmt_value(x: float) -> str:
-    """A limit for prose: two decimals (``11.09``, ``-17.33``), integers as such, big as ``%g``."""
-    if math.isfinite(x) and x == int(x) and abs(x) < 1e7:  # a gap beyond float64 is -inf
-        return str(int(x))
-    if abs(x) < 1e5:
-        return f"{x:.2f}"
-    return f"{x:.4g}"
-
-
 def _join(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
@@ -549,7 +541,7 @@ def _what(lim: Limit, plural: bool) -> str:
     def verb(key: str) -> str:
         return _VERBS[key][plural]
 
-    last = fmt_value(lim.value or 0.0)
+    last = prose_number(lim.value or 0.0)
     kind = lim.event_kind.split(":")[0]
     if lim.name == "overflow":
         return f"{verb(kind)} once any logit exceeds {last}"
@@ -558,15 +550,15 @@ def _what(lim: Limit, plural: bool) -> str:
     if lim.name == "flush":
         zero = "0" if lim.algorithm.startswith("softmax") else "-inf"
         return (
-            f"{verb('flush')} a logit more than {fmt_value(lim.last_ok or 0.0)} below the "
+            f"{verb('flush')} a logit more than {prose_number(lim.last_ok or 0.0)} below the "
             f"maximum to {zero} although its exact value is representable"
         )
     if lim.name == "spread":
         return (
-            f"{verb('off')} by more than {fmt_value(lim.bound or 0.0)} ulp once the top logit "
-            f"leads the rest by {fmt_value(lim.first_bad or 0.0)}"
+            f"{verb('off')} by more than {prose_number(lim.bound or 0.0)} ulp once the top logit "
+            f"leads the rest by {prose_number(lim.first_bad or 0.0)}"
         )
-    return f"{verb(kind)} from a length of {fmt_value(lim.first_bad or 0.0)} equal logits"
+    return f"{verb(kind)} from a length of {prose_number(lim.first_bad or 0.0)} equal logits"
 
 
 def verdicts(limits: Sequence[Limit]) -> list[str]:
@@ -599,6 +591,6 @@ def verdicts(limits: Sequence[Limit]) -> list[str]:
         verb = "never overflows" if len(algs) == 1 else "never overflow"
         out.append(
             f"{_join(algs)} in {dtype} {verb} on [t, 0], up to the format's maximum "
-            f"{fmt_value(fmt.max)}."
+            f"{prose_number(fmt.max)}."
         )
     return out

@@ -14,10 +14,10 @@ from rich.table import Table
 from rich.text import Text
 
 from lsmcheck.explore.hunt import HuntReport
-from lsmcheck.explore.limits import LIMITS, SPECS, Limit, LimitsReport, fmt_value
+from lsmcheck.explore.limits import LIMITS, SPECS, Limit, LimitsReport
 from lsmcheck.formats.style import Style
 from lsmcheck.formats.table import to_text
-from lsmcheck.results import json_number, repr_float
+from lsmcheck.results import json_number, prose_number, repr_float
 
 LIMITS_SCHEMA = "lsmcheck.limits/1"
 
@@ -57,7 +57,7 @@ def _analytical(name: str, lims: list[Limit]) -> str:
     if a is None:
         return "-"
     if name == "length":
-        return fmt_value(a) if a < 1e7 else f"{a:.4g}"
+        return prose_number(a) if a < 1e7 else f"{a:.4g}"
     return f"{SPECS[name].sign * a:.6g}"
 
 
@@ -76,7 +76,7 @@ def limits_tables(report: LimitsReport) -> list[RenderableType]:
         )
         table.add_column("algorithm", no_wrap=True)
         for n in names:
-            header = _HEADERS[n].format(bound=fmt_value(report.ulp_bound))
+            header = _HEADERS[n].format(bound=prose_number(report.ulp_bound))
             table.add_column(Text(header + f"\n{SPECS[n].form}"), justify="right")
         row = [Text("analytical", "italic")]
         for n in names:

@@ -1,0 +1,102 @@
+"""Interruption with worker processes: exit codes, no partial report, no orphaned workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from lsmcheck.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def children(pid: int) -> set[int]:
+    """The live child processes of ``pid`` (Linux /proc)."""
+    out: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out |= {int(c) for c in (task / "children").read_text().split()}
+        except OSError:
+            continue
+    return out
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for a parent that is not us does not)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    state = next(line for line in status.splitlines() if line.startswith("State:"))
+    return "zombie" not in state
+
+
+@pytest.fixture(scope="module")
+def long_input(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An input whose audit takes many seconds (400 scaled copies of the 32k-vocabulary row)."""
+    row = np.load(ROOT / "cases" / "vocab_32k.npy").astype(np.float64)
+    path = str(tmp_path_factory.mktemp("in") / "vocab_400.npy")
+    np.save(path, np.outer(1 + np.arange(400) / 100, row))
+    return path
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_ends_a_parallel_run_and_its_workers(
+    tmp_path: Path, long_input: str, sig: signal.Signals, code: int
+) -> None:
+    out = tmp_path / "report.json"
+    args = ["run", long_input, "-j", "2", "-f", "json", "-o", str(out)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lsmcheck", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    workers: set[int] = set()
+    deadline = time.monotonic() + 30
+    while not workers and time.monotonic() < deadline:  # wait until the workers run
+        time.sleep(0.2)
+        workers = children(proc.pid)
+    assert workers, "no worker process started"
+    time.sleep(0.5)
+    sent = time.monotonic()
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=60)
+    took = time.monotonic() - sent
+    assert proc.returncode == code, stderr
+    assert stderr.strip().splitlines()[-1] in ("lsmcheck: interrupted", "lsmcheck: terminated")
+    assert list(tmp_path.iterdir()) == []  # no partial report
+    deadline = time.monotonic() + 10
+    while any(alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(w) for w in workers), f"orphaned workers: {workers}"
+    assert took < 30, f"took {took:.1f} s to stop"
+
+
+def test_lsmcheck_runs_from_a_thread_that_is_not_the_main_one() -> None:
+    """Only the main thread may install a signal handler: from another thread lsmcheck runs
+    without its own SIGTERM handler instead of failing."""
+    outcome: dict[str, object] = {}
+
+    def call() -> None:
+        result = CliRunner().invoke(
+            main, ["run", "-l", "1,2,3", "-a", "softmax_stable", "-d", "float64"]
+        )
+        outcome["code"], outcome["output"] = result.exit_code, result.output
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    thread.join(timeout=60)
+    assert outcome.get("code") == 0, outcome
+    assert "softmax_stable" in str(outcome["output"])
