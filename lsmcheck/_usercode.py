@@ -13,7 +13,8 @@ standard error instead): every message is a 4-byte big-endian length, a JSON hea
 length, and, when the header has a ``"shape"``, the raw bytes of an array of the header's
 ``"dtype"`` and shape, C order.
 
-* parent -> child, once: ``{"module", "function", "per_vector", "path", "memory", "parent"}``;
+* parent -> child, once: ``{"module", "function", "per_vector", "path", "memory", "parent",
+  "die_with_parent"}``;
   child -> parent: ``{"started": true}`` when it is set up (Python and numpy imported), then
   ``{"description": ...}`` once the callable is imported, or ``{"spec": message}`` when it
   cannot be (or ``{"oom": message}`` when the import ran out of memory);
@@ -22,7 +23,8 @@ length, and, when the header has a ``"shape"``, the raw bytes of an array of the
   wrong thing), or ``{"oom": message}`` (it ran out of memory).
 
 The child exits when its standard input closes (lsmcheck ended), and on Linux the kernel kills
-it when the lsmcheck process that started it dies (``PR_SET_PDEATHSIG``).
+it when the lsmcheck process that started it dies (``PR_SET_PDEATHSIG``; only when it was
+started from the main thread, since the signal comes when the starting thread ends).
 """
 
 from __future__ import annotations
@@ -279,7 +281,8 @@ def main() -> None:
     if message is None:
         return
     hello = message[0]
-    die_with_parent(hello["parent"])
+    if hello["die_with_parent"]:
+        die_with_parent(hello["parent"])
     _first_to_die()
     sys.path[:] = list(dict.fromkeys([*hello["path"], *sys.path]))
     import faulthandler

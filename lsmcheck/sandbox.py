@@ -475,6 +475,9 @@ class Sandbox:
             "path": list(target.path),
             "memory": limits.memory,
             "parent": os.getpid(),
+            # PR_SET_PDEATHSIG fires when the starting *thread* ends: only the main thread's
+            # end is the process's
+            "die_with_parent": threading.current_thread() is threading.main_thread(),
         }
         importing = f"importing {target.module!r}"
         started = False
