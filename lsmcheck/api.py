@@ -34,6 +34,7 @@ from lsmcheck.baseline import Baseline
 from lsmcheck.errors import UsageError
 from lsmcheck.gate import DEFAULT_TOLERANCE, Thresholds, compare, parse_fail_on
 from lsmcheck.results import Report
+from lsmcheck.sandbox import Limits
 from lsmcheck.userimpl import load, wrap
 from lsmcheck.vectors import Vector
 
@@ -81,15 +82,18 @@ def _floats(value: Any, where: str) -> np.ndarray[Any, np.dtype[np.float64]]:
     return array
 
 
-def implementations(items: Iterable[Implementation], kind: str | Kind | None) -> list[Algorithm]:
-    """Algorithms from Algorithm objects, ``"KIND=module:function"`` specs and callables
-    (a callable needs ``kind``)."""
+def implementations(
+    items: Iterable[Implementation], kind: str | Kind | None, limits: Limits | None = None
+) -> list[Algorithm]:
+    """Algorithms from Algorithm objects, ``"KIND=module:function"`` specs (each run in a
+    sandbox process with ``limits``, see :mod:`lsmcheck.sandbox`) and callables (run in this
+    process; a callable needs ``kind``)."""
     out = []
     for item in items:
         if isinstance(item, Algorithm):
             out.append(item)
         elif isinstance(item, str):
-            out.append(load(item, "implementations"))
+            out.append(load(item, "implementations", limits=limits))
         elif callable(item):
             if kind is None:
                 raise UsageError("implementations: a callable needs kind= (softmax, ...)")
@@ -124,6 +128,8 @@ def audit(
     keep: int | None = None,
     jobs: int = 1,
     scheduler: str | None = None,
+    impl_timeout: float | None = None,
+    impl_memory: str | int | None = None,
 ) -> Report:
     """Audit logits with built-in algorithms and your own implementations.
 
@@ -134,7 +140,9 @@ def audit(
         implementations: your own, as callables (with ``kind``), ``"KIND=module:function"``
             strings or :class:`~lsmcheck.algorithms.Algorithm` objects.  Each callable gets a
             2-D array in the audited dtype and must return the same shape and dtype
-            (``(batch,)`` for logsumexp).
+            (``(batch,)`` for logsumexp).  A string runs in a sandbox process of its own (a
+            hang, a crash or running out of memory is an ``error`` result, see
+            :mod:`lsmcheck.sandbox`); a callable runs in this process.
         kind: ``"softmax"``, ``"log_softmax"`` or ``"logsumexp"``: what the callables compute.
         algorithms: built-in algorithm names; default all of them, or none when
             ``implementations`` are given.  With ``options``, implementations are added to
@@ -153,13 +161,18 @@ def audit(
             :class:`~lsmcheck.audit.Options`).
         jobs: worker processes (the report is the same whatever the number).
         scheduler: the address of a Dask distributed scheduler to run the chunks on.
+        impl_timeout: seconds a call of a string implementation may take (default 60; 0: no
+            limit), as ``--impl-timeout``.
+        impl_memory: the memory cap of its process (``"2G"``, ``"25%"``, bytes; default half
+            the physical memory; 0: no cap), as ``--impl-memory``.
 
     Returns:
         The report: ``report.passed``, ``report.results``, ``report.to_json()``.
     """
     vectors = as_vectors(logits)
     base = options or Options()
-    user = globals()["implementations"](implementations, kind)
+    limits = Limits.make(impl_timeout, impl_memory, "impl_timeout", "impl_memory")
+    user = globals()["implementations"](implementations, kind, limits)
     changes: dict[str, Any] = {}
     if options is None:
         if algorithms is not None:

@@ -47,7 +47,7 @@ from lsmcheck.results import (
     Status,
     make_result,
 )
-from lsmcheck.userimpl import ImplementationError
+from lsmcheck.userimpl import ImplementationError, SandboxFailure
 from lsmcheck.vectors import Vector
 
 #: The lowest and highest ``--precision`` accepted (bits of the first mpmath attempt).
@@ -606,12 +606,16 @@ def _run(alg: Algorithm, batch: npt.NDArray[Any], setup: Setup) -> list[tuple[Tr
     """Per row of ``batch``: (trace, row in it), or why the implementation failed on it.
 
     A user implementation fails with :class:`ImplementationError`; when it fails on a batch,
-    each row is run alone so that the error names the vectors it failed on.  A framework
+    each row is run alone so that the error names the vectors it failed on, unless it timed
+    out, ran out of memory or killed its process (:class:`SandboxFailure`, see
+    :mod:`lsmcheck.sandbox`): re-running those row by row would multiply the timeout.  A framework
     adapter (a black box) that raises (PyTorch has no float8 softmax) fails every row with the
     library's message; a built-in that raises is a bug in lsmcheck and is not caught.
     """
     try:
         trace = alg.execute(batch, setup)
+    except SandboxFailure as e:
+        return [str(e)] * len(batch)
     except ImplementationError as e:
         if len(batch) == 1:
             return [str(e)]

@@ -10,6 +10,8 @@ Keys (every one optional)::
     inputs = ["cases/logits.csv"]            # logit files, relative to the config file
     algorithms = ["log_softmax_stable"]      # built-in algorithms ("all" for every one)
     implementations = ["log_softmax=mypkg.ops:fused_log_softmax"]
+    impl_timeout = 60                        # seconds per call of an implementation (0: none)
+    impl_memory = "2G"                       # memory cap of each implementation's process
     dtypes = ["float16", "float32"]
     precision = 113                          # first mpmath precision of the reference
     format = "table"                         # what goes to standard output
@@ -47,6 +49,7 @@ from typing import Any
 from lsmcheck.dtypes import get_format
 from lsmcheck.errors import UsageError
 from lsmcheck.gate import FAIL_ON_CHOICES, Limits, Rule
+from lsmcheck.sandbox import parse_size
 from lsmcheck.userimpl import parse_spec
 
 __all__ = ["Config", "ConfigError", "discover", "find", "load"]
@@ -57,6 +60,8 @@ _TOP_KEYS = (
     "inputs",
     "algorithms",
     "implementations",
+    "impl_timeout",
+    "impl_memory",
     "dtypes",
     "precision",
     "format",
@@ -90,6 +95,8 @@ class Config:
     inputs: tuple[str, ...] | None = None
     algorithms: tuple[str, ...] | None = None
     implementations: tuple[str, ...] | None = None
+    impl_timeout: float | None = None
+    impl_memory: str | int | None = None
     dtypes: tuple[str, ...] | None = None
     precision: int | None = None
     format: str | None = None
@@ -189,6 +196,15 @@ def load(path: Path) -> Config:
     for i, spec in enumerate(implementations or ()):
         parse_spec(spec, where=f"{shown}: {_dotted(table, 'implementations')}[{i}]")
     precision = check.integer(values, "precision")
+    impl_timeout = check.number(values, "impl_timeout", finite=True)
+    impl_memory = values.get("impl_memory")
+    if impl_memory is not None:
+        if isinstance(impl_memory, bool) or not isinstance(impl_memory, str | int):
+            raise check.error("impl_memory", f'expected a size like "2G", got {_type(impl_memory)}')
+        try:
+            parse_size(impl_memory, where=f"{shown}: {_dotted(table, 'impl_memory')}")
+        except UsageError as e:
+            raise ConfigError(str(e)) from None
     tolerance = check.number(values, "baseline_tolerance", finite=True)
     fmt = values.get("format")
     if fmt is not None and not isinstance(fmt, str):
@@ -202,6 +218,8 @@ def load(path: Path) -> Config:
         inputs=check.paths(check.strings(values, "inputs")),
         algorithms=check.strings(values, "algorithms"),
         implementations=implementations,
+        impl_timeout=impl_timeout,
+        impl_memory=impl_memory,
         dtypes=check.dtypes(values),
         precision=precision,
         format=fmt,

@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -96,7 +97,7 @@ def run_chunks(
             yield audit_chunk(chunk, options)
         return
     context = multiprocessing.get_context(method)
-    pool = ProcessPoolExecutor(jobs - 1, mp_context=context, initializer=_worker_signals)
+    pool = ProcessPoolExecutor(jobs - 1, mp_context=context, initializer=_start_worker)
     try:
         yield from _windowed(pool, itertools.chain(head, it), options, jobs, method == "fork")
     except BaseException:  # Ctrl-C, SIGTERM, --timeout, an error: do not wait for the workers
@@ -105,30 +106,38 @@ def run_chunks(
     pool.shutdown(wait=True)
 
 
-def _worker_signals() -> None:
-    """A worker leaves Ctrl-C to the main process (which ends the workers) and dies of SIGTERM
-    (not the command line's handler it inherited, which would unwind it with a traceback)."""
+def _start_worker() -> None:
+    """Set up a worker process.
+
+    It dies when the process that started it dies (Linux: lsmcheck, or the fork server, which
+    ends with lsmcheck), even by SIGKILL, rather than wait for work for ever; its sandbox
+    processes die with it (see :mod:`lsmcheck.sandbox`).  It leaves Ctrl-C to the main process
+    (which ends the workers) and dies of SIGTERM, not of the command line's handler it
+    inherited, which would unwind it with a traceback on stderr.
+    """
+    from lsmcheck._usercode import die_with_parent
+
+    die_with_parent(os.getppid())
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
-    """End the workers now: a chunk in progress is dropped, not waited for (a worker stuck in
-    a deadlock or in a user's implementation would otherwise hold the run forever).
-
-    ``ProcessPoolExecutor`` has no public way to terminate its workers before Python 3.14
-    (``terminate_workers``); its process table is used where the method is missing.
-    """
-    terminate = getattr(pool, "terminate_workers", None)
-    if terminate is not None:
-        terminate()
-        return
-    processes = dict(getattr(pool, "_processes", None) or {})
-    for process in processes.values():
-        process.terminate()
+    """Stop the workers of a run that is being abandoned (Ctrl-C, SIGTERM, ``--timeout``, an
+    error) rather than wait for their chunks: a chunk may be waiting on a user implementation
+    for up to ``--impl-timeout`` (for ever with 0), or on a deadlock.  SIGTERM first, SIGKILL a
+    second later.  ``ProcessPoolExecutor`` has no public way to do this before Python 3.14
+    (``terminate_workers``); its process table is used."""
+    workers = list((getattr(pool, "_processes", None) or {}).values())
+    for worker in workers:
+        worker.terminate()
+    deadline = time.monotonic() + 1
+    for worker in workers:
+        worker.join(max(0.0, deadline - time.monotonic()))
+        if worker.is_alive():
+            worker.kill()
+            worker.join()
     pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes.values():
-        process.join(timeout=5)
 
 
 #: Libraries whose thread pools make forking this process unsafe once they have run.

@@ -49,6 +49,7 @@ from lsmcheck.errors import InputError, LimitError, UsageError
 from lsmcheck.formats import FORMATTERS, Style, render
 from lsmcheck.gate import DEFAULT_TOLERANCE, FAIL_ON_CHOICES, Thresholds, parse_fail_on
 from lsmcheck.parallel import default_jobs, tune_malloc
+from lsmcheck.sandbox import DEFAULT_TIMEOUT, Limits
 from lsmcheck.sources import count_elements, iter_sources, longest_vectors
 from lsmcheck.userimpl import load
 
@@ -59,13 +60,27 @@ def _given(name: str) -> bool:
     return source not in (None, ParameterSource.DEFAULT)
 
 
-def _implementations(impls: tuple[str, ...], cfg: Config) -> list[Algorithm]:
-    """The user's implementations: ``--impl`` values, else the config's (imported here)."""
+def _implementations(
+    impls: tuple[str, ...], cfg: Config, timeout: float | None, memory: str | None
+) -> list[Algorithm]:
+    """The user's implementations: ``--impl`` values, else the config's, each started in its
+    sandbox with the ``--impl-timeout`` and ``--impl-memory`` limits (or the config's)."""
+    if not (impls or cfg.implementations):
+        return []
+    limits = Limits.make(
+        timeout if timeout is not None else cfg.impl_timeout,
+        memory if memory is not None else cfg.impl_memory,
+        "--impl-timeout" if timeout is not None else cfg.where("impl_timeout"),
+        "--impl-memory" if memory is not None else cfg.where("impl_memory"),
+    )
     if impls:
-        return [load(spec, "--impl") for spec in impls]
+        return [load(spec, "--impl", limits=limits) for spec in impls]
     search = () if cfg.directory is None else (cfg.directory,)
     where = cfg.where("implementations")
-    return [load(spec, f"{where}[{i}]", search) for i, spec in enumerate(cfg.implementations or ())]
+    return [
+        load(spec, f"{where}[{i}]", search, limits)
+        for i, spec in enumerate(cfg.implementations or ())
+    ]
 
 
 def _check_rule_names(cfg: Config, user: list[Algorithm]) -> None:
@@ -241,7 +256,20 @@ class _Limits:
     multiple=True,
     metavar="KIND=MODULE:FUNCTION",
     help="Audit your own implementation (repeatable): --impl log_softmax=mypkg.ops:fused. "
-    "KIND is softmax, log_softmax or logsumexp.",
+    "KIND is softmax, log_softmax or logsumexp.  Each runs in a process of its own.",
+)
+@click.option(
+    "--impl-timeout",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help=f"Fail a call of an --impl implementation that takes longer (its process is killed, "
+    f"its later calls fail at once) [default: {DEFAULT_TIMEOUT:g}; 0: no limit].",
+)
+@click.option(
+    "--impl-memory",
+    metavar="SIZE",
+    help="Cap the memory of each --impl implementation's process: 2G, 512M, 25% "
+    "[default: half the physical memory; 0: no cap].",
 )
 @precision_option
 @reference_option
@@ -337,6 +365,8 @@ def run(
     dtypes: tuple[str, ...],
     algorithms: tuple[str, ...],
     impls: tuple[str, ...],
+    impl_timeout: float | None,
+    impl_memory: str | None,
     precision: int,
     reference: str,
     jobs: int | None,
@@ -375,7 +405,7 @@ def run(
         rules=cfg.rules,
     )
     fmt, files = _outputs(cfg, fmt, output, output_format)
-    user = _implementations(impls, cfg)
+    user = _implementations(impls, cfg, impl_timeout, impl_memory)
     _check_rule_names(cfg, user)
     precisions = {"accumulate": accumulate, "block": block, "target": target, "grad": grad}
     precisions["bounds"] = bounds
