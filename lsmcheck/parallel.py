@@ -169,24 +169,31 @@ def _windowed(
 ) -> Iterator[ChunkOutcome]:
     """Audit chunks with ``jobs - 1`` workers and this process, yielding in input order.
 
-    The workers always have chunks queued (two each); this process, which also merges the
-    outcomes, audits the next chunk itself whenever the outcome it needs next is not ready,
-    instead of waiting.  So the work balances itself whatever the merging costs, and at most
-    ``4 jobs`` chunks are in flight.
+    The workers have chunks queued (two each, so that they never wait); this process, which
+    also merges the outcomes, audits the next chunk itself whenever the outcome it needs next
+    is not ready, instead of waiting.  Near the end of the input (seen by reading ``2 jobs``
+    chunks ahead) a worker gets one chunk at a time, so that the last chunks are shared out
+    rather than left queued behind a busy worker while this process has nothing to do.  At
+    most ``4 jobs`` chunks are in flight.
     """
     from lsmcheck.audit import audit_chunk
 
     it = iter(chunks)
+    ahead: deque[list[Vector]] = deque()  # read, not yet given out
     pending: deque[Future[ChunkOutcome] | ChunkOutcome] = deque()
     queued = 0  # futures not yet taken from ``pending``
-    more = True
+    ended = False
     try:
         while True:
-            while more and queued < 2 * (jobs - 1):
+            while not ended and len(ahead) < 2 * jobs:
                 chunk = next(it, None)
                 if chunk is None:
-                    more = False
-                    break
+                    ended = True
+                else:
+                    ahead.append(chunk)
+            depth = 2 if len(ahead) >= jobs else 1
+            while ahead and queued < depth * (jobs - 1):
+                chunk = ahead.popleft()
                 if shared:
                     pending.append(pool.submit(_audit_shared, chunk))
                 else:
@@ -195,12 +202,8 @@ def _windowed(
             if not pending:
                 return
             head = pending[0]
-            if isinstance(head, Future) and not head.done() and more and len(pending) < 4 * jobs:
-                chunk = next(it, None)
-                if chunk is None:
-                    more = False
-                else:
-                    pending.append(audit_chunk(chunk, options))
+            if isinstance(head, Future) and not head.done() and ahead and len(pending) < 4 * jobs:
+                pending.append(audit_chunk(ahead.popleft(), options))
                 continue
             item = pending.popleft()
             if isinstance(item, Future):
