@@ -9,6 +9,7 @@ Each command lives in a module of its own and is registered on :func:`main` here
 
 from __future__ import annotations
 
+import importlib
 import signal
 import sys
 import threading
@@ -19,10 +20,6 @@ from typing import Any
 import click
 
 from lsmcheck import __version__
-from lsmcheck.cli.explain import explain
-from lsmcheck.cli.explore import hunt, limits, sweep
-from lsmcheck.cli.info import list_algorithms
-from lsmcheck.cli.run import run
 
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 
@@ -35,8 +32,32 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     raise Terminated
 
 
+#: Each command and where it lives: imported when it is called (or listed by ``--help``),
+#: so that ``lsmcheck run`` does not pay for importing ``explain``, ``sweep`` and the rest.
+COMMANDS = {
+    "run": "lsmcheck.cli.run:run",
+    "explain": "lsmcheck.cli.explain:explain",
+    "algorithms": "lsmcheck.cli.info:list_algorithms",
+    "limits": "lsmcheck.cli.explore:limits",
+    "sweep": "lsmcheck.cli.explore:sweep",
+    "hunt": "lsmcheck.cli.explore:hunt",
+}
+
+
 class Lsmcheck(click.Group):
     """The ``lsmcheck`` group: every way out is one line on stderr and a documented code."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        where = COMMANDS.get(cmd_name)
+        if where is None:
+            return None
+        module, name = where.split(":")
+        command = getattr(importlib.import_module(module), name)
+        assert isinstance(command, click.Command)
+        return command
 
     def main(  # type: ignore[override]
         self, args: Sequence[str] | None = None, prog_name: str | None = None, **extra: Any
@@ -73,12 +94,5 @@ class Lsmcheck(click.Group):
 def main() -> None:
     """Audit softmax, log-softmax and logsumexp for overflow, underflow, NaN and ULP error."""
 
-
-main.add_command(run)
-main.add_command(explain)
-main.add_command(list_algorithms)
-main.add_command(limits)
-main.add_command(sweep)
-main.add_command(hunt)
 
 __all__ = ["main"]

@@ -282,3 +282,14 @@ def precision_flags(fn: Callable[..., Any]) -> Callable[..., Any]:
     ):
         fn = option(fn)
     return fn
+
+
+#: ``--danger-zone PCT`` of ``run`` and ``explain``.
+danger_zone_option = click.option(
+    "--danger-zone",
+    type=float,
+    default=10.0,
+    show_default=True,
+    metavar="PCT",
+    help="Warn when a vector is within PCT percent of a measured limit (0: only past it).",
+)

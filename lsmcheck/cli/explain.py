@@ -10,6 +10,7 @@ from lsmcheck.audit import Options
 from lsmcheck.cli.common import (
     algorithm_names,
     algorithm_option,
+    danger_zone_option,
     dtype_names,
     dtype_option,
     guard,
@@ -17,7 +18,6 @@ from lsmcheck.cli.common import (
     precision_option,
     style_for,
 )
-from lsmcheck.cli.explore import danger_zone_option
 from lsmcheck.errors import InputError
 from lsmcheck.explain import explain as explain_vector
 from lsmcheck.formats.explain import render

@@ -38,15 +38,6 @@ from lsmcheck.userimpl import load
 #: A progress bar appears once work has taken this long (and only on a terminal).
 PROGRESS_AFTER = 0.5
 
-danger_zone_option = click.option(
-    "--danger-zone",
-    type=float,
-    default=10.0,
-    show_default=True,
-    metavar="PCT",
-    help="Warn when a vector is within PCT percent of a measured limit (0: only past it).",
-)
-
 
 class _Bar:
     """A rich progress bar on stderr, started on the first update after a delay."""
@@ -437,4 +428,4 @@ def hunt(
     return 0
 
 
-__all__ = ["append_cases", "danger_zone_option", "hunt", "limits", "progress_bar", "sweep"]
+__all__ = ["append_cases", "hunt", "limits", "progress_bar", "sweep"]

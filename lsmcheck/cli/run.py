@@ -31,6 +31,7 @@ from lsmcheck.cli.common import (
     algorithm_names,
     algorithm_option,
     check_output,
+    danger_zone_option,
     dtype_names,
     dtype_option,
     guard,
@@ -43,7 +44,6 @@ from lsmcheck.cli.common import (
     style_for,
     write_atomically,
 )
-from lsmcheck.cli.explore import danger_zone_option
 from lsmcheck.config import Config, ConfigError, discover
 from lsmcheck.errors import InputError, LimitError, UsageError
 from lsmcheck.formats import FORMATTERS, Style, render
