@@ -174,7 +174,7 @@ def _windowed(
     is not ready, instead of waiting.  Near the end of the input (seen by reading ``2 jobs``
     chunks ahead) a worker gets one chunk at a time, so that the last chunks are shared out
     rather than left queued behind a busy worker while this process has nothing to do.  At
-    most ``4 jobs`` chunks are in flight.
+    most ``6 jobs`` chunks are held at once (``2 jobs`` read ahead, ``4 jobs`` in flight).
     """
     from lsmcheck.audit import audit_chunk
 
