@@ -166,24 +166,31 @@ def _cause(lim: Limit) -> str:
     return {"nan": "the result is NaN"}.get(kind, f"it {kind}s")
 
 
-def _entry(lim: Limit, value: float, zone: float, fmt: Format) -> Headroom | None:
-    """The headroom of ``value`` (signed, as the vector has it) against ``lim``."""
-    text = _texts(lim, fmt)
-    if text is None:
-        return None
-    threshold, quantity, cause = text
-    room = (threshold - value) / threshold
-    return Headroom(lim.name, value, threshold, room, room < zone, quantity, cause)
+@dataclasses.dataclass(frozen=True)
+class _Room:
+    """What every headroom entry against one measured limit shares."""
+
+    limit: str
+    threshold: float
+    quantity: str
+    cause: str
+
+    def at(self, value: float, zone: float) -> Headroom:
+        """The headroom of ``value`` (signed, as the vector has it)."""
+        room = (self.threshold - value) / self.threshold
+        return Headroom(
+            self.limit, value, self.threshold, room, room < zone, self.quantity, self.cause
+        )
 
 
-def _texts(lim: Limit, fmt: Format) -> tuple[float, str, str] | None:
-    """``(threshold, quantity, cause)`` of a limit that exists, else ``None``."""
+def _room(lim: Limit, fmt: Format) -> _Room | None:
+    """The shared part of the entries against a limit that exists, else ``None``."""
     if not lim.breaks or lim.last_ok is None:
         return None
     threshold = lim.spec.sign * lim.last_ok
     if threshold == 0:
         return None
-    return threshold, _QUANTITIES[lim.name], f"{_cause(lim)} in {fmt.name}"
+    return _Room(lim.name, threshold, _QUANTITIES[lim.name], f"{_cause(lim)} in {fmt.name}")
 
 
 def assess(
@@ -209,9 +216,9 @@ def assess(
     cap = _length_cap(x.size)
     out = []
     for name, value in wanted:
-        entry = _entry(measured_limit(alg, fmt, name, cap), value, zone, fmt)
-        if entry is not None:
-            out.append(entry)
+        room = _room(measured_limit(alg, fmt, name, cap), fmt)
+        if room is not None:
+            out.append(room.at(value, zone))
     return tuple(out)
 
 
@@ -230,31 +237,25 @@ def assess_rows(
     has = np.asarray(finite.any(axis=1))
     n = x.shape[1]
     cap = _length_cap(n)
-    texts = {
-        name: _texts(measured_limit(alg, fmt, name, cap), fmt)
+    rooms = {
+        name: _room(measured_limit(alg, fmt, name, cap), fmt)
         for name in ("overflow", "underflow", "flush", "length")
     }
-    length = _entry(measured_limit(alg, fmt, "length", cap), float(n), zone, fmt)
-    tail = () if length is None else (length,)
-    over, under = texts["overflow"], texts["underflow"]
-    flush = None if alg.kind.per_vector else texts["flush"]
+    length = rooms["length"]
+    tail = () if length is None else (length.at(float(n), zone),)
+    flush = None if alg.kind.per_vector else rooms["flush"]
     out: list[tuple[Headroom, ...]] = []
     for ok, top, low in zip(has.tolist(), tops.tolist(), lows.tolist(), strict=True):
         if not ok:
             out.append(())
             continue
         entries: list[Headroom] = []
-        text = over if top > 0 else under if top < 0 else None
-        if text is not None:
-            threshold, quantity, cause = text
-            room = (threshold - top) / threshold
-            name = "overflow" if top > 0 else "underflow"
-            entries.append(Headroom(name, top, threshold, room, room < zone, quantity, cause))
+        edge = rooms["overflow"] if top > 0 else rooms["underflow"] if top < 0 else None
+        if edge is not None:
+            entries.append(edge.at(top, zone))
         gap = low - top
         if gap < 0 and flush is not None:
-            threshold, quantity, cause = flush
-            room = (threshold - gap) / threshold
-            entries.append(Headroom("flush", gap, threshold, room, room < zone, quantity, cause))
+            entries.append(flush.at(gap, zone))
         out.append((*entries, *tail))
     return out
 
