@@ -260,9 +260,13 @@ def _native(a: Array) -> Array:
     return a if a.dtype.kind == "f" else np.asarray(a, np.float64)
 
 
+def _finite(a: Array) -> npt.NDArray[np.bool_]:
+    return np.asarray(np.isfinite(_native(a)))
+
+
 def _nonfinite(a: Array) -> Array:
     """``±inf`` or NaN: what an overflow gives (NaN in a format without infinities)."""
-    return ~np.isfinite(_native(a))
+    return ~_finite(a)
 
 
 _HALF = np.dtype(np.float16)
@@ -303,13 +307,10 @@ def _wide(a: Array) -> Array:
 
 def _exp(t: _Tracer, a: Array, rowwise: bool, dtype: np.dtype[Any]) -> Array:
     """exp(a) stored in ``dtype``, marking overflow (finite a -> inf/NaN) and flush (-> 0)."""
-    e = np.exp(_wide(a))
-    if a.dtype == _HALF:
-        e = _to_half(e)
-    e = _cast(e, dtype)
+    e = _cast(_cast(np.exp(_wide(a)), a.dtype), dtype)  # exp in a's dtype, then stored
     if not t.active:
         return e
-    finite = np.isfinite(_native(a))
+    finite = _finite(a)
     over = finite & _nonfinite(e)
     flush = finite & (e == 0)
     if rowwise:
@@ -325,7 +326,7 @@ def _sum(t: _Tracer, x: Array, e: Array, acc: np.dtype[Any]) -> Array:
     s: Array = np.asarray(np.sum(e, axis=-1, keepdims=True, dtype=acc))
     if not t.active:
         return s
-    finite_x = np.isfinite(_native(x))
+    finite_x = _finite(x)
     term_over = _row(_nonfinite(e) & finite_x)
     bad = _nonfinite(s) & ~_row(np.isnan(_native(x)))
     _spread_overflow(t, bad)
@@ -360,7 +361,7 @@ def _sub(t: _Tracer, a: Array, b: Array, event: Event = Event.SUB_OVERFLOW) -> A
     d = a - b
     if not t.active:
         return d
-    fa, fb = np.isfinite(_native(a)), np.isfinite(_native(b))
+    fa, fb = _finite(a), _finite(b)
     t.overflowed(event, fa & fb & _nonfinite(d), np.broadcast_to(a, d.shape))
     ia, ib = np.isinf(_native(a)), np.isinf(_native(b))
     t.nans(Event.INF_MINUS_INF, ia & ib & np.isnan(_native(d)))
@@ -392,6 +393,16 @@ def _store(t: _Tracer, v: Array, dtype: np.dtype[Any], event: Event) -> Array:
     v64 = np.asarray(v, np.float64)
     t.overflowed(event, np.isfinite(v64) & _nonfinite(out), v64)
     t.flushed(Event.STORE_FLUSH, np.isfinite(v64) & (v64 != 0) & (out == 0), v64)
+    return out
+
+
+def _add_max(t: _Tracer, m: Array, log_sum: Array, acc: np.dtype[Any]) -> Array:
+    """``m + log_sum`` in ``acc`` (logsumexp's last step), marking a finite maximum whose sum
+    overflowed."""
+    out = m.astype(acc, copy=False) + log_sum
+    if t.active:
+        m64 = np.asarray(m, np.float64)
+        t.overflowed(Event.ADD_OVERFLOW, np.isfinite(m64) & _nonfinite(out), m64)
     return out
 
 
@@ -457,7 +468,7 @@ def log_of_softmax(x: Array, s: Setup = NO_SETUP) -> Trace:
     out = np.log(inner.out)
     if s.quiet:
         return Trace(out, inner.overflow, inner.flush, inner.nan, inner.arg)
-    zero = (inner.out == 0) & np.isfinite(_native(x))
+    zero = (inner.out == 0) & _finite(x)
     inner.flush[zero] = Event.LOG_OF_ZERO  # the root cause stays in ``arg``: exp's argument
     return Trace(out, inner.overflow, inner.flush, inner.nan, inner.arg)
 
@@ -476,11 +487,7 @@ def logsumexp_stable(x: Array, s: Setup = NO_SETUP) -> Trace:
     m, d = _shift(t, x, acc)
     e = _exp(t, d, rowwise=True, dtype=d_t)
     total = _sum(t, x, e, acc)
-    out = m.astype(acc, copy=False) + np.log(total)
-    if t.active:
-        m64 = np.asarray(m, np.float64)
-        t.overflowed(Event.ADD_OVERFLOW, np.isfinite(m64) & _nonfinite(out), m64)
-    return t.trace(_store(t, out, d_t, Event.ADD_OVERFLOW))
+    return t.trace(_store(t, _add_max(t, m, np.log(total), acc), d_t, Event.ADD_OVERFLOW))
 
 
 # --- log1p forms (Blanchard, Higham & Higham 2021) -----------------------------------------
@@ -516,11 +523,7 @@ def logsumexp_log1p(x: Array, s: Setup = NO_SETUP) -> Trace:
     d_t, acc = _dtypes(x, s)
     t = _start(x, (x.shape[0], 1), s)
     m, _, big_l = _log1p_terms(t, x, s)
-    out = m.astype(acc, copy=False) + big_l
-    if t.active:
-        m64 = np.asarray(m, np.float64)
-        t.overflowed(Event.ADD_OVERFLOW, np.isfinite(m64) & _nonfinite(out), m64)
-    return t.trace(_store(t, out, d_t, Event.ADD_OVERFLOW))
+    return t.trace(_store(t, _add_max(t, m, big_l, acc), d_t, Event.ADD_OVERFLOW))
 
 
 # --- online softmax (Milakov & Gimelshein 2018) --------------------------------------------
@@ -645,10 +648,6 @@ def _errstate(fn: Callable[[Array, Setup], Trace]) -> Callable[[Array, Setup], T
     return run
 
 
-def _finite(a: Array) -> npt.NDArray[np.bool_]:
-    return np.asarray(np.isfinite(_native(a)))
-
-
 def eventful_rows(x: Array, out: Array) -> npt.NDArray[np.intp]:
     """The rows of a batch in which a step of a built-in may have recorded an event.
 
@@ -656,7 +655,7 @@ def eventful_rows(x: Array, out: Array) -> npt.NDArray[np.intp]:
     overflow gives ``±inf`` or NaN (the sum, and so every output of the row, included), a flush
     gives 0 (or ``-inf`` after a log), every NaN cause gives NaN, and a NaN or infinite input is
     an input that is not finite.  A row whose inputs and outputs are all finite and whose
-    outputs are nonzero recorded nothing (``tests/test_algorithms.py`` checks this against
+    outputs are nonzero recorded nothing (``tests/test_lazy_trace.py`` checks this against
     the fully traced run).
     """
     calm = _finite(x).all(axis=-1) & _finite(out).all(axis=-1) & (out != 0).all(axis=-1)
