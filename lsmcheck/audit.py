@@ -513,7 +513,6 @@ class _Rows:
     max_rel: list[float]
     counts: list[tuple[int, int, int, int]]
     argmax: list[bool | None]
-    eventful: list[bool]
     sum_error: list[float | None]
 
 
@@ -555,7 +554,6 @@ def _row_stats(
         max_rel=np.max(rel_e, axis=1).tolist(),
         counts=[(a, b_, c_, d) for a, b_, c_, d in counts.tolist()],
         argmax=argmax,
-        eventful=[bool(e) for e in np.asarray(counts.any(axis=1)).tolist()],
         sum_error=_sum_errors(c) if kind is Kind.SOFTMAX else [None] * b,
     )
 
