@@ -281,6 +281,21 @@ def search_int(
     return float(top), None, None
 
 
+def _not_applicable(alg: Algorithm, fmt: Format, name: str, event: str = "") -> Limit:
+    """The entry of a limit that has no meaning for ``alg`` (or that it failed to compute)."""
+    return Limit(
+        alg.name,
+        fmt.name,
+        name,
+        last_ok=None,
+        first_bad=None,
+        searched=fmt.max,
+        analytical=analytical(name, fmt),
+        event=event,
+        applicable=False,
+    )
+
+
 class Explorer:
     """Measures limits, caching references per dtype (one :class:`Prober` each)."""
 
@@ -319,32 +334,13 @@ class Explorer:
         try:
             return self._limit(alg, fmt, name)
         except ImplementationError as e:
-            return Limit(
-                alg.name,
-                fmt.name,
-                name,
-                last_ok=None,
-                first_bad=None,
-                searched=fmt.max,
-                analytical=analytical(name, fmt),
-                event=f"error: {e}",
-                applicable=False,
-            )
+            return _not_applicable(alg, fmt, name, event=f"error: {e}")
 
     def _limit(self, alg: Algorithm, fmt: Format, name: str) -> Limit:
         prober = self.prober(fmt)
         ana = analytical(name, fmt)
         if name == "flush" and alg.kind.per_vector:
-            return Limit(
-                alg.name,
-                fmt.name,
-                name,
-                last_ok=None,
-                first_bad=None,
-                searched=fmt.max,
-                analytical=ana,
-                applicable=False,
-            )
+            return _not_applicable(alg, fmt, name)
         if name == "length":
 
             def evaluate(ts: list[float]) -> list[Sample]:
