@@ -736,12 +736,17 @@ def _array_vectors(array: npt.NDArray[Any], source: str) -> Iterator[Vector]:
         yield Vector(source=source, index=index, line=None, values=values)
 
 
+def _npy_bytes(file: BinaryIO, shape: tuple[int, ...], dtype: np.dtype[Any]) -> int:
+    """The size a ``.npy`` file must have, ``file`` positioned just past its header."""
+    return file.tell() + math.prod(shape) * dtype.itemsize
+
+
 def _read_npy(path: str, file: BinaryIO) -> Iterator[Vector]:
     """Yield the vectors of a ``.npy`` file, memory-mapped so rows are read one at a time."""
     shape, dtype = _npy_header(file, path)
     _check_array(shape, dtype, path)
     status = os.fstat(file.fileno())
-    needed = file.tell() + math.prod(shape) * dtype.itemsize
+    needed = _npy_bytes(file, shape, dtype)
     if stat.S_ISREG(status.st_mode) and status.st_size < needed:
         raise InputError(
             path,
@@ -1025,7 +1030,7 @@ def _array_shapes(path: str) -> list[tuple[str, tuple[int, ...]]] | None:
         if kind == "npy":
             with open(path, "rb") as f:
                 shape, dtype = _npy_header(f, path)
-                if f.tell() + math.prod(shape) * dtype.itemsize > os.fstat(f.fileno()).st_size:
+                if _npy_bytes(f, shape, dtype) > os.fstat(f.fileno()).st_size:
                     return None  # a header claiming more than the file holds: reading says so
                 return [(path, shape)]
         shapes = []
