@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -99,7 +100,7 @@ def run_chunks(
     context = multiprocessing.get_context(method)
     pool = ProcessPoolExecutor(jobs - 1, mp_context=context, initializer=_start_worker)
     try:
-        yield from _windowed(pool, itertools.chain(head, it), options, jobs, method == "fork")
+        yield from _Sharing(pool, itertools.chain(head, it), options, jobs, method == "fork")
     except BaseException:  # Ctrl-C, SIGTERM, --timeout, an error: do not wait for the workers
         _stop_workers(pool)
         raise
@@ -164,57 +165,153 @@ def _picklable(options: Options) -> bool:
     return True
 
 
-def _windowed(
-    pool: Executor, chunks: Iterable[list[Vector]], options: Options, jobs: int, shared: bool
-) -> Iterator[ChunkOutcome]:
-    """Audit chunks with ``jobs - 1`` workers and this process, yielding in input order.
+class _Sharing:
+    """Chunks handed out, in input order, to ``jobs - 1`` workers and to this process.
 
-    The workers have chunks queued (two each, so that they never wait); this process, which
-    also merges the outcomes, audits the next chunk itself whenever the outcome it needs next
-    is not ready, instead of waiting.  Near the end of the input (seen by reading ``2 jobs``
-    chunks ahead) a worker gets one chunk at a time, so that the last chunks are shared out
-    rather than left queued behind a busy worker while this process has nothing to do.  At
-    most ``6 jobs`` chunks are held at once (``2 jobs`` read ahead, ``4 jobs`` in flight).
+    Each unit of work gets the next sequence number when it is taken, and the outcomes are
+    yielded in that order.  This process reads the input (reading may raise an input error,
+    which must surface here), merges the outcomes, and audits a unit itself whenever the
+    outcome it needs next is not ready, instead of waiting.  The workers are fed as their
+    results arrive (from the pool's result thread, see :meth:`_done`), so that a worker never
+    waits for this process to finish a unit of its own; each has two units in flight (one
+    running, one queued) until the input is nearly done, then one.
+
+    Once the input is read to the end, the last chunks are cut into smaller units (guided
+    self-scheduling: about a ``2 jobs``-th of what is left, at least a quarter of a chunk),
+    so that the processes finish together instead of one auditing a whole chunk while the
+    others wait.  Units are runs of whole vectors and the merge does not depend on where they
+    are cut, so the report stays the same.  At most ``2 jobs`` chunks are read ahead and
+    ``4 jobs`` units are in flight or waiting to be merged.
     """
+
+    def __init__(
+        self,
+        pool: Executor,
+        chunks: Iterable[list[Vector]],
+        options: Options,
+        jobs: int,
+        shared: bool,
+    ) -> None:
+        from lsmcheck import stream
+
+        self.pool, self.options, self.jobs, self.shared = pool, options, jobs, shared
+        self.chunks = iter(chunks)
+        self.smallest = max(1, stream.CHUNK_ELEMENTS // 4)
+        self.lock = threading.RLock()
+        self.ahead: deque[list[Vector]] = deque()  # read, not yet handed out
+        self.ahead_elements = 0
+        self.ended = False  # the whole input is read
+        self.taken = 0  # units handed out: the next one's sequence number
+        self.outcomes: dict[int, Future[ChunkOutcome] | ChunkOutcome] = {}
+        self.running = 0  # units given to workers and not yet done
+        self.closed = False
+
+    def __iter__(self) -> Iterator[ChunkOutcome]:
+        from lsmcheck.audit import audit_chunk
+
+        merged = 0  # sequence number of the next outcome to yield
+        try:
+            while True:
+                self._read()
+                self._feed()
+                with self.lock:
+                    head = self.outcomes.get(merged)
+                    busy = head is None or (isinstance(head, Future) and not head.done())
+                    unit = self._take() if busy and len(self.outcomes) < 4 * self.jobs else None
+                if unit is not None:
+                    seq, vectors = unit
+                    outcome = audit_chunk(vectors, self.options)
+                    with self.lock:
+                        self.outcomes[seq] = outcome
+                    continue
+                if head is None:  # nothing in flight and nothing left to hand out
+                    return
+                with self.lock:
+                    del self.outcomes[merged]
+                merged += 1
+                yield head.result() if isinstance(head, Future) else head
+        finally:
+            with self.lock:
+                self.closed = True
+                for f in self.outcomes.values():
+                    if isinstance(f, Future):
+                        f.cancel()
+
+    def _read(self) -> None:
+        """Read up to ``2 jobs`` chunks ahead (in this process's thread only)."""
+        while not self.ended and len(self.ahead) < 2 * self.jobs:
+            chunk = next(self.chunks, None)
+            with self.lock:
+                if chunk is None:
+                    self.ended = True
+                else:
+                    self.ahead.append(chunk)
+                    self.ahead_elements += _elements(chunk)
+
+    def _take(self) -> tuple[int, list[Vector]] | None:
+        """The next unit of work and its sequence number (with the lock held)."""
+        if not self.ahead:
+            return None
+        chunk = self.ahead[0]
+        size = _elements(chunk)
+        if self.ended:  # the tail: cut the chunk into smaller units
+            want = max(self.smallest, self.ahead_elements // (2 * self.jobs))
+            n = elements = 0
+            while n < len(chunk) and elements < want:
+                elements += len(chunk[n].values)
+                n += 1
+            if size - elements >= self.smallest:  # else no remnant smaller than a unit
+                chunk, self.ahead[0], size = chunk[:n], chunk[n:], elements
+        if chunk is self.ahead[0]:
+            self.ahead.popleft()
+        self.ahead_elements -= size
+        seq = self.taken
+        self.taken += 1
+        return seq, chunk
+
+    def _feed(self) -> None:
+        """Give the workers units until each has its share in flight."""
+        with self.lock:
+            depth = 2 if len(self.ahead) >= self.jobs else 1
+            while (
+                not self.closed
+                and self.running < depth * (self.jobs - 1)
+                and len(self.outcomes) < 4 * self.jobs
+            ):
+                unit = self._take()
+                if unit is None:
+                    return
+                seq, vectors = unit
+                future: Future[ChunkOutcome]
+                try:
+                    if self.shared:
+                        future = self.pool.submit(_audit_shared, vectors)
+                    else:
+                        future = self.pool.submit(_audit, vectors, self.options)
+                except Exception as e:  # a broken pool: the error surfaces in input order
+                    future = Future()
+                    future.set_exception(e)
+                    self.outcomes[seq] = future
+                    return
+                self.outcomes[seq] = future
+                self.running += 1
+                future.add_done_callback(self._done)
+
+    def _done(self, _: Future[ChunkOutcome]) -> None:
+        """A worker's unit is done (called in the pool's result thread): feed it another."""
+        with self.lock:
+            self.running -= 1
+            self._feed()
+
+
+def _elements(vectors: list[Vector]) -> int:
+    return sum(len(v.values) for v in vectors)
+
+
+def _audit(vectors: list[Vector], options: Options) -> ChunkOutcome:
     from lsmcheck.audit import audit_chunk
 
-    it = iter(chunks)
-    ahead: deque[list[Vector]] = deque()  # read, not yet given out
-    pending: deque[Future[ChunkOutcome] | ChunkOutcome] = deque()
-    queued = 0  # futures not yet taken from ``pending``
-    ended = False
-    try:
-        while True:
-            while not ended and len(ahead) < 2 * jobs:
-                chunk = next(it, None)
-                if chunk is None:
-                    ended = True
-                else:
-                    ahead.append(chunk)
-            depth = 2 if len(ahead) >= jobs else 1
-            while ahead and queued < depth * (jobs - 1):
-                chunk = ahead.popleft()
-                if shared:
-                    pending.append(pool.submit(_audit_shared, chunk))
-                else:
-                    pending.append(pool.submit(audit_chunk, chunk, options))
-                queued += 1
-            if not pending:
-                return
-            head = pending[0]
-            if isinstance(head, Future) and not head.done() and ahead and len(pending) < 4 * jobs:
-                pending.append(audit_chunk(ahead.popleft(), options))
-                continue
-            item = pending.popleft()
-            if isinstance(item, Future):
-                queued -= 1
-                yield item.result()
-            else:
-                yield item
-    finally:
-        for f in pending:
-            if isinstance(f, Future):
-                f.cancel()
+    return audit_chunk(vectors, options)
 
 
 def _on_dask(

@@ -103,3 +103,49 @@ def test_jobs_with_jax_loaded_start_workers_without_forking_jax(tmp_path: Path) 
         assert "fork" not in done.stderr, done.stderr
         reports.append(json.loads(out.read_text())["results"])
     assert reports[0] == reports[1]
+
+
+def test_work_sharing_cuts_the_tail_and_keeps_input_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scheduler itself, with threads for workers and a stand-in audit that records the
+    units: every vector is audited once, outcomes come in input order, the chunks read before
+    the end are whole, and the tail is cut into units of at least a quarter chunk."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lsmcheck import parallel
+
+    monkeypatch.setattr(stream, "CHUNK_ELEMENTS", 40)
+    units: list[list[int]] = []
+    monkeypatch.setattr(
+        sys.modules["lsmcheck.audit"],
+        "audit_chunk",
+        lambda vs, _: units.append([v.index for v in vs]) or [v.index for v in vs],
+    )
+    vs = [Vector("p", i, None, np.zeros(4)) for i in range(200)]  # 10 vectors per chunk
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = list(parallel._Sharing(pool, stream.chunks(vs), Options(), 3, False))
+    assert [i for o in outcomes for i in o] == list(range(200))
+    assert sorted(map(min, units)) == [o[0] for o in outcomes]
+    assert all(len(u) >= 10 // 4 for u in units)
+    assert any(len(u) < 10 for u in units)  # the tail was cut
+    assert len(outcomes) > 20  # ...into more units than the 20 chunks
+
+
+def test_work_sharing_raises_a_units_error_in_input_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lsmcheck import parallel
+
+    monkeypatch.setattr(stream, "CHUNK_ELEMENTS", 40)
+
+    def audit_chunk(vs: list[Vector], _: Options) -> list[int]:
+        if any(v.index == 57 for v in vs):
+            raise ValueError("vector 57")
+        return [v.index for v in vs]
+
+    monkeypatch.setattr(sys.modules["lsmcheck.audit"], "audit_chunk", audit_chunk)
+    vs = [Vector("p", i, None, np.zeros(4)) for i in range(200)]
+    seen: list[int] = []
+    with ThreadPoolExecutor(2) as pool, pytest.raises(ValueError, match="vector 57"):
+        for outcome in parallel._Sharing(pool, stream.chunks(vs), Options(), 3, False):
+            seen.extend(outcome)  # type: ignore[call-overload]
+    assert seen == list(range(50))
