@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import sys
 from collections.abc import Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 from lsmcheck.dtypes import get_format
@@ -488,10 +490,8 @@ class Report:
         """True when no result failed the gate or errored, and no baseline result vanished."""
         if self.baseline is not None and self.baseline.vanished:
             return False
-        if self.aggregated is not None:
-            s = self.aggregated.statuses
-            return not (s.get(Status.FAIL.value, 0) or s.get(Status.ERROR.value, 0))
-        return not any(r.status in (Status.FAIL, Status.ERROR) for r in self.results)
+        counts = self.counts()
+        return not (counts[Status.FAIL.value] or counts[Status.ERROR.value])
 
     @property
     def exit_code(self) -> int:
@@ -500,16 +500,28 @@ class Report:
 
     def counts(self) -> dict[str, int]:
         """How many results have each status."""
+        return dict(self._counts)
+
+    @cached_property
+    def _counts(self) -> dict[str, int]:  # read several times by every format
         if self.aggregated is not None:
             return {s.value: self.aggregated.statuses.get(s.value, 0) for s in Status}
-        out = {s.value: 0 for s in Status}
-        for r in self.results:
-            out[r.status.value] += 1
-        return out
+        statuses = list(map(_status, self.results))  # counted in C: Enum hashing is slow
+        return {s.value: operator.countOf(statuses, s) for s in Status}
+
+    def vectors(self) -> int:
+        """How many vectors were audited (over the whole run, when aggregated)."""
+        if self.aggregated is not None:
+            return self.aggregated.vectors
+        return len(set(map(_where_key, self.results)))
 
     def to_json(self, indent: int | None = 2) -> str:
         """The report as a ``lsmcheck.report/1`` JSON document."""
         return json.dumps(report_to_dict(self), indent=indent, allow_nan=False)
+
+
+_status = operator.attrgetter("status")
+_where_key = operator.attrgetter("source", "vector")
 
 
 def json_number(x: float | None) -> float | str | None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import itertools
+import operator
 from collections.abc import Iterable
 
 from rich import box
@@ -65,11 +67,7 @@ def _reference(report: Report) -> str:
 
 
 def _title(report: Report) -> str:
-    vectors = (
-        report.aggregated.vectors
-        if report.aggregated is not None
-        else len({(r.source, r.vector) for r in report.results})
-    )
+    vectors = report.vectors()
     return (
         f"lsmcheck: {vectors} vector{'s' if vectors != 1 else ''}, reference {_reference(report)}"
     )
@@ -197,7 +195,7 @@ def _finding_rows(report: Report) -> list[tuple[str, str, str, int, str, str]]:
             if f.kind != "underflow_benign"
         ]
     merged: dict[tuple[str, str, str, str], list[tuple[Result, int, str]]] = {}
-    for r in report.results:
+    for r in filter(_findings, report.results):
         for f in r.findings:
             if f.kind != "underflow_benign":
                 key = (r.algorithm, r.dtype, f.kind, f.event)
@@ -215,6 +213,10 @@ def _finding_rows(report: Report) -> list[tuple[str, str, str, int, str, str]]:
     ]
 
 
+_findings = operator.attrgetter("findings")
+_headroom = operator.attrgetter("headroom")
+
+
 def _where(first: str, vectors: int) -> str:
     return first + (f" +{vectors - 1}" if vectors > 1 else "")
 
@@ -222,7 +224,7 @@ def _where(first: str, vectors: int) -> str:
 def headroom_table(report: Report) -> Table | None:
     """Vectors within the danger zone of a measured limit: the closest per group, merged."""
     closest: dict[tuple[str, str, str], tuple[Result, Headroom, int]] = {}
-    for r in report.results:
+    for r in filter(_headroom, report.results):
         for h in r.headroom:
             if not h.warning or h.headroom < 0:  # past the limit: "What broke" says it
                 continue
@@ -254,7 +256,9 @@ def headroom_table(report: Report) -> Table | None:
 def skipped_text(report: Report) -> Text:
     """Vectors that were not audited in some dtype, and why (one line per vector and reason)."""
     seen: dict[tuple[str, str], list[str]] = {}
-    for r in report.results:
+    counts = report.counts()
+    skipped = counts[Status.UNDEFINED.value] or counts[Status.UNREPRESENTABLE.value]
+    for r in report.results if skipped else ():
         if r.status in (Status.UNDEFINED, Status.UNREPRESENTABLE):
             dtypes = seen.setdefault((r.label, f"{r.status.value}: {r.reason}"), [])
             if r.dtype not in dtypes:
@@ -290,7 +294,6 @@ def baseline_text(report: Report) -> Text:
 
 def verdict_text(report: Report) -> Text:
     """The closing line: what the gate decided, or that there was no gate."""
-    failed = [r for r in report.results if r.status in (Status.FAIL, Status.ERROR)]
     counts = report.counts()
     n = sum(counts.values())
     n_failed = counts[Status.FAIL.value] + counts[Status.ERROR.value]
@@ -298,8 +301,9 @@ def verdict_text(report: Report) -> Text:
         skipped = report.aggregated.skipped
     else:
         skipped = sum(
-            not r.audited and r.reason is not None and r.status is not Status.ERROR
+            r.reason is not None and r.status is not Status.ERROR
             for r in report.results
+            if r.max_ulp is None  # not audited
         )
     unseen = f" ({skipped} not audited)" if skipped else ""
     if report.aggregated is not None:
@@ -316,7 +320,8 @@ def verdict_text(report: Report) -> Text:
     text = Text(f"\nFAIL: {n_failed} of {n} results broke the gate{unseen}\n", "bold red")
     if report.baseline is not None and report.baseline.vanished:
         text.append(f"  and {len(report.baseline.vanished)} baseline results vanished\n")
-    for r in failed[:10]:
+    failed = (r for r in report.results if r.status in (Status.FAIL, Status.ERROR))
+    for r in itertools.islice(failed, 10):
         why = "; ".join(r.failures) or (r.reason or "")
         text.append(f"  {r.algorithm} {r.dtype} {r.label}: {why}\n")
     if n_failed > 10:
