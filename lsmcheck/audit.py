@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import math
 import operator
 from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import mpmath
 import numpy as np
 import numpy.typing as npt
 
@@ -433,7 +433,7 @@ def _measure_batch(
                 float(c[r, i]), v, fmt, ref.bits
             )
             rounded[r, i] = round_to_format(v, fmt)
-            exact_zero[r, i] = v == 0 or v == -mpmath.inf
+            exact_zero[r, i] = v == 0 or v == -math.inf  # an mpf
         n_slow = len(rr)
         if c.size - n_slow:
             tiers[tier] = tiers.get(tier, 0) + c.size - n_slow

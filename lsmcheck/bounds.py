@@ -62,7 +62,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import mpmath
 import numpy as np
 import numpy.typing as npt
 
@@ -116,6 +115,8 @@ class Inputs:
 
     @staticmethod
     def of(x: Floats, ref: Exact) -> Inputs:
+        import mpmath
+
         finite = np.isfinite(x)
         m = float(x[finite].max())
         with np.errstate(invalid="ignore"):
@@ -294,6 +295,8 @@ def verdict(
     overflow, NaN, or a flush to ``-inf``: the bounds assume finite values).  An element whose
     bound cannot be evaluated in float64 (a probability below float64's range) is not counted.
     """
+    import mpmath
+
     b = bounds_of(name, x, ref, fmt, block, target)
     if b is None or not np.all(np.isfinite(abs_error)):
         return None

@@ -29,7 +29,7 @@ Two tiers, chosen by the target format:
     error-free transformations TwoSum and TwoProd (Dekker's splitting: numpy has no FMA), so only
     IEEE ``+ - * /`` are trusted (they are correctly rounded).  ``exp`` reduces its argument by
     ``N ln2 / 256`` with ``ln2/256`` held in three doubles, looks up ``2**(j/256)`` in a table
-    computed by mpmath at import, and sums the Taylor series of ``exp(r) - 1`` for
+    computed at import (60-digit decimal arithmetic), and sums the Taylor series of ``exp(r) - 1`` for
     ``|r| <= ln2/512``: terms up to ``r**3/6`` in double-double, ``r**4/24 .. r**8/8!`` in double
     (each below ``2**-96`` absolute when evaluated in double; the first omitted term is below
     ``2**-104``).  The binary exponent of ``exp`` is carried separately (``scale``), so values
@@ -49,12 +49,12 @@ element goes to mpmath.
 from __future__ import annotations
 
 import math
+from decimal import ROUND_FLOOR, Decimal, localcontext
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-import mpmath
 import numpy as np
 import numpy.typing as npt
 
@@ -213,35 +213,44 @@ def dd_div(ah: Any, al: Any, bh: Any, bl: Any) -> tuple[Any, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Constants, computed once with mpmath
+# Constants, computed once at import with the standard library's decimal arithmetic at 60
+# digits (about 199 bits), whose exp and ln are correctly rounded; mpmath would cost 0.07 s
+# of every start-up.  tests/test_fastref.py checks them against mpmath at 300 bits.
 # ---------------------------------------------------------------------------------------------
 
 
-def _dd(v: Any) -> tuple[float, float]:
+def _dd(v: Decimal) -> tuple[float, float]:
+    """``v`` as a double-double: its nearest double and the nearest double to the rest."""
     hi = float(v)
-    return hi, float(v - hi)
+    return hi, float(v - Decimal(hi))
 
 
-def _chunk(v: Any, bits: int) -> float:
-    """``v`` truncated to ``bits`` significant bits (so that small multiples are exact)."""
-    _, e = mpmath.frexp(v)
-    return float(mpmath.floor(mpmath.ldexp(v, bits - e)) * mpmath.mpf(2) ** (e - bits))
+def _chunk(v: Decimal, bits: int) -> float:
+    """Positive ``v`` truncated to ``bits`` significant bits (so that small multiples are
+    exact)."""
+    _, e = math.frexp(float(v))  # 2**(e-1) <= v < 2**e, unless rounding crossed a power of 2
+    if v >= Decimal(2) ** e:
+        e += 1
+    elif v < Decimal(2) ** (e - 1):
+        e -= 1
+    return math.ldexp(int((v * Decimal(2) ** (bits - e)).to_integral_value(ROUND_FLOOR)), e - bits)
 
 
-with mpmath.workprec(300):
-    _ln2_256 = mpmath.ln2 / 256
+with localcontext() as _context:
+    _context.prec = 60
+    _ln2_256 = Decimal(2).ln() / 256
     # |N| < 2**19 for |d| <= 1100 ln 2, so 34-bit pieces make N * C1, N * C2 exact.
     _C1 = _chunk(_ln2_256, 34)
-    _C2 = _chunk(_ln2_256 - _C1, 34)
-    _C3 = float(_ln2_256 - _C1 - _C2)
-    _INV_LN2_256 = float(256 / mpmath.ln2)
-    _TABLE = [_dd(mpmath.mpf(2) ** (mpmath.mpf(j) / 256)) for j in range(256)]
-    _SIXTH = _dd(mpmath.mpf(1) / 6)
+    _C2 = _chunk(_ln2_256 - Decimal(_C1), 34)
+    _C3 = float(_ln2_256 - Decimal(_C1) - Decimal(_C2))
+    _INV_LN2_256 = float(1 / _ln2_256)
+    _TABLE = [_dd((j * _ln2_256).exp()) for j in range(256)]  # 2**(j/256)
+    _SIXTH = _dd(Decimal(1) / 6)
     _T_HI = np.array([t[0] for t in _TABLE])
     _T_LO = np.array([t[1] for t in _TABLE])
     # 1/24, 1/120, ..., 1/8! as doubles (their rounding is below 2**-96 absolute in the sum)
-    _TAIL = [float(1 / mpmath.factorial(k)) for k in range(4, 9)]
-    _INVERSES = [_dd(1 / mpmath.mpf(i)) for i in range(15)[1:]]  # 1/1 .. 1/14
+    _TAIL = [float(1 / Decimal(math.factorial(k))) for k in range(4, 9)]
+    _INVERSES = [_dd(1 / Decimal(i)) for i in range(15)[1:]]  # 1/1 .. 1/14
 
 
 #: Elements per block of the elementwise kernels (their temporaries stay in the cache).

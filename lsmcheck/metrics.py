@@ -27,7 +27,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import mpmath
 import numpy as np
 import numpy.typing as npt
 
@@ -77,6 +76,8 @@ def exact_values(kind: Kind, ref: Exact) -> tuple[Mpf, ...]:
 
 def element_error(c: float, v: Mpf, fmt: Format, bits: int) -> tuple[float, float, float]:
     """``(ulp error, absolute error, relative error)`` of computed ``c`` against exact ``v``."""
+    import mpmath
+
     if math.isnan(c):
         if not fmt.has_inf and mpmath.isfinite(v) and math.isnan(round_to_format(v, fmt)):
             return 0.0, 0.0, 0.0  # beyond the range of a format whose overflow is NaN
@@ -107,6 +108,8 @@ def measure(
 
     ``exact`` overrides the values taken from ``ref`` (for kinds that depend on a target).
     """
+    import mpmath
+
     c = np.asarray(out, np.float64)
     exact = exact_values(kind, ref) if exact is None else exact
     errors = [element_error(float(ci), v, fmt, ref.bits) for ci, v in zip(c, exact, strict=True)]
@@ -283,6 +286,8 @@ def elements(
 
 def format_exact(v: Mpf, digits: int = 30) -> str:
     """The reference value with ``digits`` significant digits (``inf``/``-inf``/``0``)."""
+    import mpmath
+
     if mpmath.isinf(v):
         return "inf" if v > 0 else "-inf"
     if v == 0:

@@ -180,8 +180,9 @@ class _Sharing:
     self-scheduling: about a ``2 jobs``-th of what is left, at least a quarter of a chunk),
     so that the processes finish together instead of one auditing a whole chunk while the
     others wait.  Units are runs of whole vectors and the merge does not depend on where they
-    are cut, so the report stays the same.  At most ``2 jobs`` chunks are read ahead and
-    ``4 jobs`` units are in flight or waiting to be merged.
+    are cut, so the report stays the same.  At most ``4 jobs`` chunks are read ahead (far enough
+    to see the end coming before the workers have taken its chunks whole) and ``4 jobs`` units
+    are in flight or waiting to be merged.
     """
 
     def __init__(
@@ -238,8 +239,8 @@ class _Sharing:
                         f.cancel()
 
     def _read(self) -> None:
-        """Read up to ``2 jobs`` chunks ahead (in this process's thread only)."""
-        while not self.ended and len(self.ahead) < 2 * self.jobs:
+        """Read up to ``4 jobs`` chunks ahead (in this process's thread only)."""
+        while not self.ended and len(self.ahead) < 4 * self.jobs:
             chunk = next(self.chunks, None)
             with self.lock:
                 if chunk is None:
@@ -272,7 +273,7 @@ class _Sharing:
     def _feed(self) -> None:
         """Give the workers units until each has its share in flight."""
         with self.lock:
-            depth = 2 if len(self.ahead) >= self.jobs else 1
+            depth = 2 if not self.ended or len(self.ahead) > self.jobs else 1
             while (
                 not self.closed
                 and self.running < depth * (self.jobs - 1)

@@ -35,20 +35,29 @@ import math
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-import mpmath
 import numpy as np
 import numpy.typing as npt
 
 from lsmcheck.dtypes import Format
 
 #: Every certified value is within this relative distance of the true value.
-TARGET_REL_ERROR = mpmath.mpf(2) ** -80
+TARGET_REL_ERROR = 2.0**-80
 #: A bug guard: the doubling never needs to go this far for any float64 input.
 MAX_BITS = 1 << 16
 
 #: An mpmath number (mpmath ships no type hints); ``mpf`` builds one.
 Mpf: TypeAlias = Any
-mpf = mpmath.mpf
+
+
+def mpf(x: Any) -> Mpf:
+    """``mpmath.mpf(x)``.
+
+    mpmath is imported where it is first needed, not with this module: a run whose elements
+    the fast tiers settle (:mod:`lsmcheck.fastref`) never loads it (0.07 s of start-up).
+    """
+    import mpmath
+
+    return mpmath.mpf(x)
 
 
 @dataclass(frozen=True)
@@ -92,6 +101,8 @@ def round_to_format(v: Mpf, fmt: Format) -> float:
     or to NaN in a format without infinities (float8_e4m3fn: 464 -> 448, 465 -> NaN; see
     :mod:`lsmcheck.dtypes`).  Exact for every format up to float64.
     """
+    import mpmath
+
     if not mpmath.isfinite(v):
         return float(v) if fmt.has_inf or mpmath.isnan(v) else math.nan
     sign, man, exp, bc = v._mpf_
@@ -126,6 +137,8 @@ def ulp_exponent(v: Mpf, fmt: Format) -> int:
 
     ``ulp(y) = 2**(max(floor(log2|y|), emin) - p + 1)``; ``ulp(0)`` is the smallest subnormal.
     """
+    import mpmath
+
     if not mpmath.isfinite(v) or v == 0:
         return fmt.emin - fmt.p + 1
     _, _, exp, bc = v._mpf_
@@ -139,6 +152,8 @@ def _settled(v: Mpf, rel: Mpf, fmt: Format, side: int = 0) -> bool:
     -1 (+1) only those not above (not below) ``|v|``: ``v`` was nudged off a power of two the
     true value is known to lie strictly below (above) in magnitude (see :func:`_nudge`).
     """
+    import mpmath
+
     if rel == 0 or not mpmath.isfinite(v) or v == 0:
         return True
     if rel > TARGET_REL_ERROR:
@@ -153,6 +168,8 @@ def _settled(v: Mpf, rel: Mpf, fmt: Format, side: int = 0) -> bool:
 
 
 def _power_of_two(v: Mpf) -> bool:
+    import mpmath
+
     return bool(mpmath.isfinite(v) and v != 0 and v._mpf_[1] == 1)
 
 
@@ -163,6 +180,8 @@ def _nudge(v: Mpf, side: int, bits: int) -> Mpf:
     value is then strictly on one side of ``v``, closer to it than any working precision can
     show, and the nudged value lies between the two, in the true value's binade.
     """
+    import mpmath
+
     with mpmath.workprec(bits + 32):
         return v * (1 + side * mpf(2) ** -(bits + 16))
 
@@ -213,6 +232,8 @@ def _evaluate(values: npt.NDArray[np.float64], bits: int) -> tuple[Exact, list[M
     of two or a rounding tie of the format, the side decides the ulp binade or the rounding,
     which no finite precision would settle.
     """
+    import mpmath
+
     finite = np.isfinite(values)
     m_float = float(values[finite].max())
     k = int(np.flatnonzero(values == m_float)[0])
@@ -316,6 +337,8 @@ def exact_nll_grad(
     does.  Otherwise no entry is a rounding boundary (a ratio of sums of exponentials of
     distinct rationals is transcendental), so the doubling terminates.
     """
+    import mpmath
+
     finite = np.isfinite(values)
     n = int(finite.sum())
     m_float = float(values[finite].max())

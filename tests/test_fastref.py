@@ -283,3 +283,30 @@ def test_headroom_rows_are_assess_row_by_row() -> None:
         for alg in BUILTINS.values():
             rows = assess_rows(alg, fmt, xs, 0.1)
             assert rows == [assess(alg, fmt, xs[r], 0.1) for r in range(len(xs))]
+
+
+def test_the_constants_are_those_of_300_bit_arithmetic() -> None:
+    """The tables computed at import (decimal arithmetic) equal what 300-bit mpmath gives:
+    each double correctly rounded, each double-double's low part the rounded remainder."""
+
+    from lsmcheck import fastref
+
+    def dd(v: object) -> tuple[float, float]:
+        hi = float(v)  # type: ignore[arg-type]
+        return hi, float(v - hi)  # type: ignore[operator]
+
+    def chunk(v: object, bits: int) -> float:
+        _, e = mpmath.frexp(v)
+        return float(mpmath.floor(mpmath.ldexp(v, bits - e)) * mpmath.mpf(2) ** (e - bits))
+
+    with mpmath.workprec(300):
+        c = mpmath.ln2 / 256
+        c1 = chunk(c, 34)
+        c2 = chunk(c - c1, 34)
+        assert (fastref._C1, fastref._C2) == (c1, c2)
+        assert fastref._C3 == float(c - c1 - c2)
+        assert fastref._INV_LN2_256 == float(256 / mpmath.ln2)
+        assert fastref._TABLE == [dd(mpmath.mpf(2) ** (mpmath.mpf(j) / 256)) for j in range(256)]
+        assert fastref._SIXTH == dd(mpmath.mpf(1) / 6)
+        assert fastref._TAIL == [float(1 / mpmath.factorial(k)) for k in range(4, 9)]
+        assert fastref._INVERSES == [dd(1 / mpmath.mpf(i)) for i in range(1, 15)]

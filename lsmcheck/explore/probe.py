@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import mpmath
 import numpy as np
 import numpy.typing as npt
 
@@ -156,6 +155,8 @@ class Sample:
 
 def equal_logits_exact(n: int, c: float, bits: int = CLOSED_FORM_BITS) -> Exact:
     """The exact softmax, log-softmax and logsumexp of ``n`` logits all equal to ``c``."""
+    import mpmath
+
     with mpmath.workprec(bits):
         p = mpmath.mpf(1) / n
         log_n = mpmath.log(n)
