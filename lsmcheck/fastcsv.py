@@ -8,8 +8,8 @@ a tab in a CSV, non-ASCII text, an empty field, a bad token...) goes to the read
 token-by-token path, which is also what produces every error message.  So this module never
 decides what a line means: it only speeds up the lines whose meaning is plain.
 
-Why the two paths agree bit for bit: a certified token matches ``sources._DECIMAL``, whose
-language is exactly what Python's ``float`` accepts over these bytes, and numpy's text
+Why the two paths agree bit for bit: a certified token matches ``sources.common._DECIMAL``,
+whose language is exactly what Python's ``float`` accepts over these bytes, and numpy's text
 conversion (``np.fromstring``, ``NumPyOS_ascii_strtod``) calls the same correctly rounded
 routine as ``float`` (CPython's ``PyOS_string_to_double``).  A token beyond float64's range
 converts to an infinity here; the caller hands its line to the exact path, which refuses it.
@@ -27,9 +27,9 @@ import numpy.typing as npt
 
 __all__ = ["certified_end", "convert"]
 
-# ``sources._DECIMAL`` with possessive quantifiers: the same language (a token never contains
-# the separator, a space or a line end, so nothing a quantifier gives up could help a match),
-# and no backtracking, so a block of megabytes is matched in linear time.
+# ``sources.common._DECIMAL`` with possessive quantifiers: the same language (a token never
+# contains the separator, a space or a line end, so nothing a quantifier gives up could help a
+# match), and no backtracking, so a block of megabytes is matched in linear time.
 _TOKEN = rb"[+-]?+(?:[0-9]++\.?+[0-9]*+|\.[0-9]++)(?:[eE][+-]?+[0-9]++)?+"
 
 

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from lsmcheck import fastcsv, sources
 from lsmcheck.errors import InputError
 from lsmcheck.sources import iter_source
+from lsmcheck.sources import text as delimited
 from lsmcheck.vectors import Vector
 
 PROPERTY = settings(
@@ -43,30 +44,30 @@ def _old_file_lines(file: Any, path: str) -> Iterator[tuple[int, str]]:
     """``sources._file_lines`` before the fast path (verbatim but for the module prefixes)."""
     line_number = 0
     while True:
-        raw = file.readline(sources.MAX_LINE_BYTES + 1)
+        raw = file.readline(delimited.MAX_LINE_BYTES + 1)
         if not raw:
             return
         line_number += 1
-        if len(raw) > sources.MAX_LINE_BYTES and not raw.endswith(b"\n"):
-            raise sources._long_line(path, line_number)
+        if len(raw) > delimited.MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            raise delimited._long_line(path, line_number)
         if line_number == 1:
             raw = raw.removeprefix(b"\xef\xbb\xbf")
         raw = raw.removesuffix(b"\n").removesuffix(b"\r")
         if b"\0" in raw:
-            raise InputError(path, sources._BINARY_FILE)
+            raise InputError(path, delimited._BINARY_FILE)
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as error:
-            raise sources._utf8_error(path, line_number, raw, error.start) from None
+            raise delimited._utf8_error(path, line_number, raw, error.start) from None
         yield line_number, text
 
 
 def _old_read_delimited(
-    lines: tuple[str, Any, str], rules: sources._Delimited, decode: object
+    lines: tuple[str, Any, str], rules: delimited._Delimited, decode: object
 ) -> Iterator[Vector]:
     """The loop of the old ``_read_delimited``: every line through the exact rules."""
     kind, stream, name = lines
-    read = _old_file_lines if kind == "file" else sources._stream_lines
+    read = _old_file_lines if kind == "file" else delimited._stream_lines
     for line_number, text in read(stream, name):
         vector = rules.line(line_number, text)
         if vector is not None:
@@ -88,7 +89,7 @@ def outcome(read: Callable[[], Iterator[Vector]]) -> Outcome:
 
 
 def reference(path: str, stdin: TextIO | None = None) -> Outcome:
-    with pytest.MonkeyPatch.context() as patch:
+    with pytest.MonkeyPatch.context() as patch:  # the names iter_source looks up, in the package
         patch.setattr(sources, "_file_blocks", lambda file, name: ("file", file, name))
         patch.setattr(sources, "_stream_blocks", lambda stream, name: ("stream", stream, name))
         patch.setattr(sources, "_read_delimited", _old_read_delimited)
@@ -97,7 +98,7 @@ def reference(path: str, stdin: TextIO | None = None) -> Outcome:
 
 def fast(path: str, stdin: TextIO | None = None, *, block: int = 1 << 20) -> Outcome:
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sources, "_TEXT_BLOCK", block)
+        patch.setattr(delimited, "_TEXT_BLOCK", block)
         return outcome(lambda: iter_source(path, stdin))
 
 
@@ -231,7 +232,7 @@ def test_long_lines_are_refused_as_before(
     path = tmp_path / "in.csv"
     path.write_bytes(data)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sources, "MAX_LINE_BYTES", limit)
+        patch.setattr(delimited, "MAX_LINE_BYTES", limit)
         assert fast(str(path), block=block) == reference(str(path))
 
 
@@ -253,7 +254,7 @@ def _stream_text(draw: st.DrawFn) -> str:
 )
 def test_standard_input_reads_as_before(text: str, block: int, limit: int) -> None:
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sources, "MAX_LINE_BYTES", limit)
+        patch.setattr(delimited, "MAX_LINE_BYTES", limit)
         assert fast("-", io.StringIO(text), block=block) == reference("-", io.StringIO(text))
 
 
@@ -281,13 +282,13 @@ def test_values_are_exact(rows: list[list[float]]) -> None:
 def _spy_on_tokens(patch: pytest.MonkeyPatch) -> list[str]:
     """Record every token the exact path parses."""
     parsed: list[str] = []
-    exact = sources._parse_token
+    exact = delimited._parse_token
 
     def spy(token: str) -> float:
         parsed.append(token)
         return exact(token)
 
-    patch.setattr(sources, "_parse_token", spy)
+    patch.setattr(delimited, "_parse_token", spy)
     return parsed
 
 

@@ -123,9 +123,9 @@ def test_thousands_of_columns_are_audited(tmp_path: Path) -> None:
 def test_a_json_file_above_the_limit_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import lsmcheck.sources as sources
+    from lsmcheck.sources import jsonfile
 
-    monkeypatch.setattr(sources, "MAX_JSON_BYTES", 1 << 20)
+    monkeypatch.setattr(jsonfile, "MAX_JSON_BYTES", 1 << 20)
     path = tmp_path / "big.json"
     path.write_text("[" + "1.0, " * 300_000 + "1.0]")
     assert_refused(tmp_path, path, "JSON file larger than 1 MiB")

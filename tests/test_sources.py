@@ -422,9 +422,9 @@ def test_npy_and_npz_never_unpickle(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_npy_is_read_in_blocks_of_rows(monkeypatch: pytest.MonkeyPatch) -> None:
-    import lsmcheck.sources as sources
+    from lsmcheck.sources import arrays
 
-    monkeypatch.setattr(sources, "_NPY_BLOCK", 3 * 4 * 8)  # three rows of 4 float64 per read
+    monkeypatch.setattr(arrays, "_NPY_BLOCK", 3 * 4 * 8)  # three rows of 4 float64 per read
     data = np.arange(40.0).reshape(2, 5, 4)
     np.save("a.npy", data)
     np.save("f.npy", np.asfortranarray(data))

@@ -90,12 +90,11 @@ def test_input_is_read_lazily(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_npy_streams_in_blocks(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
-    import lsmcheck.sources as sources
-    from lsmcheck.sources import iter_sources
+    from lsmcheck.sources import arrays, iter_sources
 
     path = f"{tmp_path}/big.npy"
     np.save(path, np.random.default_rng(1).standard_normal((64, 16)))
-    monkeypatch.setattr(sources, "_NPY_BLOCK", 16 * 8 * 4)
+    monkeypatch.setattr(arrays, "_NPY_BLOCK", 16 * 8 * 4)
     reads = 0
     real = np.fromfile
 
