@@ -1,4 +1,4 @@
-"""The built-ins trace only the rows whose outputs show an event (``algorithms._lazily``).
+"""The built-ins trace only the rows whose outputs show an event (``algorithms.lazy._lazily``).
 
 The claim it rests on (``eventful_rows``): a row whose inputs and outputs are finite and whose
 outputs are nonzero recorded no event.  These tests compare the lazy run with the fully traced

@@ -90,9 +90,11 @@ def _cache_file() -> Path | None:
         base = str(Path(xdg) / "lsmcheck")
     digest = hashlib.sha256()
     package = Path(__file__).resolve().parent.parent
-    for module in ("algorithms", "dtypes", "metrics", "reference", "explore/limits",
-                   "explore/probe"):  # fmt: skip
-        digest.update((package / f"{module}.py").read_bytes())
+    modules = ("dtypes", "metrics", "reference", "explore/limits", "explore/probe")
+    algorithms = sorted((package / "algorithms").glob("*.py"))  # every module of the package
+    for path in [*algorithms, *(package / f"{module}.py" for module in modules)]:
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes())
     digest.update(np.__version__.encode())
     try:
         import ml_dtypes
