@@ -25,20 +25,21 @@ Two tiers, chosen by the target format:
     the assumption against mpmath on random arguments.
 
 ``double-double`` (float64 targets)
-    Every quantity is an unevaluated sum ``hi + lo`` of two doubles, computed with the
-    error-free transformations TwoSum and TwoProd (Dekker's splitting: numpy has no FMA), so only
-    IEEE ``+ - * /`` are trusted (they are correctly rounded).  ``exp`` reduces its argument by
+    Every quantity is an unevaluated sum ``hi + lo`` of two doubles, computed with the error-free
+    transformations TwoSum and TwoProd (Dekker's splitting: numpy has no FMA), so only IEEE
+    ``+ - * /`` are trusted (they are correctly rounded).  ``exp`` reduces its argument by
     ``N ln2 / 256`` with ``ln2/256`` held in three doubles, looks up ``2**(j/256)`` in a table
-    computed at import (60-digit decimal arithmetic), and sums the Taylor series of ``exp(r) - 1`` for
-    ``|r| <= ln2/512``: terms up to ``r**3/6`` in double-double, ``r**4/24 .. r**8/8!`` in double
-    (each below ``2**-96`` absolute when evaluated in double; the first omitted term is below
-    ``2**-104``).  The binary exponent of ``exp`` is carried separately (``scale``), so values
-    far below float64's range (``e**-10000``) are classified right.  ``log1p(s)`` is a float64
-    guess refined by one Newton step ``L + log(1 + ((1 + s) exp(-L) - 1))``, or for ``s < 2**-8``
-    the alternating series.  Each double-double operation errs by at most ``8 u**2`` relative
-    (``u = 2**-53``; Joldes, Muller & Popescu, ACM TOMS 44(2), 2017 give ``3-7 u**2``); summing
-    them, we take ``REL_DD = 2**-90 + ceil(log2 n) 2**-100`` per value, about ``2**8`` over the
-    sum; the float64 ULP figures need ``2**-61``.
+    computed at import (60-digit decimal arithmetic), and sums the Taylor series of
+    ``exp(r) - 1`` for ``|r| <= ln2/512``: terms up to ``r**3/6`` in double-double,
+    ``r**4/24 .. r**8/8!`` in double (each below ``2**-96`` absolute when evaluated in double;
+    the first omitted term is below ``2**-104``).  The binary exponent of ``exp`` is carried
+    separately (``scale``), so values far below float64's range (``e**-10000``) are classified
+    right.  ``log1p(s)`` is a float64 guess refined by one Newton step
+    ``L + log(1 + ((1 + s) exp(-L) - 1))``, or for ``s < 2**-8`` the alternating series.  Each
+    double-double operation errs by at most ``8 u**2`` relative (``u = 2**-53``; Joldes, Muller
+    & Popescu, ACM TOMS 44(2), 2017 give ``3-7 u**2``); summing them, we take
+    ``REL_DD = 2**-90 + ceil(log2 n) 2**-100`` per value, about ``2**8`` over the sum; the float64
+    ULP figures need ``2**-61``.
 
 Both tiers return :class:`Values`: the true value ``v`` satisfies
 ``|v - (hi + lo) * 2**scale| <= err * 2**scale``; ``err == 0`` means exact, and ``minf`` marks an
@@ -49,9 +50,9 @@ element goes to mpmath.
 from __future__ import annotations
 
 import math
-from decimal import ROUND_FLOOR, Decimal, localcontext
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import ROUND_FLOOR, Decimal, localcontext
 from functools import cached_property
 from typing import Any
 

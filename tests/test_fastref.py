@@ -303,10 +303,10 @@ def test_the_constants_are_those_of_300_bit_arithmetic() -> None:
         c = mpmath.ln2 / 256
         c1 = chunk(c, 34)
         c2 = chunk(c - c1, 34)
-        assert (fastref._C1, fastref._C2) == (c1, c2)
-        assert fastref._C3 == float(c - c1 - c2)
-        assert fastref._INV_LN2_256 == float(256 / mpmath.ln2)
-        assert fastref._TABLE == [dd(mpmath.mpf(2) ** (mpmath.mpf(j) / 256)) for j in range(256)]
-        assert fastref._SIXTH == dd(mpmath.mpf(1) / 6)
-        assert fastref._TAIL == [float(1 / mpmath.factorial(k)) for k in range(4, 9)]
-        assert fastref._INVERSES == [dd(1 / mpmath.mpf(i)) for i in range(1, 15)]
+        assert (c1, c2) == (fastref._C1, fastref._C2)
+        assert float(c - c1 - c2) == fastref._C3
+        assert float(256 / mpmath.ln2) == fastref._INV_LN2_256
+        assert [dd(mpmath.mpf(2) ** (mpmath.mpf(j) / 256)) for j in range(256)] == fastref._TABLE
+        assert dd(mpmath.mpf(1) / 6) == fastref._SIXTH
+        assert [float(1 / mpmath.factorial(k)) for k in range(4, 9)] == fastref._TAIL
+        assert [dd(1 / mpmath.mpf(i)) for i in range(1, 15)] == fastref._INVERSES

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import mpmath
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from lsmcheck import Options, Vector, audit
@@ -141,3 +142,9 @@ def test_hunt_and_limits_take_a_user_implementation(monkeypatch) -> None:  # typ
     assert "mysoftmax:raising_softmax error" in flat and "could not be probed" in flat
     res = runner.invoke(main, ["hunt", "-d", "float16"])
     assert res.exit_code == 2 and "give one implementation" in res.stderr
+
+
+@pytest.mark.parametrize("evals", [1, 20, 33])
+def test_evals_audits_exactly_that_many_candidates(evals: int) -> None:
+    """Fewer than the baseline round's 32 included: --evals is exact, not rounded up."""
+    assert hunt("softmax_naive", "float16", evals=evals, seed=0).evaluations == evals

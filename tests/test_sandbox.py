@@ -409,3 +409,40 @@ def test_config_limits_apply_and_flags_override_them(project: Path) -> None:
     )
     assert done.returncode == 2
     assert "--impl-memory: expected a size like 2G, 512M or 50%" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["hunt", "--impl", "log_softmax=userk:hang", "-d", "float32", "--evals", "3"],
+        ["sweep", "scale", "--impl", "log_softmax=userk:hang", "-d", "float32", "--steps", "2"],
+        ["limits", "--impl", "log_softmax=userk:hang", "-d", "float32", "--limit", "overflow"],
+    ],
+)
+def test_the_exploring_commands_take_the_sandbox_limits(project: Path, command: list[str]) -> None:
+    """With --impl-timeout 0.5 a hanging implementation is an error they report, not a hang:
+    each call is ended at its timeout and the later ones fail at once."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lsmcheck",
+            *command,
+            "--impl-timeout",
+            "0.5",
+            "--impl-memory",
+            "1G",
+        ],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=GUARD,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    if command[0] != "sweep":  # sweep plots the ULP errors it has: none
+        assert "timed out after 0.5 s (--impl-timeout)" in proc.stdout
+    assert len(pids(project, "calls.txt")) == 1  # the first call timed out; no other was made
+    assert not any(alive(pid) for pid in pids(project))

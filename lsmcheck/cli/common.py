@@ -18,6 +18,7 @@ from lsmcheck.algorithms import DEFAULT_ALGORITHMS, DEFAULT_BLOCK
 from lsmcheck.dtypes import DEFAULT_FORMATS, FORMATS
 from lsmcheck.errors import LsmcheckError, UsageError
 from lsmcheck.formats import Style
+from lsmcheck.sandbox import DEFAULT_TIMEOUT
 
 #: Exit code for a bug in lsmcheck (never 1, which means "the gate failed").
 EXIT_BUG = 3
@@ -234,6 +235,23 @@ class ProgressBar:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
+
+
+def impl_limit_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--impl-timeout`` and ``--impl-memory``: the limits of each ``--impl`` sandbox."""
+    fn = click.option(
+        "--impl-memory",
+        metavar="SIZE",
+        help="Cap the memory of each --impl implementation's process: 2G, 512M, 25% "
+        "[default: half the physical memory; 0: no cap].",
+    )(fn)
+    return click.option(
+        "--impl-timeout",
+        type=click.FloatRange(min=0),
+        metavar="SECONDS",
+        help=f"Fail a call of an --impl implementation that takes longer (its process is killed, "
+        f"its later calls fail at once) [default: {DEFAULT_TIMEOUT:g}; 0: no limit].",
+    )(fn)
 
 
 precision_option = click.option(

@@ -21,6 +21,7 @@ from lsmcheck.cli.common import (
     dtype_names,
     dtype_option,
     guard,
+    impl_limit_options,
     precision_option,
     style_for,
     write_atomically,
@@ -33,6 +34,7 @@ from lsmcheck.explore.sweep import run_sweep, to_csv, to_json
 from lsmcheck.formats import Style
 from lsmcheck.formats import explore as fmt_explore
 from lsmcheck.formats.plot import figure, render_sweep
+from lsmcheck.sandbox import Limits
 from lsmcheck.userimpl import load
 
 #: A progress bar appears once work has taken this long (and only on a terminal).
@@ -104,9 +106,16 @@ impl_option = click.option(
 )
 
 
-def _algorithms(algorithms: tuple[str, ...], impls: tuple[str, ...]) -> tuple[str | Algorithm, ...]:
-    """``-a`` names and ``--impl`` implementations; with ``--impl`` alone, only those."""
-    user = [load(spec, "--impl") for spec in impls]
+def _algorithms(
+    algorithms: tuple[str, ...],
+    impls: tuple[str, ...],
+    timeout: float | None,
+    memory: str | None,
+) -> tuple[str | Algorithm, ...]:
+    """``-a`` names and ``--impl`` implementations (in sandboxes with the ``--impl-timeout``
+    and ``--impl-memory`` limits); with ``--impl`` alone, only those."""
+    limits = Limits.make(timeout, memory) if impls else None
+    user = [load(spec, "--impl", limits=limits) for spec in impls]
     builtin = algorithm_names(algorithms) if algorithms or not user else ()
     return (*builtin, *user)
 
@@ -125,6 +134,7 @@ output_option = click.option(
 @dtype_option
 @algorithm_option
 @impl_option
+@impl_limit_options
 @click.option(
     "--limit",
     "limit_names",
@@ -162,6 +172,8 @@ def limits(
     dtypes: tuple[str, ...],
     algorithms: tuple[str, ...],
     impls: tuple[str, ...],
+    impl_timeout: float | None,
+    impl_memory: str | None,
     limit_names: tuple[str, ...],
     ulp_bound: float,
     max_length: int,
@@ -172,7 +184,7 @@ def limits(
     names = [n.strip() for v in limit_names for n in v.split(",") if n.strip()] or list(LIMITS)
     with progress_bar("limits") as progress:
         report = measure_limits(
-            _algorithms(algorithms, impls),
+            _algorithms(algorithms, impls, impl_timeout, impl_memory),
             dtype_names(dtypes),
             names,
             ulp_bound=ulp_bound,
@@ -223,6 +235,7 @@ def _write_binary(path: str, data: bytes, flag: str) -> None:
 @dtype_option
 @algorithm_option
 @impl_option
+@impl_limit_options
 @precision_option
 @click.option(
     "-f",
@@ -252,6 +265,8 @@ def sweep(
     dtypes: tuple[str, ...],
     algorithms: tuple[str, ...],
     impls: tuple[str, ...],
+    impl_timeout: float | None,
+    impl_memory: str | None,
     precision: int,
     fmt: str,
     output: str | None,
@@ -277,7 +292,7 @@ def sweep(
             length=length,
             samples=samples,
             seed=seed,
-            algorithms=_algorithms(algorithms, impls),
+            algorithms=_algorithms(algorithms, impls, impl_timeout, impl_memory),
             dtypes=dtype_names(dtypes),
             precision_bits=precision,
             progress=progress,
@@ -355,6 +370,7 @@ def append_cases(path: str, text: str) -> tuple[int, int]:
     metavar="KIND=MODULE:FUNCTION",
     help="Or your own implementation, as in `lsmcheck run --impl`.",
 )
+@impl_limit_options
 @click.option("-d", "--dtype", "dtype", required=True, metavar="DTYPE", help="Precision.")
 @click.option("--length", type=int, default=8, show_default=True, metavar="N", help="Logits.")
 @click.option(
@@ -383,6 +399,8 @@ def append_cases(path: str, text: str) -> tuple[int, int]:
 def hunt(
     algorithm: str | None,
     impl: str | None,
+    impl_timeout: float | None,
+    impl_memory: str | None,
     dtype: str,
     length: int,
     budget: float,
@@ -400,7 +418,11 @@ def hunt(
     """
     if (algorithm is None) == (impl is None):
         raise UsageError("hunt: give one implementation: -a NAME or --impl KIND=MODULE:FUNCTION")
-    target: str | Algorithm = algorithm if algorithm is not None else load(str(impl), "--impl")
+    target = (
+        algorithm
+        if algorithm is not None
+        else _algorithms((), (str(impl),), impl_timeout, impl_memory)[0]
+    )
     with progress_bar("hunt") as progress:
         report = run_hunt(
             target,

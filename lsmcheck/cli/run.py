@@ -35,6 +35,7 @@ from lsmcheck.cli.common import (
     dtype_names,
     dtype_option,
     guard,
+    impl_limit_options,
     jobs_option,
     precision_flags,
     precision_option,
@@ -49,7 +50,7 @@ from lsmcheck.errors import InputError, LimitError, UsageError
 from lsmcheck.formats import FORMATTERS, Style, render
 from lsmcheck.gate import DEFAULT_TOLERANCE, FAIL_ON_CHOICES, Thresholds, parse_fail_on
 from lsmcheck.parallel import default_jobs, tune_malloc
-from lsmcheck.sandbox import DEFAULT_TIMEOUT, Limits
+from lsmcheck.sandbox import Limits
 from lsmcheck.sources import count_elements, iter_sources, longest_vectors
 from lsmcheck.userimpl import load
 
@@ -258,19 +259,7 @@ class _Limits:
     help="Audit your own implementation (repeatable): --impl log_softmax=mypkg.ops:fused. "
     "KIND is softmax, log_softmax or logsumexp.  Each runs in a process of its own.",
 )
-@click.option(
-    "--impl-timeout",
-    type=click.FloatRange(min=0),
-    metavar="SECONDS",
-    help=f"Fail a call of an --impl implementation that takes longer (its process is killed, "
-    f"its later calls fail at once) [default: {DEFAULT_TIMEOUT:g}; 0: no limit].",
-)
-@click.option(
-    "--impl-memory",
-    metavar="SIZE",
-    help="Cap the memory of each --impl implementation's process: 2G, 512M, 25% "
-    "[default: half the physical memory; 0: no cap].",
-)
+@impl_limit_options
 @precision_option
 @reference_option
 @jobs_option

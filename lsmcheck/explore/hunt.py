@@ -106,6 +106,8 @@ class HuntReport:
             :attr:`Found.signature`).
         baseline: the worst max ULP error of the baseline round of standard normal logits.
         broken: candidates that overflowed, underflowed or returned NaN.
+        unaudited: why the first candidate that could not be audited was not (e.g. the
+            implementation raised or timed out), or ``None``.
         kind: what the implementation computes (``softmax``, ``log_softmax``, ``logsumexp``).
         implementation: the implementation itself (to audit the worst again).
     """
@@ -122,6 +124,7 @@ class HuntReport:
     broken: int
     kind: str = ""
     implementation: Algorithm | None = None
+    unaudited: str | None = None
 
     @property
     def flag(self) -> str:
@@ -166,6 +169,7 @@ class Hunter:
         self.evaluations = 0
         self.broken = 0
         self.rounds = 0
+        self.unaudited: str | None = None  # why the first unaudited candidate was not
 
     # -- candidates ---------------------------------------------------------------------------
 
@@ -245,6 +249,8 @@ class Hunter:
         found = []
         for x, r in zip(candidates, report.results, strict=True):
             if not r.audited:
+                if self.unaudited is None and r.reason:
+                    self.unaudited = r.reason
                 continue
             f = Found(x, r, origin)
             found.append(f)
@@ -285,7 +291,7 @@ def hunt(
     fmt = get_format(dtype)
     hunter = Hunter(algorithm, fmt, length, seed, precision_bits)
     start = clock()
-    baseline = hunter.evaluate(hunter.baseline(), "baseline")
+    baseline = hunter.evaluate(hunter.baseline()[:evals], "baseline")  # [:None]: all
     base = max((f.score[1] for f in baseline), default=math.nan)
 
     def left() -> bool:
@@ -328,6 +334,7 @@ def hunt(
         broken=hunter.broken,
         kind=impl.kind.value,
         implementation=impl,
+        unaudited=hunter.unaudited,
     )
 
 
@@ -350,7 +357,8 @@ _ADVICE = {
 def hunt_verdict(h: HuntReport) -> str:
     """A few sentences on what the hunt found, in plain words."""
     if not h.worst:
-        return f"{h.algorithm} in {h.dtype}: no candidate could be audited."
+        why = f" (the first: {h.unaudited})" if h.unaudited else ""
+        return f"{h.algorithm} in {h.dtype}: no candidate could be audited{why}."
     w = h.worst[0]
     r = w.result
     tried = f"{h.evaluations} inputs of length {h.length} tried in {h.seconds:.1f} s"

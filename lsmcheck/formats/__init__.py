@@ -6,33 +6,41 @@ A formatter returns text and never writes: only the CLI touches files and stream
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 
 from lsmcheck.errors import UsageError
-from lsmcheck.formats import csv_format, github, json_format, junit, markdown, table
 from lsmcheck.formats.style import Style
 from lsmcheck.results import Report
 
-__all__ = ["FORMATTERS", "Formatter", "Style", "render"]
+__all__ = ["FORMATTERS", "Formatter", "Style", "formatter", "render"]
 
 Formatter = Callable[[Report, Style], str]
 
-FORMATTERS: dict[str, Formatter] = {
-    "table": table.render,
-    "json": json_format.render,
-    "junit": junit.render,
-    "github": github.render,
-    "markdown": markdown.render,
-    "csv": csv_format.render,
+#: Each format and the module whose ``render`` writes it: imported when used, so that a run
+#: does not pay for the formats it does not write (JUnit's XML library, the table's rich).
+FORMATTERS: dict[str, str] = {
+    "table": "lsmcheck.formats.table",
+    "json": "lsmcheck.formats.json_format",
+    "junit": "lsmcheck.formats.junit",
+    "github": "lsmcheck.formats.github",
+    "markdown": "lsmcheck.formats.markdown",
+    "csv": "lsmcheck.formats.csv_format",
 }
 
 
-def render(name: str, report: Report, style: Style) -> str:
-    """``report`` in the format ``name``."""
+def formatter(name: str) -> Formatter:
+    """The function that writes the format ``name``."""
     try:
-        formatter = FORMATTERS[name]
+        module = FORMATTERS[name]
     except KeyError:
         raise UsageError(
             f"--format: unknown format {name!r} (choose from {', '.join(FORMATTERS)})"
         ) from None
-    return formatter(report, style)
+    render: Formatter = importlib.import_module(module).render
+    return render
+
+
+def render(name: str, report: Report, style: Style) -> str:
+    """``report`` in the format ``name``."""
+    return formatter(name)(report, style)

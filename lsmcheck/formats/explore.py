@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import textwrap
 from typing import Any
 
@@ -175,10 +176,14 @@ def limits_csv(report: LimitsReport) -> str:
 
 def hunt_text(h: HuntReport, width: int = 100) -> str:
     """The hunt as a case file: a header comment, the worst vectors, the verdict as comments."""
+    baseline = (
+        f"random normal logits give at most {h.baseline:.3g} ulp"
+        if not math.isnan(h.baseline)
+        else "no random normal logits could be audited"
+    )
     head = (
         f"# lsmcheck hunt: {h.algorithm} in {h.dtype}, length {h.length}, seed {h.seed}: "
-        f"{h.evaluations} inputs in {h.rounds} rounds, {h.seconds:.1f} s; "
-        f"random normal logits give at most {h.baseline:.3g} ulp"
+        f"{h.evaluations} inputs in {h.rounds} rounds, {h.seconds:.1f} s; {baseline}"
     )
     verdict = textwrap.wrap(
         "Verdict: " + h.verdict(), width=width - 2, break_long_words=False, break_on_hyphens=False
