@@ -175,10 +175,11 @@ def audit(
 ) -> Report:
     """Audit every vector with every implementation in every dtype.
 
-    The vectors are cut into chunks of whole vectors (:func:`lsmcheck.stream.chunks`, the same
-    cut whatever ``jobs`` is), each chunk is audited by :func:`audit_chunk` (here, in ``jobs``
-    worker processes, or on the Dask cluster at ``scheduler``), and the outcomes are merged in
-    input order, so the report does not depend on how the work was spread.
+    The vectors are cut into chunks of whole vectors (:func:`lsmcheck.stream.chunks`; with
+    workers the last ones are cut smaller, see :mod:`lsmcheck.parallel`), each is audited by
+    :func:`audit_chunk` (here, in ``jobs`` worker processes, or on the Dask cluster at
+    ``scheduler``), and the outcomes are merged in input order, so the report does not depend
+    on how the work was spread.
 
     ``progress(done, total)`` is called after each chunk with elements audited so far (an
     element is one logit in one dtype); ``total`` is ``None`` when ``vectors`` is not sized.

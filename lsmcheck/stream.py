@@ -1,9 +1,10 @@
 """Cutting a stream of vectors into chunks: the unit of work of the engine.
 
 A chunk is a run of whole, consecutive vectors holding about :data:`CHUNK_ELEMENTS` logits (a
-vector longer than that is a chunk of its own).  The cut depends only on the input, never on the
-number of workers, so every execution mode audits the same chunks and merges them in the same
-order: the report is the same whatever ``--jobs`` is.
+vector longer than that is a chunk of its own).  The cut depends only on the input; with
+workers, the last chunks may be cut further into runs of whole vectors
+(:mod:`lsmcheck.parallel`).  Every result belongs to one vector and the outcomes are merged in
+input order, so the report is the same whatever ``--jobs`` is and however the chunks were cut.
 """
 
 from __future__ import annotations
