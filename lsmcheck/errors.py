@@ -42,3 +42,8 @@ class UsageError(LsmcheckError):
 
 class LimitError(LsmcheckError):
     """A run stopped at ``--max-elements`` or ``--timeout``; no report was written."""
+
+
+class WorkerError(LsmcheckError):
+    """A worker process of ``--jobs`` died (killed by a signal: the system's out-of-memory
+    killer, or a user); no report was written."""

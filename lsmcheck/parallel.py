@@ -17,9 +17,10 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
 
-from lsmcheck.errors import UsageError
+from lsmcheck.errors import UsageError, WorkerError
 
 if TYPE_CHECKING:
     from lsmcheck.audit import ChunkOutcome, Options
@@ -101,6 +102,12 @@ def run_chunks(
     pool = ProcessPoolExecutor(jobs - 1, mp_context=context, initializer=_start_worker)
     try:
         yield from _Sharing(pool, itertools.chain(head, it), options, jobs, method == "fork")
+    except BrokenProcessPool:  # a worker was killed: not a bug in lsmcheck, say what happened
+        _stop_workers(pool)
+        raise WorkerError(
+            f"--jobs {jobs}: a worker process died (killed by a signal: by the system when "
+            "memory ran out, or by a user); no report was written; try fewer --jobs"
+        ) from None
     except BaseException:  # Ctrl-C, SIGTERM, --timeout, an error: do not wait for the workers
         _stop_workers(pool)
         raise
@@ -180,9 +187,14 @@ class _Sharing:
     self-scheduling: about a ``2 jobs``-th of what is left, at least a quarter of a chunk),
     so that the processes finish together instead of one auditing a whole chunk while the
     others wait.  Units are runs of whole vectors and the merge does not depend on where they
-    are cut, so the report stays the same.  At most ``4 jobs`` chunks are read ahead (far enough
-    to see the end coming before the workers have taken its chunks whole) and ``4 jobs`` units
-    are in flight or waiting to be merged.
+    are cut, so the report stays the same; but a black box (a framework's function, the
+    user's own) computes a whole batch at once and may depend on it (one that shifts by the
+    batch's maximum does), so with one of those the chunks are never cut.  At most
+    ``4 jobs`` chunks are read ahead (far enough to see the end coming before the workers have
+    taken its chunks whole), and about ``4 jobs`` units are in flight or waiting to be merged.
+
+    An error auditing a unit, here or in a worker, is raised when the merge reaches that
+    unit, as it would be with one process.
     """
 
     def __init__(
@@ -198,6 +210,7 @@ class _Sharing:
         self.pool, self.options, self.jobs, self.shared = pool, options, jobs, shared
         self.chunks = iter(chunks)
         self.smallest = max(1, stream.CHUNK_ELEMENTS // 4)
+        self.cut = all(a.traced for a in options.implementations())  # built-ins: row by row
         self.lock = threading.RLock()
         self.ahead: deque[list[Vector]] = deque()  # read, not yet handed out
         self.ahead_elements = 0
@@ -205,6 +218,7 @@ class _Sharing:
         self.taken = 0  # units handed out: the next one's sequence number
         self.outcomes: dict[int, Future[ChunkOutcome] | ChunkOutcome] = {}
         self.running = 0  # units given to workers and not yet done
+        self.feeding = False  # in _feed: a nested _done (same thread) leaves the work to it
         self.closed = False
 
     def __iter__(self) -> Iterator[ChunkOutcome]:
@@ -221,9 +235,13 @@ class _Sharing:
                     unit = self._take() if busy and len(self.outcomes) < 4 * self.jobs else None
                 if unit is not None:
                     seq, vectors = unit
-                    outcome = audit_chunk(vectors, self.options)
+                    done: Future[ChunkOutcome] | ChunkOutcome
+                    try:
+                        done = audit_chunk(vectors, self.options)
+                    except Exception as e:  # raised in input order, like a worker's
+                        done = _failed(e)
                     with self.lock:
-                        self.outcomes[seq] = outcome
+                        self.outcomes[seq] = done
                     continue
                 if head is None:  # nothing in flight and nothing left to hand out
                     return
@@ -255,7 +273,7 @@ class _Sharing:
             return None
         chunk = self.ahead[0]
         size = _elements(chunk)
-        if self.ended:  # the tail: cut the chunk into smaller units
+        if self.ended and self.cut:  # the tail: cut the chunk into smaller units
             want = max(self.smallest, self.ahead_elements // (2 * self.jobs))
             n = elements = 0
             while n < len(chunk) and elements < want:
@@ -273,36 +291,52 @@ class _Sharing:
     def _feed(self) -> None:
         """Give the workers units until each has its share in flight."""
         with self.lock:
-            depth = 2 if not self.ended or len(self.ahead) > self.jobs else 1
-            while (
-                not self.closed
-                and self.running < depth * (self.jobs - 1)
-                and len(self.outcomes) < 4 * self.jobs
-            ):
-                unit = self._take()
-                if unit is None:
-                    return
-                seq, vectors = unit
-                future: Future[ChunkOutcome]
-                try:
-                    if self.shared:
-                        future = self.pool.submit(_audit_shared, vectors)
-                    else:
-                        future = self.pool.submit(_audit, vectors, self.options)
-                except Exception as e:  # a broken pool: the error surfaces in input order
-                    future = Future()
-                    future.set_exception(e)
-                    self.outcomes[seq] = future
-                    return
-                self.outcomes[seq] = future
-                self.running += 1
-                future.add_done_callback(self._done)
+            if self.feeding:
+                return
+            self.feeding = True
+            try:
+                self._feed_locked()
+            finally:
+                self.feeding = False
+
+    def _feed_locked(self) -> None:
+        depth = 2 if not self.ended or len(self.ahead) > self.jobs else 1
+        while (
+            not self.closed
+            and self.running < depth * (self.jobs - 1)
+            and len(self.outcomes) < 4 * self.jobs
+        ):
+            unit = self._take()
+            if unit is None:
+                return
+            seq, vectors = unit
+            future: Future[ChunkOutcome]
+            try:
+                if self.shared:
+                    future = self.pool.submit(_audit_shared, vectors)
+                else:
+                    future = self.pool.submit(_audit, vectors, self.options)
+            except Exception as e:  # a broken pool: the error surfaces in input order
+                self.outcomes[seq] = _failed(e)
+                return
+            self.outcomes[seq] = future
+            self.running += 1
+            # runs _done at once, in this thread, if the unit is already done: _feed then
+            # returns (self.feeding) and this loop goes on, rather than recursing per unit
+            future.add_done_callback(self._done)
 
     def _done(self, _: Future[ChunkOutcome]) -> None:
         """A worker's unit is done (called in the pool's result thread): feed it another."""
         with self.lock:
             self.running -= 1
-            self._feed()
+        self._feed()
+
+
+def _failed(error: Exception) -> Future[ChunkOutcome]:
+    """A finished future holding ``error``, to be raised when the merge reaches it."""
+    future: Future[ChunkOutcome] = Future()
+    future.set_exception(error)
+    return future
 
 
 def _elements(vectors: list[Vector]) -> int:

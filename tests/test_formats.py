@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from markdown_it import MarkdownIt
 
 from lsmcheck.cli import main
-from lsmcheck.formats import FORMATTERS
+from lsmcheck.formats import FORMAT_MODULES
 from lsmcheck.formats.csv_format import COLUMNS
 from lsmcheck.formats.github import command, escape_data, escape_property
 from lsmcheck.formats.markdown import escape
@@ -79,7 +79,7 @@ def golden(fmt: str, suffix: str) -> str:
 
 
 def test_formats_are_registered() -> None:
-    assert set(FORMATTERS) == {"table", "json", "junit", "github", "markdown", "csv"}
+    assert set(FORMAT_MODULES) == {"table", "json", "junit", "github", "markdown", "csv"}
 
 
 # --- JUnit ------------------------------------------------------------------------------------

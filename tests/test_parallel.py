@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -105,47 +108,130 @@ def test_jobs_with_jax_loaded_start_workers_without_forking_jax(tmp_path: Path) 
     assert reports[0] == reports[1]
 
 
+def _share(
+    monkeypatch: pytest.MonkeyPatch,
+    audit_chunk: Any,
+    n: int = 200,
+    jobs: int = 3,
+    options: Options | None = None,
+) -> list[Any]:
+    """Run the scheduler itself on ``n`` vectors of 4 logits (10 per chunk), with threads
+    for its ``jobs - 1`` workers and ``audit_chunk`` standing in for the audit."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lsmcheck import parallel
+
+    monkeypatch.setattr(stream, "CHUNK_ELEMENTS", 40)
+    monkeypatch.setattr(sys.modules["lsmcheck.audit"], "audit_chunk", audit_chunk)
+    vs = [Vector("p", i, None, np.zeros(4)) for i in range(n)]
+    with ThreadPoolExecutor(jobs - 1) as pool:
+        sharing = parallel._Sharing(pool, stream.chunks(vs), options or Options(), jobs, False)
+        return list(sharing)
+
+
 def test_work_sharing_cuts_the_tail_and_keeps_input_order(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The scheduler itself, with threads for workers and a stand-in audit that records the
-    units: every vector is audited once, outcomes come in input order, the chunks read before
-    the end are whole, and the tail is cut into units of at least a quarter chunk."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from lsmcheck import parallel
-
-    monkeypatch.setattr(stream, "CHUNK_ELEMENTS", 40)
+    """Every vector is audited once, outcomes come in input order, and each unit is a whole
+    chunk or, in the tail, a run of at least a quarter chunk (10 logits: 3 vectors)."""
     units: list[list[int]] = []
-    monkeypatch.setattr(
-        sys.modules["lsmcheck.audit"],
-        "audit_chunk",
-        lambda vs, _: units.append([v.index for v in vs]) or [v.index for v in vs],
-    )
-    vs = [Vector("p", i, None, np.zeros(4)) for i in range(200)]  # 10 vectors per chunk
-    with ThreadPoolExecutor(2) as pool:
-        outcomes = list(parallel._Sharing(pool, stream.chunks(vs), Options(), 3, False))
-    assert [i for o in outcomes for i in o] == list(range(200))
-    assert sorted(map(min, units)) == [o[0] for o in outcomes]
-    assert all(len(u) >= 10 // 4 for u in units)
-    assert any(len(u) < 10 for u in units)  # the tail was cut
-    assert len(outcomes) > 20  # ...into more units than the 20 chunks
-
-
-def test_work_sharing_raises_a_units_error_in_input_order(monkeypatch: pytest.MonkeyPatch) -> None:
-    from concurrent.futures import ThreadPoolExecutor
-
-    from lsmcheck import parallel
-
-    monkeypatch.setattr(stream, "CHUNK_ELEMENTS", 40)
 
     def audit_chunk(vs: list[Vector], _: Options) -> list[int]:
-        if any(v.index == 57 for v in vs):
-            raise ValueError("vector 57")
-        return [v.index for v in vs]
+        units.append([v.index for v in vs])
+        return units[-1]
 
+    outcomes = _share(monkeypatch, audit_chunk)
+    assert [i for o in outcomes for i in o] == list(range(200))
+    assert sorted(map(min, units)) == [o[0] for o in outcomes]
+    chunks = [list(range(i, i + 10)) for i in range(0, 200, 10)]
+    assert all(u in chunks or len(u) >= 3 for u in units)
+    assert any(u not in chunks for u in units)  # the tail was cut
+    assert all(u in chunks for u in units if u[0] < 100)  # chunks read before the end: whole
+
+
+def test_work_sharing_never_cuts_for_a_black_box(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A framework's or the user's function computes a batch at once and may depend on it
+    (one shifting by the batch's maximum does): its chunks are the same whatever --jobs is."""
+    from lsmcheck.algorithms import Algorithm, Kind, untraced
+
+    black_box = Algorithm("box", Kind.SOFTMAX, lambda x: untraced(x), "", traced=False)
+    units: list[list[int]] = []
+
+    def audit_chunk(vs: list[Vector], _: Options) -> list[int]:
+        units.append([v.index for v in vs])
+        return units[-1]
+
+    _share(monkeypatch, audit_chunk, options=Options(algorithms=(black_box,)))
+    assert sorted(units) == [list(range(i, i + 10)) for i in range(0, 200, 10)]
+
+
+def test_work_sharing_raises_an_error_in_input_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first failing vector's error is raised after every earlier outcome, whichever
+    process audits what: here the workers are slow and fail on vector 15, while this process
+    fails at once on vector 57 (one process would raise vector 15's error)."""
+    import threading
+    import time
+
+    def audit_chunk(vs: list[Vector], _: Options) -> list[int]:
+        indices = [v.index for v in vs]
+        if threading.current_thread() is not threading.main_thread():
+            time.sleep(0.05)
+        for bad in (15, 57):
+            if bad in indices:
+                raise ValueError(f"vector {bad}")
+        return indices
+
+    seen: list[int] = []
+    with pytest.raises(ValueError, match="vector 15"):
+        for outcome in _share_iter(monkeypatch, audit_chunk):
+            seen.extend(outcome)
+    assert seen == list(range(10))
+
+
+def _share_iter(monkeypatch: pytest.MonkeyPatch, audit_chunk: Any) -> Iterator[Any]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lsmcheck import parallel
+
+    monkeypatch.setattr(stream, "CHUNK_ELEMENTS", 40)
     monkeypatch.setattr(sys.modules["lsmcheck.audit"], "audit_chunk", audit_chunk)
     vs = [Vector("p", i, None, np.zeros(4)) for i in range(200)]
-    seen: list[int] = []
-    with ThreadPoolExecutor(2) as pool, pytest.raises(ValueError, match="vector 57"):
-        for outcome in parallel._Sharing(pool, stream.chunks(vs), Options(), 3, False):
-            seen.extend(outcome)  # type: ignore[call-overload]
-    assert seen == list(range(50))
+    with ThreadPoolExecutor(2) as pool:
+        yield from parallel._Sharing(pool, stream.chunks(vs), Options(), 3, False)
+
+
+def test_work_sharing_with_many_workers_and_instant_units(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Units done before their callback is added run it at once, in the feeding thread: with
+    400 jobs that recursed past Python's limit (RecursionError); now the feeding loop goes on."""
+    outcomes = _share(monkeypatch, lambda vs, _: [v.index for v in vs], n=4000, jobs=400)
+    assert [i for o in outcomes for i in o] == list(range(4000))
+
+
+BATCH_SHIFT = '''
+import numpy as np
+
+
+def softmax(x):
+    """Shifts by the batch's maximum, not each row's: its results depend on the batch."""
+    e = np.exp(x - x.max())
+    return e / e.sum(axis=-1, keepdims=True)
+'''
+
+
+def test_a_batch_dependent_implementation_gets_the_same_report_whatever_jobs(
+    tmp_path: Path,
+) -> None:
+    """Found in review: cutting the tail into smaller batches changed this implementation's
+    results with --jobs 2 (five of 2,000 vectors differed); black boxes are never cut."""
+    (tmp_path / "batchdep.py").write_text(BATCH_SHIFT)
+    x = np.random.default_rng(0).standard_normal((2000, 100))
+    x[::250] += 30
+    np.save(tmp_path / "e.npy", x)
+    outs = []
+    for jobs in ("1", "2"):
+        subprocess.run(
+            [sys.executable, "-m", "lsmcheck", "run", "e.npy", "--impl", "softmax=batchdep:softmax",
+             "-d", "float16", "-f", "json", "-q", "--jobs", jobs, "-o", f"{jobs}.json"],
+            cwd=tmp_path, capture_output=True, text=True, check=True, timeout=300,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )  # fmt: skip
+        outs.append((tmp_path / f"{jobs}.json").read_text())
+    assert outs[0] == outs[1]

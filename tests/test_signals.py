@@ -40,6 +40,25 @@ def alive(pid: int) -> bool:
     return "zombie" not in state
 
 
+def start(args: list[str], cwd: Path | None = None) -> tuple[subprocess.Popen[str], set[int]]:
+    """Start ``lsmcheck ARGS`` and wait until its workers run: the process and their pids."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lsmcheck", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    workers: set[int] = set()
+    deadline = time.monotonic() + 30
+    while not workers and time.monotonic() < deadline:
+        time.sleep(0.2)
+        workers = children(proc.pid)
+    assert workers, "no worker process started"
+    return proc, workers
+
+
 @pytest.fixture(scope="module")
 def long_input(tmp_path_factory: pytest.TempPathFactory) -> str:
     """An input whose audit takes many seconds (400 scaled copies of the 32k-vocabulary row)."""
@@ -55,20 +74,7 @@ def test_a_signal_ends_a_parallel_run_and_its_workers(
     tmp_path: Path, long_input: str, sig: signal.Signals, code: int
 ) -> None:
     out = tmp_path / "report.json"
-    args = ["run", long_input, "-j", "2", "-f", "json", "-o", str(out)]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lsmcheck", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    workers: set[int] = set()
-    deadline = time.monotonic() + 30
-    while not workers and time.monotonic() < deadline:  # wait until the workers run
-        time.sleep(0.2)
-        workers = children(proc.pid)
-    assert workers, "no worker process started"
+    proc, workers = start(["run", long_input, "-j", "2", "-f", "json", "-o", str(out)])
     time.sleep(0.5)
     sent = time.monotonic()
     proc.send_signal(sig)
@@ -111,19 +117,7 @@ def test_a_signal_ends_a_run_whose_worker_is_stuck(tmp_path: Path, long_input: s
     )
     out = tmp_path / "report.json"
     args = ["run", long_input, "-j", "2", "--impl", "log_softmax=stuck_impl:log_softmax"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lsmcheck", *args, "-f", "json", "-o", str(out)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    workers: set[int] = set()
-    deadline = time.monotonic() + 30
-    while not workers and time.monotonic() < deadline:
-        time.sleep(0.2)
-        workers = children(proc.pid)
+    proc, workers = start([*args, "-f", "json", "-o", str(out)], cwd=tmp_path)
     time.sleep(1.0)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=30)
@@ -134,3 +128,22 @@ def test_a_signal_ends_a_run_whose_worker_is_stuck(tmp_path: Path, long_input: s
     while any(alive(w) for w in family) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(alive(w) for w in family), f"orphaned: {family}"
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_a_killed_worker_is_one_line_and_exit_2_not_a_bug(tmp_path: Path, long_input: str) -> None:
+    """A worker killed by SIGKILL (as the out-of-memory killer does) used to end the run with
+    BrokenProcessPool's traceback and exit 3, 'a bug in lsmcheck'."""
+    out = tmp_path / "report.json"
+    proc, workers = start(["run", long_input, "-j", "2", "-f", "json", "-o", str(out)])
+    time.sleep(0.5)
+    for pid in workers:
+        os.kill(pid, signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 2, stderr
+    assert stderr == (
+        "lsmcheck: error: --jobs 2: a worker process died (killed by a signal: by the system "
+        "when memory ran out, or by a user); no report was written; try fewer --jobs\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+    assert not any(alive(pid) for pid in workers)

@@ -47,7 +47,7 @@ from lsmcheck.cli.common import (
 )
 from lsmcheck.config import Config, ConfigError, discover
 from lsmcheck.errors import InputError, LimitError, UsageError
-from lsmcheck.formats import FORMATTERS, Style, render
+from lsmcheck.formats import FORMAT_MODULES, Style, render
 from lsmcheck.gate import DEFAULT_TOLERANCE, FAIL_ON_CHOICES, Thresholds, parse_fail_on
 from lsmcheck.parallel import default_jobs, tune_malloc
 from lsmcheck.sandbox import Limits
@@ -133,8 +133,8 @@ def _outputs(
 ) -> tuple[str, list[tuple[str, str, str]]]:
     """The standard-output format and the files to write: (format, path, flag)."""
     if not _given("fmt") and cfg.format is not None:
-        if cfg.format not in FORMATTERS:
-            choices = ", ".join(FORMATTERS)
+        if cfg.format not in FORMAT_MODULES:
+            choices = ", ".join(FORMAT_MODULES)
             raise ConfigError(
                 f"{cfg.where('format')}: unknown format {cfg.format!r} (choose from {choices})"
             )
@@ -145,9 +145,9 @@ def _outputs(
     flag = "--output-format" if output_format else cfg.where("output_format")
     for spec in output_format or cfg.output_format or ():
         name, _, path = spec.partition(":")
-        if not path or name not in FORMATTERS:
+        if not path or name not in FORMAT_MODULES:
             raise UsageError(
-                f"{flag}: expected FORMAT:PATH with FORMAT one of {', '.join(FORMATTERS)}, "
+                f"{flag}: expected FORMAT:PATH with FORMAT one of {', '.join(FORMAT_MODULES)}, "
                 f"got {spec!r}"
             )
         files.append((name, path, flag))
@@ -279,7 +279,7 @@ class _Limits:
     "-f",
     "--format",
     "fmt",
-    type=click.Choice(sorted(FORMATTERS)),
+    type=click.Choice(sorted(FORMAT_MODULES)),
     default="table",
     show_default=True,
     help="Report format on standard output (or -o).",
