@@ -20,7 +20,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
 
-from lsmcheck.errors import UsageError, WorkerError
+from lsmcheck.errors import LimitError, UsageError, WorkerError
 
 if TYPE_CHECKING:
     from lsmcheck.audit import ChunkOutcome, Options
@@ -238,7 +238,9 @@ class _Sharing:
                     done: Future[ChunkOutcome] | ChunkOutcome
                     try:
                         done = audit_chunk(vectors, self.options)
-                    except Exception as e:  # raised in input order, like a worker's
+                    except LimitError:  # --timeout's alarm (a signal): the run stops now
+                        raise
+                    except Exception as e:  # the unit's own error: raised in input order
                         done = _failed(e)
                     with self.lock:
                         self.outcomes[seq] = done

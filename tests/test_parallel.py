@@ -235,3 +235,24 @@ def test_a_batch_dependent_implementation_gets_the_same_report_whatever_jobs(
         )  # fmt: skip
         outs.append((tmp_path / f"{jobs}.json").read_text())
     assert outs[0] == outs[1]
+
+
+def test_work_sharing_stops_at_once_for_the_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--timeout's alarm raises LimitError inside whatever this process is auditing: that
+    stops the run at once, not when the merge reaches the unit (as a unit's own error would)."""
+    import threading
+    import time
+
+    from lsmcheck.errors import LimitError
+
+    def audit_chunk(vs: list[Vector], _: Options) -> list[int]:
+        if threading.current_thread() is threading.main_thread():
+            raise LimitError("--timeout 1: stopped")
+        time.sleep(0.05)
+        return [v.index for v in vs]
+
+    seen: list[int] = []
+    with pytest.raises(LimitError):
+        for outcome in _share_iter(monkeypatch, audit_chunk):
+            seen.extend(outcome)
+    assert seen == []  # the workers' first units were not waited for
