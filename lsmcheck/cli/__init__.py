@@ -10,6 +10,7 @@ Each command lives in a module of its own and is registered on :func:`main` here
 from __future__ import annotations
 
 import atexit
+import functools
 import gc
 import importlib
 import signal
@@ -64,13 +65,13 @@ class Lsmcheck(click.Group):
     def main(  # type: ignore[override]
         self, args: Sequence[str] | None = None, prog_name: str | None = None, **extra: Any
     ) -> None:
-        # Only the main thread may set a signal handler (lsmcheck called from a thread, e.g.
-        # a test runner's worker, keeps the process's own SIGTERM handling).
         if args is None:  # the program itself (or a caller using sys.argv): see _exiting
             _exiting()
         self._main(args, prog_name, **extra)
 
     def _main(self, args: Sequence[str] | None, prog_name: str | None, **extra: Any) -> None:
+        # Only the main thread may set a signal handler (lsmcheck called from a thread, e.g.
+        # a test runner's worker, keeps the process's own SIGTERM handling).
         main_thread = threading.current_thread() is threading.main_thread()
         previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
         try:
@@ -96,6 +97,7 @@ class Lsmcheck(click.Group):
         sys.exit(0)
 
 
+@functools.cache
 def _exiting() -> None:
     """When the interpreter exits, move every object out of the garbage collector's sight.
 
@@ -103,15 +105,10 @@ def _exiting() -> None:
     21,000 results is some 600,000 of them): about 0.09 s of a default run's exit, measured,
     for nothing, since the process's memory goes back whole.  Done by an ``atexit`` handler,
     so that a program that calls ``main()`` and goes on is not left with objects the
-    collector no longer sees (cyclic garbage among them would never be freed).
+    collector no longer sees (cyclic garbage among them would never be freed).  Registered
+    once however often ``main()`` runs.
     """
-    global _FREEZE_AT_EXIT
-    if not _FREEZE_AT_EXIT:
-        _FREEZE_AT_EXIT = True
-        atexit.register(gc.freeze)
-
-
-_FREEZE_AT_EXIT = False
+    atexit.register(gc.freeze)
 
 
 @click.group(cls=Lsmcheck, context_settings={"help_option_names": ["-h", "--help"]})
