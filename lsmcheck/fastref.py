@@ -216,7 +216,10 @@ def dd_div(ah: Any, al: Any, bh: Any, bl: Any) -> tuple[Any, Any]:
 # ---------------------------------------------------------------------------------------------
 # Constants, computed once at import with the standard library's decimal arithmetic at 60
 # digits (about 199 bits), whose exp and ln are correctly rounded; mpmath would cost 0.07 s
-# of every start-up.  tests/test_fastref.py checks them against mpmath at 300 bits.
+# of every start-up.  The table 2**(j/256) is built by multiplying by 2**(1/256): 255
+# roundings of 1e-60 leave it within 3e-58 relative, far below a double-double's 2**-106
+# (and 15 times faster than 256 exps: 1 ms).  tests/test_fastref.py checks every constant
+# against mpmath at 300 bits.
 # ---------------------------------------------------------------------------------------------
 
 
@@ -245,7 +248,11 @@ with localcontext() as _context:
     _C2 = _chunk(_ln2_256 - Decimal(_C1), 34)
     _C3 = float(_ln2_256 - Decimal(_C1) - Decimal(_C2))
     _INV_LN2_256 = float(1 / _ln2_256)
-    _TABLE = [_dd((j * _ln2_256).exp()) for j in range(256)]  # 2**(j/256)
+    _step = _ln2_256.exp()  # 2**(1/256)
+    _powers = [Decimal(1)]
+    for _ in range(255):
+        _powers.append(_powers[-1] * _step)
+    _TABLE = [_dd(p) for p in _powers]  # 2**(j/256)
     _SIXTH = _dd(Decimal(1) / 6)
     _T_HI = np.array([t[0] for t in _TABLE])
     _T_LO = np.array([t[1] for t in _TABLE])

@@ -41,13 +41,12 @@ def tune_malloc() -> bool:
     ``mallopt`` is not available.  Returns whether it applied.
     """
     import ctypes
-    import ctypes.util
 
-    name = ctypes.util.find_library("c")
-    if sys.platform != "linux" or name is None:
+    if sys.platform != "linux":
         return False
     try:
-        libc = ctypes.CDLL(name)
+        libc = ctypes.CDLL(None)  # the process's own symbols, libc's among them (not
+        # ctypes.util.find_library, which runs ldconfig: 7 ms of every start)
         m_trim_threshold, m_mmap_threshold = -1, -3
         ok = libc.mallopt(m_mmap_threshold, 256 << 20) and libc.mallopt(m_trim_threshold, 1 << 30)
     except (OSError, AttributeError):

@@ -320,3 +320,26 @@ def test_a_closed_pipe_is_not_a_crash() -> None:
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode in (0, 141)
     assert b"Traceback" not in stderr and b"internal error" not in stderr
+
+
+def test_only_the_program_freezes_its_objects_after_the_audit(tmp_path: Path) -> None:
+    """``keep_until_exit`` moves objects out of the collector's sight only when ``main()``
+    runs as the program (args from sys.argv); a caller of ``main([...])`` keeps ordinary
+    collection."""
+    import gc
+
+    import lsmcheck.cli as cli
+
+    before = gc.get_freeze_count()
+    out = tmp_path / "r.json"
+    with pytest.raises(SystemExit) as e:
+        main(["run", "-l", "1,2", "-f", "json", "-o", str(out)])
+    assert e.value.code == 0 and gc.get_freeze_count() == before
+    assert cli._as_program.cache_info().currsize == 0
+    try:
+        cli._as_program()  # what main() does when it is the program
+        cli.keep_until_exit()
+        assert gc.get_freeze_count() > before
+    finally:
+        gc.unfreeze()
+        cli._as_program.cache_clear()

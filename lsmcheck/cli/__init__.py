@@ -65,8 +65,8 @@ class Lsmcheck(click.Group):
     def main(  # type: ignore[override]
         self, args: Sequence[str] | None = None, prog_name: str | None = None, **extra: Any
     ) -> None:
-        if args is None:  # the program itself (or a caller using sys.argv): see _exiting
-            _exiting()
+        if args is None:  # the program itself (or a caller using sys.argv): see _as_program
+            _as_program()
         self._main(args, prog_name, **extra)
 
     def _main(self, args: Sequence[str] | None, prog_name: str | None, **extra: Any) -> None:
@@ -98,7 +98,7 @@ class Lsmcheck(click.Group):
 
 
 @functools.cache
-def _exiting() -> None:
+def _as_program() -> None:
     """When the interpreter exits, move every object out of the garbage collector's sight.
 
     At exit the interpreter runs a last collection over every object still alive (a report of
@@ -109,6 +109,18 @@ def _exiting() -> None:
     once however often ``main()`` runs.
     """
     atexit.register(gc.freeze)
+
+
+def keep_until_exit() -> None:
+    """Called by a command once it holds what it will write (a report): in the program itself,
+    move every object alive out of the garbage collector's sight now, as at exit.
+
+    Rendering a report triggers collections that would otherwise walk its some 600,000
+    objects again: 0.02-0.03 s of a default run, measured.  A caller of ``main([...])`` keeps
+    ordinary collection.
+    """
+    if _as_program.cache_info().currsize:  # main() runs as the program
+        gc.freeze()
 
 
 @click.group(cls=Lsmcheck, context_settings={"help_option_names": ["-h", "--help"]})

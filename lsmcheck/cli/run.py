@@ -26,6 +26,7 @@ from lsmcheck import baseline as baseline_file
 from lsmcheck.algorithms import Algorithm, get_algorithm
 from lsmcheck.api import audit
 from lsmcheck.audit import Options
+from lsmcheck.cli import keep_until_exit
 from lsmcheck.cli.common import (
     ProgressBar,
     algorithm_names,
@@ -432,6 +433,7 @@ def run(
             )
     finally:
         bar.close()
+    keep_until_exit()
     if save_baseline:
         _write(save_baseline, baseline_file.dumps(report), list(inputs), "--save-baseline")
     protected = [*inputs, *([baseline] if baseline else [])]
