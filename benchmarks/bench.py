@@ -8,8 +8,10 @@ It prints
 (a)  lsmcheck's default audit (7 algorithms x float16/32/64) of a seeded 1000 x 1000 float64
      logits matrix, through the CLI as a user runs it (``lsmcheck run m.npy``), with the default
      ``--jobs`` (all cores) and with ``--jobs 1`` and ``--jobs 2``: the wall time of the
-     lsmcheck process from start to exit, best of three runs after one warm-up run (which fills
-     the on-disk cache of the danger-zone limits, as any first run on a machine does);
+     lsmcheck process from start to exit, best of five runs (``--repeat``) after one warm-up
+     run (which fills the on-disk cache of the danger-zone limits, as any first run on a
+     machine does), the three run round by round so that the machine's drifts in speed fall
+     on all three alike (the speed-up within each round is printed too);
 (b)  the floor: numpy alone computing the same 21 algorithm x dtype outputs (plain numpy, no
      tracing, no reference);
 (c)  the baseline a user would otherwise write: a per-element mpmath reference and per-element
@@ -30,6 +32,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,6 +43,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = 20240601
+
+
+#: The audits of (a): default --jobs (all cores), --jobs 1 and --jobs 2.
+AUDITS = [[], ["-j", "1"], ["-j", "2"]]
 
 
 def matrix(rows: int, cols: int) -> np.ndarray:
@@ -90,6 +97,29 @@ def best_cli(args: list[str], repeat: int = 3) -> tuple[float, float]:
     runs = [run_cli(args) for _ in range(repeat)]
     wall, _, _, cpu = min(runs, key=lambda r: r[0])
     return wall, cpu
+
+
+def interleaved(
+    variants: list[list[str]], repeat: int
+) -> tuple[list[tuple[float, float]], list[list[float]]]:
+    """Run each variant of ``lsmcheck ARGS`` ``repeat`` times, round by round (one run of each
+    per round, the order rotating), so that this shared machine's drifts in speed (10-20%
+    over minutes, measured) fall on every variant alike.
+
+    Returns per variant the (wall, CPU) seconds of its fastest run, and the wall times of
+    every round (``rounds[r][v]``), for the ratio within each round.
+    """
+    best = [(math.inf, math.inf)] * len(variants)
+    rounds = []
+    for r in range(repeat):
+        walls = [0.0] * len(variants)
+        for k in range(len(variants)):
+            v = (r + k) % len(variants)
+            wall, _, _, cpu = run_cli(variants[v])
+            walls[v] = wall
+            best[v] = min(best[v], (wall, cpu))
+        rounds.append(walls)
+    return best, rounds
 
 
 def numpy_floor(x: np.ndarray, repeat: int = 3) -> tuple[float, float]:
@@ -148,9 +178,10 @@ def machine_parallelism(repeat: int = 3) -> float:
     return best
 
 
-def in_process(path: str) -> tuple[float, float]:
-    """The default audit through the Python API with 1 and 2 jobs, alternating: best of three
-    each (this machine is a shared virtual machine whose speed varies by some 10% run to run)."""
+def in_process(path: str, repeat: int) -> tuple[float, float]:
+    """The default audit through the Python API with 1 and 2 jobs, alternating: best of
+    ``repeat`` each (this machine is a shared virtual machine whose speed varies by some 10%
+    run to run)."""
     sys.path.insert(0, str(ROOT))
     from lsmcheck import Options, audit
     from lsmcheck.parallel import tune_malloc
@@ -159,7 +190,7 @@ def in_process(path: str) -> tuple[float, float]:
     tune_malloc()
     vectors = read_sources([path])
     best = {1: math.inf, 2: math.inf}
-    for jobs in (1, 2, 1, 2, 1, 2):
+    for jobs in (1, 2) * repeat:
         t = time.perf_counter()
         audit(vectors, Options(), jobs=jobs)
         best[jobs] = min(best[jobs], time.perf_counter() - t)
@@ -216,6 +247,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="200 x 1000, no 2 GB file")
     parser.add_argument("--subset", type=int, default=4, help="rows measured for (c)")
     parser.add_argument("--big-gb", type=float, default=2.0, help="size of the .npy for RSS")
+    parser.add_argument("--repeat", type=int, default=5, help="runs of each audit in (a)")
     args = parser.parse_args()
     rows = 200 if args.quick else 1000
     x = matrix(rows, 1000)
@@ -226,14 +258,15 @@ def main() -> None:
         np.save(path, x)
         b, b_cpu = numpy_floor(x)
         # lsmcheck's first run on a machine measures the danger-zone limits once and caches
-        # them on disk (about a second): warm that cache, then take the best of three runs
+        # them on disk (about a second): warm that cache first
         run_cli(["run", path, "-o", os.path.join(tmp, "warm.txt")])
-        a, a_cpu = best_cli(["run", path, "-o", os.path.join(tmp, "a.txt")])
-        a1, a1_cpu = best_cli(["run", path, "-j", "1", "-o", os.path.join(tmp, "a1.txt")])
-        a2, a2_cpu = best_cli(["run", path, "-j", "2", "-o", os.path.join(tmp, "a2.txt")])
+        variants = [["run", path, *jobs, "-o", os.path.join(tmp, "a.txt")] for jobs in AUDITS]
+        best, rounds = interleaved(variants, args.repeat)
+        (a, a_cpu), (a1, a1_cpu), (a2, a2_cpu) = best
+        per_round = sorted(walls[1] / walls[2] for walls in rounds)
         parallel = machine_parallelism()
         fixed, _ = best_cli(["run", "-l", "1,2", "-o", os.path.join(tmp, "fixed.txt")])
-        in_1, in_2 = in_process(path)
+        in_1, in_2 = in_process(path, args.repeat)
         c_sub, slow, fast = mpmath_baseline(x, args.subset)
         c = c_sub * rows / args.subset
         print("(wall seconds; CPU seconds of the process and its workers in brackets)")
@@ -241,6 +274,11 @@ def main() -> None:
         print(
             f"    --jobs 1: {a1:.2f} s [{a1_cpu:.2f}]   --jobs 2: {a2:.2f} s [{a2_cpu:.2f}]   "
             f"speed-up {a1 / a2:.2f}x"
+        )
+        print(
+            f"    (best of {args.repeat} each, run round by round; the speed-up within each "
+            f"round: {', '.join(f'{r:.2f}' for r in per_round)}, median "
+            f"{statistics.median(per_round):.2f}x)"
         )
         print(
             f"    in-process audit() (no interpreter start-up): --jobs 1: {in_1:.2f} s   "
