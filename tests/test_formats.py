@@ -200,6 +200,26 @@ def test_markdown_renders_as_a_table() -> None:
     assert "<li>softmax_naive float16 golden.csv:2: max_ulp inf &gt; 1" in html
 
 
+def test_an_aggregated_run_is_counted_whole(tmp_path: Path) -> None:
+    """With --keep only a few results are kept; the vectors and results counted are still the
+    run's, in every format as in the table (markdown once counted the vectors among the kept
+    results, and the CI formats' verdict the kept results)."""
+    logits = tmp_path / "l.csv"
+    logits.write_text("".join(f"{i},{i + 1},{2 * i}\n" for i in range(30)))
+    out = {}
+    for fmt in ("markdown", "github", "table"):
+        result = CliRunner().invoke(
+            main, ["run", str(logits), "-a", "softmax_stable", "--keep", "1", "-f", fmt]
+        )
+        assert result.exit_code == 0, result.output
+        out[fmt] = result.output
+    assert "30 vectors, reference mpmath" in out["markdown"]
+    assert "lsmcheck: audited 90 results (no gate set)" in out["markdown"]
+    assert "lsmcheck: audited 90 results (no gate set)" in out["github"]
+    assert "lsmcheck: 30 vectors" in out["table"]
+    assert "Audited 90 results" in out["table"]
+
+
 def test_markdown_escaping_keeps_the_table_intact() -> None:
     assert escape("a|b") == "a\\|b" and escape("max_ulp") == "max_ulp"
     assert escape("_x_ *y* <b> [l] [a](b)") == "\\_x\\_ \\*y\\* \\<b> [l] [a\\](b)"

@@ -104,14 +104,15 @@ def summary(case: Case) -> str:
 
 def verdict(report: Report) -> str:
     """The closing line every format ends with."""
-    bad = [r for r in report.results if r.status in (Status.FAIL, Status.ERROR)]
+    counts = report.counts()  # the whole run's, also when only some results were kept
+    n_bad = counts[Status.FAIL.value] + counts[Status.ERROR.value]
     gone = len(report.baseline.vanished) if report.baseline is not None else 0
-    n = len(report.results)
+    n = sum(counts.values())
     if report.passed and not report.gated:
         return f"audited {n} result{'s' if n != 1 else ''} (no gate set)"
     if report.passed:
         return f"PASS: {n} result{'s' if n != 1 else ''}"
-    text = f"FAIL: {len(bad)} of {n} results broke the gate"
+    text = f"FAIL: {n_bad} of {n} results broke the gate"
     if gone:
         text += f", {gone} baseline result{'s' if gone != 1 else ''} vanished"
     return text

@@ -38,7 +38,7 @@ def escape(text: str) -> str:
 
 def render(report: Report, style: Style) -> str:
     """The markdown summary."""
-    n_vectors = len({(r.source, r.vector) for r in report.results})
+    n_vectors = report.vectors()
     mark = ("PASS" if report.gated else "none set") if report.passed else "FAIL"
     lines = [
         f"### lsmcheck: {escape(verdict(report))}",
