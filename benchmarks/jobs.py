@@ -13,8 +13,11 @@ In this process (no interpreter start-up), after one untimed warm-up audit, it p
    loop, or runs numpy over an 8 MB array: what a busy neighbour costs the audit on this
    machine (a shared cache and memory bus, or a host that slows a busy pair of cores).
 
-The medians over the rounds are printed last.  Nothing here is a target; it says where the
-time of a second process goes.
+The medians over the rounds are printed last.  With ``--batches 18,16,15`` it also times
+both audits (wall, median of the rounds) with at most 2**18, 2**16 and 2**15 logits per batch
+(:data:`lsmcheck.audit.BATCH_ELEMENTS`): smaller batches keep each array in the core's own
+cache, which spares two busy cores the memory they share but costs per-call overhead.
+Nothing here is a target; it says where the time of a second process goes.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from benchmarks.bench import matrix  # noqa: E402
 from lsmcheck import Options, Vector, audit  # noqa: E402
 from lsmcheck.parallel import tune_malloc  # noqa: E402
 
-audit_module = sys.modules["lsmcheck.audit"]
+audit_module: Any = sys.modules["lsmcheck.audit"]  # (lsmcheck.audit is the function)
 
 
 def _cpu() -> float:
@@ -119,6 +122,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--batches", default="", help="e.g. 18,16,15: log2 of batch sizes")
     args = parser.parse_args()
     tune_malloc()
     x = matrix(args.rows, 1000)
@@ -171,6 +175,27 @@ def main() -> None:
     for kind in ("python", "numpy"):
         cpu = statistics.median(neighbours[kind])
         print(f"  a busy neighbour running {kind}: {cpu / idle - 1:+.0%} CPU for the audit")
+    if args.batches:
+        batch_sizes(vectors, [int(b) for b in args.batches.split(",")], args.rounds)
+
+
+def batch_sizes(vectors: list[Vector], logs: list[int], rounds: int) -> None:
+    """Wall seconds of --jobs 1 and --jobs 2 audits with batches of 2**b logits, the sizes
+    run round by round (the order alternating)."""
+    default = audit_module.BATCH_ELEMENTS
+    walls: dict[tuple[int, int], list[float]] = {(b, j): [] for b in logs for j in (1, 2)}
+    for r in range(rounds):
+        for b in logs if r % 2 == 0 else logs[::-1]:
+            audit_module.BATCH_ELEMENTS = 1 << b
+            for jobs in (1, 2):
+                start = time.perf_counter()
+                audit(vectors, Options(), jobs=jobs)
+                walls[b, jobs].append(time.perf_counter() - start)
+    audit_module.BATCH_ELEMENTS = default
+    print("batch size (logits): wall seconds, median of the rounds")
+    for b in logs:
+        one, two = statistics.median(walls[b, 1]), statistics.median(walls[b, 2])
+        print(f"  2**{b}: --jobs 1 {one:.2f} s, --jobs 2 {two:.2f} s: {one / two:.2f}x")
 
 
 if __name__ == "__main__":
