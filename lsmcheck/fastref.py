@@ -217,9 +217,9 @@ def dd_div(ah: Any, al: Any, bh: Any, bl: Any) -> tuple[Any, Any]:
 # Constants, computed once at import with the standard library's decimal arithmetic at 60
 # digits (about 199 bits), whose exp and ln are correctly rounded; mpmath would cost 0.07 s
 # of every start-up.  The table 2**(j/256) is built by multiplying by 2**(1/256): 255
-# roundings of 1e-60 leave it within 3e-58 relative, far below a double-double's 2**-106
-# (and 15 times faster than 256 exps: 1 ms).  tests/test_fastref.py checks every constant
-# against mpmath at 300 bits.
+# roundings of at most 5e-60 leave it within 3e-57 relative (3.2e-58 measured against 256
+# exps), far below a double-double's 2**-106, in 0.3 ms instead of 7 ms.
+# tests/test_fastref.py checks every constant against mpmath at 300 bits.
 # ---------------------------------------------------------------------------------------------
 
 

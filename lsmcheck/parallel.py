@@ -46,7 +46,7 @@ def tune_malloc() -> bool:
         return False
     try:
         libc = ctypes.CDLL(None)  # the process's own symbols, libc's among them (not
-        # ctypes.util.find_library, which runs ldconfig: 7 ms of every start)
+        # ctypes.util.find_library, which runs ldconfig: 3-8 ms of every start)
         m_trim_threshold, m_mmap_threshold = -1, -3
         ok = libc.mallopt(m_mmap_threshold, 256 << 20) and libc.mallopt(m_trim_threshold, 1 << 30)
     except (OSError, AttributeError):
