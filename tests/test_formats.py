@@ -220,6 +220,27 @@ def test_an_aggregated_run_is_counted_whole(tmp_path: Path) -> None:
     assert "Audited 90 results" in out["table"]
 
 
+def test_an_aggregated_run_s_cases_count_every_vector(tmp_path: Path) -> None:
+    """JUnit's and GitHub's one line per failing case gives the whole run's counts when only
+    some results were kept (it said "2 of 2 vectors broke the gate" of the two kept), and the
+    same counts as a run that kept everything."""
+    logits = tmp_path / "l.csv"
+    logits.write_text("".join(f"{i},{i + 1},{2 * i}\n" for i in range(30)))
+    args = ["run", str(logits), "-a", "softmax_stable", "-d", "float32", "--max-ulp", "0.1"]
+    out = {}
+    for keep in ([], ["--keep", "1"]):
+        for fmt in ("github", "junit"):
+            result = CliRunner().invoke(main, [*args, *keep, "-f", fmt])
+            assert result.exit_code == 1, result.output
+            out[fmt, bool(keep)] = result.output
+    whole = re.search(r"::(\d+) of (\d+) vectors broke the gate;", out["github", False])
+    assert whole is not None and whole.group(2) == "30"
+    counted = f"{whole.group(1)} of 30 vectors broke the gate in the whole run"
+    assert counted in out["github", True]
+    failure = ET.fromstring(out["junit", True]).find(".//failure")
+    assert failure is not None and failure.get("message", "").startswith(counted)
+
+
 def test_markdown_escaping_keeps_the_table_intact() -> None:
     assert escape("a|b") == "a\\|b" and escape("max_ulp") == "max_ulp"
     assert escape("_x_ *y* <b> [l] [a](b)") == "\\_x\\_ \\*y\\* \\<b> [l] [a\\](b)"

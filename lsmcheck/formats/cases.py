@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from lsmcheck.results import Recorded, Report, Result, Status
+from lsmcheck.results import Group, Recorded, Report, Result, Status
 
 #: Sources that are not files (an annotation cannot point at them).
 NOT_FILES = ("-", "--logits")
@@ -17,7 +17,9 @@ class Case:
 
     Attributes:
         algorithm, kind, dtype, source: what the case is about.
-        results: its results, in input order.
+        results: its results, in input order (when the run was aggregated, only those kept).
+        totals: when the run was aggregated, its implementation-and-dtype group, whose counts
+            cover every vector of the run (over every source); ``None`` otherwise.
     """
 
     algorithm: str
@@ -25,6 +27,7 @@ class Case:
     dtype: str
     source: str
     results: tuple[Result, ...]
+    totals: Group | None = None
 
     @property
     def failed(self) -> list[Result]:
@@ -67,8 +70,11 @@ def cases(report: Report) -> list[Case]:
     keyed: dict[tuple[str, str, str], list[Result]] = {}
     for r in report.results:
         keyed.setdefault((r.algorithm, r.dtype, r.source), []).append(r)
+    totals = {}  # only an aggregated run needs its groups' counts
+    if report.aggregated is not None:
+        totals = {(g.algorithm, g.dtype): g for g in report.groups}
     return [
-        Case(alg, rs[0].kind, dtype, source, tuple(rs))
+        Case(alg, rs[0].kind, dtype, source, tuple(rs), totals.get((alg, dtype)))
         for (alg, dtype, source), rs in keyed.items()
     ]
 
@@ -89,17 +95,24 @@ def why(r: Result) -> str:
 
 
 def summary(case: Case) -> str:
-    """One line on a failing or erroring case: how many vectors, and the worst one."""
-    n = len(case.results)
-    failed, errors = case.failed, case.errors
+    """One line on a failing or erroring case: how many vectors, and the worst one.
+
+    For an aggregated run the counts are the whole run's (its group's totals, over every
+    source), not the few results it kept."""
+    totals = case.totals
+    if totals is None:
+        n, n_failed, n_errors, scope = len(case.results), len(case.failed), len(case.errors), ""
+    else:
+        n, n_failed, n_errors = totals.vectors, totals.failed, totals.errors
+        scope = " in the whole run (aggregated: some results kept)"
     parts = []
-    if failed:
-        parts.append(f"{len(failed)} of {n} vector{'s' if n != 1 else ''} broke the gate")
-    if errors:
-        parts.append(f"{len(errors)} of {n} vector{'s' if n != 1 else ''} errored")
+    if n_failed:
+        parts.append(f"{n_failed} of {n} vector{'s' if n != 1 else ''} broke the gate")
+    if n_errors:
+        parts.append(f"{n_errors} of {n} vector{'s' if n != 1 else ''} errored")
     worst = case.worst
-    which = "worst" if failed else "first"
-    return f"{' and '.join(parts)}; {which} {worst.label}: {why(worst)}"
+    which = "worst" if case.failed else "first"
+    return f"{' and '.join(parts)}{scope}; {which} {worst.label}: {why(worst)}"
 
 
 def verdict(report: Report) -> str:
