@@ -343,3 +343,30 @@ def test_only_the_program_freezes_its_objects_after_the_audit(tmp_path: Path) ->
     finally:
         gc.unfreeze()
         cli._as_program.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--output-format", "junit:o1.xml", "--output-format", "csv:{a}"], "is an input file"),
+        (["--save-baseline", "sb.json", "-o", "{a}", "-f", "json"], "is an input file"),
+        (["--save-baseline", "same.json", "-o", "same.json", "-f", "csv"], "is written twice"),
+        (["-o", "./r.json", "-f", "json", "--output-format", "junit:r.json"], "is written twice"),
+    ],
+)
+def test_refused_outputs_fail_before_anything_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: list[str], message: str
+) -> None:
+    """A report file that would overwrite an input, or a file named twice however spelt, is
+    refused before the audit: exit 2 and no file written (o1.xml and sb.json were once left
+    behind, and the second of two spellings silently replaced the first)."""
+    monkeypatch.chdir(tmp_path)
+    logits = tmp_path / "a.csv"
+    logits.write_text("1,2,3\n10,11\n")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    args = ["run", "a.csv", "-a", "softmax_stable", "-d", "float16", "-q"]
+    result = CliRunner().invoke(main, [*args, *(e.format(a="a.csv") for e in extra)])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert "wrote" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert logits.read_text() == "1,2,3\n10,11\n"

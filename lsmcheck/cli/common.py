@@ -8,7 +8,7 @@ import shutil
 import sys
 import tempfile
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -65,6 +65,23 @@ def check_output(path: str, flag: str = "--output") -> None:
         raise UsageError(f"{flag}: directory {str(directory)!r} does not exist")
     if not os.access(directory, os.W_OK):
         raise UsageError(f"{flag}: cannot write in {str(directory)!r} (permission denied)")
+
+
+def check_outputs(outputs: Iterable[tuple[str, str, Sequence[str]]]) -> None:
+    """Fail before any work when a report file cannot be written, would overwrite a file it
+    must not, or is named twice (however spelt: ``r.json`` and ``./r.json`` are one file).
+
+    ``outputs``: (path, flag, the files it must not overwrite) for each file to be written.
+    """
+    seen: dict[str, str] = {}
+    for path, flag, protected in outputs:
+        check_output(path, flag)
+        if _is_input(Path(path), protected):
+            raise UsageError(f"{flag}: {path} is an input file; refusing to overwrite it")
+        key = os.path.realpath(path)
+        if key in seen:
+            raise UsageError(f"{flag}: {path} is written twice (also by {seen[key]})")
+        seen[key] = flag
 
 
 def _is_input(target: Path, inputs: Iterable[str]) -> bool:

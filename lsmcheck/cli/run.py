@@ -31,7 +31,7 @@ from lsmcheck.cli.common import (
     ProgressBar,
     algorithm_names,
     algorithm_option,
-    check_output,
+    check_outputs,
     danger_zone_option,
     dtype_names,
     dtype_option,
@@ -152,12 +152,6 @@ def _outputs(
                 f"got {spec!r}"
             )
         files.append((name, path, flag))
-    seen: set[str] = set()
-    for _, path, flag_ in files:
-        check_output(path, flag_)
-        if path in seen:
-            raise UsageError(f"{flag_}: {path} is written twice")
-        seen.add(path)
     return fmt, files
 
 
@@ -408,8 +402,11 @@ def run(
     inputs = paths if paths or logits else (cfg.inputs or ())
     baseline = baseline or cfg.baseline
     recorded = baseline_file.load(baseline) if baseline else None  # fail before the audit
-    if save_baseline:
-        check_output(save_baseline, "--save-baseline")
+    protected = [*inputs, *([baseline] if baseline else [])]
+    outputs = [(path, flag, protected) for _, path, flag in files]
+    if save_baseline:  # may replace the baseline it compares with, never an input
+        outputs.append((save_baseline, "--save-baseline", list(inputs)))
+    check_outputs(outputs)  # before the audit: a refused file wastes no work
     _check_lengths(inputs, max_length)
     vectors = iter_sources(inputs, logits, stdin=sys.stdin)  # read as the audit streams
     tolerance = next(
@@ -436,7 +433,6 @@ def run(
     keep_until_exit()
     if save_baseline:
         _write(save_baseline, baseline_file.dumps(report), list(inputs), "--save-baseline")
-    protected = [*inputs, *([baseline] if baseline else [])]
     for name, path, flag in files:
         _write(path, render(name, report, Style(color=False)), protected, flag)
     if not any(flag == "--output" for _, _, flag in files):
