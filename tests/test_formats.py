@@ -122,10 +122,18 @@ def test_junit_parses_with_one_case_per_implementation_dtype_and_source() -> Non
         assert int(suite.get("tests", "0")) == len(suite.findall("testcase"))
 
 
-def test_junit_drops_characters_xml_cannot_hold() -> None:
+def test_junit_drops_characters_xml_cannot_hold(tmp_path: Path) -> None:
     from lsmcheck.formats.junit import _clean
 
     assert _clean("a\x00b\x1bc\td") == "a\ufffdb\ufffdc\td"
+    # in attributes too: a file name with an escape character once made the XML unparseable
+    logits = tmp_path / "ctl\x1bx.csv"
+    logits.write_text("1000,1001\n")
+    args = ["run", str(logits), "-a", "softmax_naive", "-d", "float16", "--fail-on", "nan"]
+    result = CliRunner().invoke(main, [*args, "-q", "-f", "junit"])
+    assert result.exit_code == 1
+    case = ET.fromstring(result.stdout).find(".//testcase")
+    assert case is not None and "ctl\ufffdx.csv" in case.get("file", "")
 
 
 # --- GitHub workflow commands -----------------------------------------------------------------

@@ -108,8 +108,35 @@ def test_cli_prints_a_case_file_and_saves(tmp_path) -> None:  # type: ignore[no-
     assert run.exit_code == 0 and "softmax_naive" in run.stdout
 
 
+@pytest.mark.parametrize("dtype", ["float8_e4m3fn", "float8_e5m2", "bfloat16"])
+def test_refinement_nudges_one_byte_and_two_byte_formats(dtype: str) -> None:
+    """96 evaluations run a refinement round, which steps a logit by whole units in the last
+    place through its bits (float8 once crashed: no 1-byte integer type was mapped)."""
+    h = hunt("softmax_naive", dtype, evals=96, seed=0)
+    assert h.evaluations == 96
+    from lsmcheck.dtypes import get_format
+
+    fmt = get_format(dtype)
+    for found in h.worst:  # every candidate is made of values of the dtype
+        assert np.array_equal(np.asarray(found.values, fmt.dtype).astype(np.float64), found.values)
+
+
+def test_save_refuses_what_it_cannot_append_to_before_hunting(tmp_path: Path) -> None:
+    """--save writes comma-separated lines: a .tsv or .json would be left unreadable."""
+    for name in ("found.tsv", "found.json", "found.npy"):
+        path = tmp_path / name
+        path.write_text("keep me")
+        args = ["hunt", "-a", "softmax_naive", "-d", "float16", "--evals", "32"]
+        res = CliRunner().invoke(main, [*args, "--save", str(path)])
+        assert res.exit_code == 2 and "--save" in res.stderr and "comma-separated" in res.stderr
+        assert "repeat exactly" not in res.stderr  # refused before the search
+        assert path.read_text() == "keep me"
+
+
 def test_cli_usage_errors() -> None:
     runner = CliRunner()
+    res = runner.invoke(main, ["hunt", "-a", "softmax_naive", "-d", "float16", "--seed", "-1"])
+    assert res.exit_code == 2 and "--seed" in res.stderr
     res = runner.invoke(main, ["hunt", "-a", "nope", "-d", "float16", "--evals", "8"])
     assert res.exit_code == 2 and "unknown algorithm" in res.stderr
     res = runner.invoke(main, ["hunt", "-a", "softmax_naive", "-d", "float8"])

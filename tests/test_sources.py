@@ -490,6 +490,11 @@ def test_npy_corrupt_files() -> None:
     broken = data.replace(b"'descr'", b"'DESCR'")
     check_error(error_of(write("d.npy", broken)), "d.npy", "not a valid .npy array", "keys")
     check_error(error_of(write("e.npy", data[:6] + b"\x09\x00" + data[8:])), "e.npy", "version")
+    for name, shape in (("f.npy", "(-1, 3)"), ("g.npy", "(2, -3)")):  # forged headers
+        header = f"{{'descr': '<f8', 'fortran_order': False, 'shape': {shape}, }}"
+        header += " " * ((64 - (10 + len(header) + 1) % 64) % 64) + "\n"
+        forged = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode()
+        check_error(error_of(write(name, forged + bytes(48))), name, "negative dimension")
 
 
 @pytest.mark.skipif(

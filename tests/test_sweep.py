@@ -168,3 +168,24 @@ def test_usage_errors() -> None:
     res = runner.invoke(main, ["sweep", "--steps", "0"])
     assert res.exit_code == 2 and "--steps" in res.stderr
     assert not math.isnan(0.0)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [["--from", "nan"], ["--from", "inf", "--to", "1"], ["--to", "-inf"], ["--seed", "-1"]],
+)
+def test_non_finite_ends_and_negative_seeds_are_usage_errors(bad: list[str]) -> None:
+    """Once a traceback (exit 3) or rows of nan; now one line and exit 2."""
+    args = ["sweep", "scale", "--steps", "3", "-a", "softmax_stable", "-d", "float32", *bad]
+    for fmt in ("csv", "plot"):
+        res = CliRunner().invoke(main, [*args, "-f", fmt])
+        assert res.exit_code == 2, res.output
+        assert res.stderr.count("\n") == 1
+        assert "--from/--to" in res.stderr or "--seed" in res.stderr
+
+
+def test_linear_ends_near_the_largest_double_do_not_overflow() -> None:
+    """-1e308..1e308 in 3 steps is -1e308, 0, 1e308 (numpy's linspace overflowed to nan)."""
+    from lsmcheck.explore.generators import get_family, steps
+
+    assert steps(get_family("shift"), -1e308, 1e308, 3, log=False) == [-1e308, 0.0, 1e308]

@@ -18,6 +18,7 @@ from lsmcheck.algorithms import Algorithm
 from lsmcheck.cli.common import (
     algorithm_names,
     algorithm_option,
+    check_output,
     dtype_names,
     dtype_option,
     guard,
@@ -231,7 +232,9 @@ def _write_binary(path: str, data: bytes, flag: str) -> None:
     "--length", type=int, default=16, show_default=True, metavar="N", help="Logits per vector."
 )
 @click.option("--samples", type=int, metavar="K", help="Vectors per step (default 4; length 1).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the draw.")
+@click.option(
+    "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the draw."
+)
 @dtype_option
 @algorithm_option
 @impl_option
@@ -325,6 +328,24 @@ def sweep(
 # ---------------------------------------------------------------------------------------------
 
 
+#: What ``--save`` writes to: text that ``lsmcheck run`` reads as comma-separated logits.
+CASE_SUFFIXES = (".csv", ".txt")
+
+
+def check_case_file(path: str) -> Path:
+    """``path`` as a case file ``--save`` can append to, or a UsageError."""
+    target = Path(path)
+    if target.suffix.lower() not in CASE_SUFFIXES:  # lines of a .tsv or .json would not parse
+        raise UsageError(
+            f"--save: {path}: case files are comma-separated text "
+            f"({', '.join(CASE_SUFFIXES)}); got a {target.suffix or 'suffix-less'} file"
+        )
+    if target.exists() and not target.is_file():
+        raise UsageError(f"--save: {path} is not a regular file")
+    check_output(path, "--save")
+    return target
+
+
 def append_cases(path: str, text: str) -> tuple[int, int]:
     """Append the data lines of ``text`` (with their comments) to the case file ``path``.
 
@@ -332,11 +353,9 @@ def append_cases(path: str, text: str) -> tuple[int, int]:
     renamed over it: the old content is never lost, and a vector already in the file is not
     added again.  Returns ``(added, already there)``.
     """
-    target = Path(path)
+    target = check_case_file(path)
     old = ""
     if target.exists():
-        if not target.is_file():
-            raise UsageError(f"--save: {path} is not a regular file")
         try:
             old = target.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
@@ -358,7 +377,7 @@ def append_cases(path: str, text: str) -> tuple[int, int]:
         comment = []
     if added:
         body = old + ("" if not old or old.endswith("\n") else "\n") + "\n".join(new) + "\n"
-        write_atomically(path, body, ())
+        write_atomically(path, body, (), "--save")
     return added, skipped
 
 
@@ -382,7 +401,9 @@ def append_cases(path: str, text: str) -> tuple[int, int]:
     metavar="N",
     help="Audit exactly N candidates instead of a time budget (repeatable on any machine).",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the search.")
+@click.option(
+    "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the search."
+)
 @click.option("--top", type=int, default=5, show_default=True, metavar="K", help="Vectors shown.")
 @click.option("--save", metavar="FILE", help="Append the worst vectors to this case file.")
 @click.option(
@@ -418,6 +439,8 @@ def hunt(
     """
     if (algorithm is None) == (impl is None):
         raise UsageError("hunt: give one implementation: -a NAME or --impl KIND=MODULE:FUNCTION")
+    if save:  # before the search: a file it cannot append to wastes no work
+        check_case_file(save)
     target = (
         algorithm
         if algorithm is not None

@@ -18,6 +18,7 @@ So a sweep is repeated exactly by the same family, seed, length, samples and ran
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,6 +78,8 @@ def steps(family: Family, start: float, stop: float, count: int, log: bool) -> l
     """The parameter values of a sweep, in order (integers deduplicated for ``length``)."""
     if count < 1:
         raise UsageError(f"--steps: expected at least 1, got {count}")
+    if not (math.isfinite(start) and math.isfinite(stop)):
+        raise UsageError(f"--from/--to: expected finite numbers, got {start:g}..{stop:g}")
     if log and (start <= 0 or stop <= 0):
         raise UsageError(
             f"--log: a logarithmic range needs positive ends, got {start:g}..{stop:g} "
@@ -88,8 +91,10 @@ def steps(family: Family, start: float, stop: float, count: int, log: bool) -> l
         values = np.array([start])
     elif log:
         values = np.geomspace(start, stop, count)
-    else:
-        values = np.linspace(start, stop, count)
+    else:  # start*(1-t) + stop*t: no overflow for ends near the largest double (linspace
+        # takes stop - start, which overflows for -1e308..1e308)
+        t = np.linspace(0.0, 1.0, count)
+        values = start * (1 - t) + stop * t
     if family.integer:
         return [float(v) for v in dict.fromkeys(round(v) for v in values)]
     return [float(v) for v in values]

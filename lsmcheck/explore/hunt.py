@@ -47,7 +47,7 @@ Progress = Callable[[float, float], None]
 BATCH = 32
 #: How many of the best candidates refinement works on.
 POOL = 8
-_UINT = {2: np.uint16, 4: np.uint32, 8: np.uint64}
+_UINT = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}  # bits of each width
 
 
 @dataclass(frozen=True)

@@ -32,11 +32,14 @@ def _testcase(suite: ET.Element, case: Case) -> dict[str, int]:
     element = ET.SubElement(
         suite,
         "testcase",
-        {"classname": f"lsmcheck.{case.algorithm}", "name": f"{case.dtype} {case.source}"},
+        {
+            "classname": _clean(f"lsmcheck.{case.algorithm}"),
+            "name": _clean(f"{case.dtype} {case.source}"),
+        },
     )
     worst = case.worst
     if case.source not in NOT_FILES:
-        element.set("file", case.source)
+        element.set("file", _clean(case.source))
         if worst.line is not None:
             element.set("line", str(worst.line))
     counts = {"tests": 1, "failures": 0, "errors": 0, "skipped": 0}
@@ -84,7 +87,7 @@ def render(report: Report, style: Style) -> str:
 
     def suite_for(algorithm: str) -> ET.Element:
         if algorithm not in suites:
-            suites[algorithm] = ET.SubElement(root, "testsuite", {"name": algorithm})
+            suites[algorithm] = ET.SubElement(root, "testsuite", {"name": _clean(algorithm)})
             totals[algorithm] = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
         return suites[algorithm]
 
@@ -96,7 +99,7 @@ def render(report: Report, style: Style) -> str:
         element = ET.SubElement(
             suite_for(algorithm),
             "testcase",
-            {"classname": f"lsmcheck.{algorithm}", "name": f"{dtype} {source}"},
+            {"classname": _clean(f"lsmcheck.{algorithm}"), "name": _clean(f"{dtype} {source}")},
         )
         assert report.baseline is not None
         labels = ", ".join(r.label for r in gone[:MAX_LISTED])

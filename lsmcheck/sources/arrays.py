@@ -76,6 +76,8 @@ def _check_array(shape: tuple[int, ...], dtype: np.dtype[Any], where: str) -> No
             "0-d array (a single scalar); expected a 1-D vector or an array of vectors "
             "along the last axis",
         )
+    if any(n < 0 for n in shape):  # a forged header: numpy reads it, rows would be negative
+        raise InputError(where, f"negative dimension in the array's shape {shape}")
     if shape[-1] == 0:
         raise InputError(where, f"zero-length vectors: the last axis has length 0 (shape {shape})")
     if math.prod(shape) == 0:
