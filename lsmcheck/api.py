@@ -193,6 +193,8 @@ def audit(
         changes["reference"] = reference
     if keep is not None:
         changes["keep"] = keep
+    if baseline is not None:  # compared result by result: none may be aggregated away
+        changes["aggregate"] = False
     if thresholds is not None:
         changes["thresholds"] = thresholds
     direct: dict[str, Any] = {"max_ulp": max_ulp, "max_rel_error": max_rel_error}

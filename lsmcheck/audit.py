@@ -79,6 +79,8 @@ class Options:
             only the ``keep`` worst vectors and the first ``keep`` failing and skipped ones
             (the groups and :class:`~lsmcheck.results.Aggregate` totals cover every vector).
             ``None``: keep every result up to 100,000 results, then aggregate keeping 10.
+        aggregate: ``False`` keeps every result however many there are, as comparing with a
+            baseline or recording one needs (``keep`` must then be ``None``).
         danger_zone: warn when a vector is within this fraction of a measured limit
             (:mod:`lsmcheck.explore.headroom`); ``None`` computes no headroom.
         accumulate: a wider dtype for sums, shifts and logs (``--accumulate``), or ``None``.
@@ -96,6 +98,7 @@ class Options:
     thresholds: Thresholds = field(default_factory=Thresholds)
     reference: str = "auto"
     keep: int | None = None
+    aggregate: bool = True
     danger_zone: float | None = 0.10
     accumulate: str | None = None
     block: int = DEFAULT_BLOCK
@@ -108,6 +111,11 @@ class Options:
             raise UsageError(f"--block: expected a block size >= 1, got {self.block}")
         if self.keep is not None and self.keep < 0:
             raise UsageError(f"--keep: expected a number >= 0, got {self.keep}")
+        if self.keep is not None and not self.aggregate:
+            raise UsageError(
+                "--keep: a baseline compares and records every result, and --keep keeps only "
+                "some; drop --keep, or the baseline"
+            )
         if self.danger_zone is not None and not 0 <= self.danger_zone < 1:
             raise UsageError(
                 f"--danger-zone: expected a percentage from 0 to below 100, "
@@ -201,7 +209,7 @@ def audit(
     total = None
     if isinstance(vectors, Sized):
         total = sum(len(v.values) for v in vectors) * len(formats)
-    acc = Accumulator(options.keep)
+    acc = Accumulator(options.keep, options.aggregate)
     tiers: dict[str, int] = {}
     max_bits = options.precision_bits
     done = 0

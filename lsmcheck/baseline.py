@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lsmcheck.errors import InputError
+from lsmcheck.errors import InputError, UsageError
 from lsmcheck.results import Recorded, Report, Result, recorded_to_dict
 
 __all__ = ["SCHEMA", "Baseline", "dumps", "load", "loads", "record"]
@@ -74,6 +74,11 @@ def _sort_key(r: Recorded) -> tuple[str, int, str, str]:
 
 def dumps(results: Report | Iterable[Result]) -> str:
     """The baseline file for ``results`` (a report or its results), ending with a newline."""
+    if isinstance(results, Report) and results.aggregated is not None:
+        raise UsageError(
+            "--save-baseline: a baseline records every result, and this report kept only some "
+            "of them (aggregated); audit without --keep"
+        )
     items = results.results if isinstance(results, Report) else results
     recorded = sorted((record(r) for r in items), key=_sort_key)
     lines = [

@@ -233,6 +233,14 @@ def judge(result: Result, thresholds: Thresholds) -> Result:
     )
 
 
+def check_tolerance(tolerance: float) -> None:
+    """A UsageError unless ``tolerance`` is a finite number of ulp >= 0."""
+    if not (math.isfinite(tolerance) and tolerance >= 0):
+        raise UsageError(
+            f"--baseline-tolerance: expected a finite number of ulp >= 0, got {tolerance:g}"
+        )
+
+
 def compare(report: Report, baseline: Baseline, tolerance: float = DEFAULT_TOLERANCE) -> Report:
     """``report`` judged against a baseline: only regressions fail.
 
@@ -244,8 +252,12 @@ def compare(report: Report, baseline: Baseline, tolerance: float = DEFAULT_TOLER
     thresholds alone; a recorded result this run did not produce has *vanished*, which fails
     the report.  An ``error`` result fails whatever the baseline says.
     """
-    if not (math.isfinite(tolerance) and tolerance >= 0):
-        raise UsageError(f"--baseline-tolerance: expected a number >= 0, got {tolerance!r}")
+    check_tolerance(tolerance)
+    if report.aggregated is not None:
+        raise UsageError(
+            "a baseline is compared result by result, and this report kept only some of its "
+            "results (aggregated); audit with aggregate=False, without --keep"
+        )
     path = baseline.path
     remaining = {r.key: r for r in baseline.results}
     results = []

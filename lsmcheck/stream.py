@@ -139,13 +139,15 @@ class Accumulator:
             report totals in :class:`~lsmcheck.results.Aggregate`.  ``None``: keep every result
             while there are at most :data:`AUTO_AGGREGATE`, then aggregate with
             :data:`AUTO_KEEP`.
+        aggregate: ``False`` keeps every result however many there are (with ``keep=None``).
 
     Results must arrive in input order (by vector, then dtype, then implementation); the
     groups are then exactly those of :func:`lsmcheck.results.summarise`.
     """
 
-    def __init__(self, keep: int | None = None) -> None:
+    def __init__(self, keep: int | None = None, aggregate: bool = True) -> None:
         self.keep = keep
+        self.may_aggregate = aggregate  # False: never switch to aggregation (for baselines)
         self._limit = keep if keep is not None else AUTO_KEEP
         self._all: list[Result] | None = [] if keep is None else None
         self._held: dict[int, Result] = {}
@@ -161,7 +163,7 @@ class Accumulator:
     def add(self, results: Iterable[Result]) -> None:
         for r in results:
             self._add(r)
-        if self._all is not None and len(self._all) > AUTO_AGGREGATE:
+        if self.may_aggregate and self._all is not None and len(self._all) > AUTO_AGGREGATE:
             self._all = None  # switch to aggregation: the heaps hold what is kept
 
     def _add(self, r: Result) -> None:

@@ -12,6 +12,7 @@ import textwrap
 from pathlib import Path
 
 import mpmath
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -269,6 +270,43 @@ def test_missing_baseline_is_exit_2_before_the_audit(tmp_path: Path) -> None:
     )
     assert result_.exit_code == 2 and result_.stdout == ""
     assert "no such baseline file (create one with --save-baseline)" in result_.stderr
+
+
+def test_a_baseline_run_keeps_every_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the automatic aggregation threshold a baseline run still keeps (and records, and
+    compares) every result: an unchanged input passes against its own baseline.  Before, the
+    saved baseline held only the kept results, the comparison called the rest "vanished", and
+    the verdict read stale counts: FAIL on an unchanged input."""
+    from lsmcheck import stream
+
+    monkeypatch.setattr(stream, "AUTO_AGGREGATE", 20)  # 30 vectors x 2 dtypes: 60 results
+    logits = tmp_path / "l.csv"
+    logits.write_text("".join(f"{i},{i + 1},{2 * i},-1\n" for i in range(30)))
+    base = tmp_path / "b.json"
+    args = ["run", str(logits), "-a", "softmax_stable", "-d", "float32,float64", "-q"]
+    saved = CliRunner().invoke(main, [*args, "--max-ulp", "1", "--save-baseline", str(base)])
+    assert saved.exit_code in (0, 1), saved.output
+    assert len(load(str(base)).results) == 60
+    again = CliRunner().invoke(main, [*args, "--max-ulp", "1", "--baseline", str(base)])
+    assert again.exit_code == 0, again.output
+    assert "0 regressed, 0 improved, 60 unchanged, 0 new, 0 vanished" in " ".join(
+        again.stdout.split()
+    )
+    # --keep with a baseline is refused before the audit; so is a bad tolerance
+    for extra in (["--keep", "1"], ["--baseline-tolerance", "-1"]):
+        bad = CliRunner().invoke(main, [*args, "--baseline", str(base), *extra])
+        assert bad.exit_code == 2 and bad.stderr.count("\n") == 1, bad.output
+    # the library refuses to compare or record an aggregated report
+    with pytest.raises(UsageError, match="result by result"):
+        compare(_aggregated(), load(str(base)))
+    with pytest.raises(UsageError, match="records every result"):
+        dumps(_aggregated())
+
+
+def _aggregated() -> Report:
+    from lsmcheck import Options, Vector, audit
+
+    return audit([Vector("t", 0, None, np.array([1.0, 2.0]))], Options(keep=1))
 
 
 # --- a baseline recorded on one commit, compared on a changed implementation -------------------

@@ -49,7 +49,13 @@ from lsmcheck.cli.common import (
 from lsmcheck.config import Config, ConfigError, discover
 from lsmcheck.errors import InputError, LimitError, UsageError
 from lsmcheck.formats import FORMAT_MODULES, Style, render
-from lsmcheck.gate import DEFAULT_TOLERANCE, FAIL_ON_CHOICES, Thresholds, parse_fail_on
+from lsmcheck.gate import (
+    DEFAULT_TOLERANCE,
+    FAIL_ON_CHOICES,
+    Thresholds,
+    check_tolerance,
+    parse_fail_on,
+)
 from lsmcheck.parallel import default_jobs, tune_malloc
 from lsmcheck.sandbox import Limits
 from lsmcheck.sources import count_elements, iter_sources, longest_vectors
@@ -396,11 +402,15 @@ def run(
     options = _options(
         cfg, user, dtypes, algorithms, precision, per_element, thresholds, **precisions
     )
-    options = dataclasses.replace(
-        options, danger_zone=danger_zone / 100, reference=reference, keep=keep
-    )
     inputs = paths if paths or logits else (cfg.inputs or ())
     baseline = baseline or cfg.baseline
+    options = dataclasses.replace(
+        options,
+        danger_zone=danger_zone / 100,
+        reference=reference,
+        keep=keep,
+        aggregate=not (baseline or save_baseline),  # a baseline needs every result
+    )
     recorded = baseline_file.load(baseline) if baseline else None  # fail before the audit
     protected = [*inputs, *([baseline] if baseline else [])]
     outputs = [(path, flag, protected) for _, path, flag in files]
@@ -412,6 +422,7 @@ def run(
     tolerance = next(
         t for t in (baseline_tolerance, cfg.baseline_tolerance, DEFAULT_TOLERANCE) if t is not None
     )
+    check_tolerance(tolerance)  # before the audit, not after it
     total = count_elements(inputs, logits)
     tune_malloc()
     bar = ProgressBar(quiet)
