@@ -243,10 +243,40 @@ def test_an_aggregated_run_s_cases_count_every_vector(tmp_path: Path) -> None:
             out[fmt, bool(keep)] = result.output
     whole = re.search(r"::(\d+) of (\d+) vectors broke the gate;", out["github", False])
     assert whole is not None and whole.group(2) == "30"
-    counted = f"{whole.group(1)} of 30 vectors broke the gate in the whole run"
+    counted = f"{whole.group(1)} of 30 vectors broke the gate over every source"
     assert counted in out["github", True]
     failure = ET.fromstring(out["junit", True]).find(".//failure")
     assert failure is not None and failure.get("message", "").startswith(counted)
+
+
+def test_an_aggregated_run_over_several_files_has_a_case_per_implementation_and_dtype(
+    tmp_path: Path,
+) -> None:
+    """Cases of an aggregated run cover every source: a file whose failures were not among the
+    kept results once showed as skipped (or passing), and --keep 0 gave JUnit no test case at
+    all while the run failed."""
+    (tmp_path / "a.csv").write_text("1,2,3\n10,11\n")
+    (tmp_path / "b.csv").write_text("-inf,-inf\n1000,1001\n2000,2001\n")
+    args = ["run", str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), "-a", "softmax_naive"]
+    args += ["-d", "float16,float32", "--fail-on", "nan"]
+    full = CliRunner().invoke(main, [*args, "-f", "junit"])
+    broken = {
+        case.get("name", "").split()[0]
+        for case in ET.fromstring(full.stdout).iter("testcase")
+        if case.find("failure") is not None
+    }
+    assert broken == {"float16", "float32"}
+    for keep in ("0", "1"):
+        result = CliRunner().invoke(main, [*args, "--keep", keep, "-f", "junit"])
+        assert result.exit_code == 1, result.output
+        root = ET.fromstring(result.stdout)
+        testcases = list(root.iter("testcase"))
+        assert len(testcases) == 2  # one per implementation and dtype
+        assert all(c.get("name", "").endswith("every source (aggregated)") for c in testcases)
+        assert all(c.find("failure") is not None for c in testcases)
+        assert root.get("failures") == "2"
+    markdown = CliRunner().invoke(main, [*args, "--keep", "0", "-f", "markdown"]).stdout
+    assert "**What broke the gate**" in markdown and "more (see the JSON report)" in markdown
 
 
 def test_markdown_escaping_keeps_the_table_intact() -> None:

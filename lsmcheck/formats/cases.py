@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -15,11 +16,16 @@ NOT_FILES = ("-", "--logits")
 class Case:
     """The results of one implementation in one dtype on one source.
 
+    In an aggregated run (results kept only in part, see :class:`lsmcheck.stream.Accumulator`)
+    a case is one implementation in one dtype over every source instead: its counts come from
+    the run's group (``totals``), which covers every vector, and ``results`` holds the kept
+    ones, which the details list and the worst is chosen from.
+
     Attributes:
-        algorithm, kind, dtype, source: what the case is about.
-        results: its results, in input order (when the run was aggregated, only those kept).
-        totals: when the run was aggregated, its implementation-and-dtype group, whose counts
-            cover every vector of the run (over every source); ``None`` otherwise.
+        algorithm, kind, dtype: what the case is about.
+        source: the source (in an aggregated run: that of the worst result kept, or ``""``).
+        results: its results (kept), in input order.
+        totals: the group whose counts the case reports, in an aggregated run; else ``None``.
     """
 
     algorithm: str
@@ -30,6 +36,11 @@ class Case:
     totals: Group | None = None
 
     @property
+    def scope(self) -> str:
+        """What the case covers, in words: its source, or every source."""
+        return "every source (aggregated)" if self.totals is not None else self.source
+
+    @property
     def failed(self) -> list[Result]:
         return [r for r in self.results if r.status is Status.FAIL]
 
@@ -38,25 +49,51 @@ class Case:
         return [r for r in self.results if r.status is Status.ERROR]
 
     @property
+    def vectors(self) -> int:
+        return self.totals.vectors if self.totals is not None else len(self.results)
+
+    @property
+    def n_failed(self) -> int:
+        return self.totals.failed if self.totals is not None else len(self.failed)
+
+    @property
+    def n_errors(self) -> int:
+        return self.totals.errors if self.totals is not None else len(self.errors)
+
+    @property
+    def audited(self) -> int:
+        if self.totals is not None:
+            return self.totals.audited
+        return sum(r.audited for r in self.results)
+
+    @property
     def skipped(self) -> bool:
         """Every vector was undefined or unrepresentable in this dtype: nothing was audited."""
+        if self.totals is not None:
+            return self.totals.skipped == self.totals.vectors
         return all(r.status in (Status.UNDEFINED, Status.UNREPRESENTABLE) for r in self.results)
 
     @property
-    def worst(self) -> Result:
-        """The result to point at: the worst failure, else the first error, else the worst."""
+    def worst(self) -> Result | None:
+        """The result to point at: the worst failure, else the first error, else the worst
+        (``None`` when an aggregated run kept none)."""
         if self.failed:
             return max(self.failed, key=_badness)
         if self.errors:
             return self.errors[0]
-        return max((r for r in self.results if r.audited), key=_badness, default=self.results[0])
+        default = self.results[0] if self.results else None
+        return max((r for r in self.results if r.audited), key=_badness, default=default)
 
     @property
     def max_ulp(self) -> float | None:
+        if self.totals is not None:
+            return self.totals.max_ulp
         values = [r.max_ulp for r in self.results if r.max_ulp is not None]
         return max(values, default=None)
 
     def total(self, field: str) -> int:
+        if self.totals is not None:
+            return int(getattr(self.totals, field))
         return sum(int(getattr(r, field)) for r in self.results)
 
 
@@ -66,15 +103,25 @@ def _badness(r: Result) -> tuple[float, int]:
 
 
 def cases(report: Report) -> list[Case]:
-    """One case per (implementation, dtype, source), in the order results first name them."""
+    """One case per (implementation, dtype, source), in the order results first name them; in
+    an aggregated run one per (implementation, dtype), in the order of the run's groups."""
+    if report.aggregated is not None:
+        kept: dict[tuple[str, str], list[Result]] = {}
+        for r in report.results:
+            kept.setdefault((r.algorithm, r.dtype), []).append(r)
+        out = []
+        for g in report.groups:
+            case = Case(
+                g.algorithm, g.kind, g.dtype, "", tuple(kept.get((g.algorithm, g.dtype), ())), g
+            )
+            worst = case.worst
+            out.append(dataclasses.replace(case, source="" if worst is None else worst.source))
+        return out
     keyed: dict[tuple[str, str, str], list[Result]] = {}
     for r in report.results:
         keyed.setdefault((r.algorithm, r.dtype, r.source), []).append(r)
-    totals = {}  # only an aggregated run needs its groups' counts
-    if report.aggregated is not None:
-        totals = {(g.algorithm, g.dtype): g for g in report.groups}
     return [
-        Case(alg, rs[0].kind, dtype, source, tuple(rs), totals.get((alg, dtype)))
+        Case(alg, rs[0].kind, dtype, source, tuple(rs))
         for (alg, dtype, source), rs in keyed.items()
     ]
 
@@ -95,24 +142,21 @@ def why(r: Result) -> str:
 
 
 def summary(case: Case) -> str:
-    """One line on a failing or erroring case: how many vectors, and the worst one.
-
-    For an aggregated run the counts are the whole run's (its group's totals, over every
-    source), not the few results it kept."""
-    totals = case.totals
-    if totals is None:
-        n, n_failed, n_errors, scope = len(case.results), len(case.failed), len(case.errors), ""
-    else:
-        n, n_failed, n_errors = totals.vectors, totals.failed, totals.errors
-        scope = " in the whole run (aggregated: some results kept)"
+    """One line on a failing or erroring case: how many vectors, and the worst one."""
+    n = case.vectors
     parts = []
-    if n_failed:
-        parts.append(f"{n_failed} of {n} vector{'s' if n != 1 else ''} broke the gate")
-    if n_errors:
-        parts.append(f"{n_errors} of {n} vector{'s' if n != 1 else ''} errored")
+    if case.n_failed:
+        parts.append(f"{case.n_failed} of {n} vector{'s' if n != 1 else ''} broke the gate")
+    if case.n_errors:
+        parts.append(f"{case.n_errors} of {n} vector{'s' if n != 1 else ''} errored")
+    text = " and ".join(parts)
+    if case.totals is not None:
+        text += " over every source (aggregated: some results kept)"
     worst = case.worst
-    which = "worst" if case.failed else "first"
-    return f"{' and '.join(parts)}{scope}; {which} {worst.label}: {why(worst)}"
+    if worst is None or worst.status not in (Status.FAIL, Status.ERROR):
+        return text  # an aggregated run that kept none of them
+    which = "worst" if worst.status is Status.FAIL else "first"
+    return f"{text}; {which} {worst.label}: {why(worst)}"
 
 
 def verdict(report: Report) -> str:

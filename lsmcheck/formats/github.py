@@ -40,11 +40,11 @@ def render(report: Report, style: Style) -> str:
     """The annotations, one per line, then the verdict."""
     lines = []
     for case in cases(report):
-        file = None if case.source in NOT_FILES else case.source
+        file = None if not case.source or case.source in NOT_FILES else case.source
         title = f"lsmcheck: {case.algorithm} {case.dtype}"
-        if case.failed or case.errors:
+        if case.n_failed or case.n_errors:
             worst = case.worst
-            line = worst.line if file is not None else None
+            line = worst.line if file is not None and worst is not None else None
             lines.append(command("error", summary(case), file=file, line=line, title=title))
         improved = [r for r in case.results if r.baseline == "improved"]
         if improved:

@@ -34,31 +34,36 @@ def _testcase(suite: ET.Element, case: Case) -> dict[str, int]:
         "testcase",
         {
             "classname": _clean(f"lsmcheck.{case.algorithm}"),
-            "name": _clean(f"{case.dtype} {case.source}"),
+            "name": _clean(f"{case.dtype} {case.scope}"),
         },
     )
     worst = case.worst
-    if case.source not in NOT_FILES:
+    if case.source and case.source not in NOT_FILES:
         element.set("file", _clean(case.source))
-        if worst.line is not None:
+        if worst is not None and worst.line is not None:
             element.set("line", str(worst.line))
     counts = {"tests": 1, "failures": 0, "errors": 0, "skipped": 0}
-    bad = case.errors + case.failed
-    if bad:
-        tag = "error" if case.errors else "failure"
-        counts["errors" if case.errors else "failures"] = 1
+    if case.n_failed or case.n_errors:
+        kind = "errors" if case.n_errors else "failures"
+        counts[kind] = 1
+        bad = case.errors + case.failed  # the kept ones, listed
         lines = [f"{r.label}: {r.status.value}: {why(r)}" for r in bad[:MAX_LISTED]]
-        if len(bad) > MAX_LISTED:
-            lines.append(f"... and {len(bad) - MAX_LISTED} more")
+        more = case.n_failed + case.n_errors - len(lines)
+        if more > 0:
+            lines.append(f"... and {more} more")
         detail = ET.SubElement(
             element,
-            tag,
-            {"message": _clean(summary(case)), "type": "lsmcheck." + worst.status.value},
+            kind[:-1],  # error, failure
+            {
+                "message": _clean(summary(case)),
+                "type": "lsmcheck." + ("error" if case.n_errors else "fail"),
+            },
         )
         detail.text = _clean("\n".join(lines))
     elif case.skipped:
         counts["skipped"] = 1
-        reason = case.results[0].reason or case.results[0].status.value
+        first = case.results[0] if case.results else None
+        reason = "nothing audited" if first is None else (first.reason or first.status.value)
         ET.SubElement(element, "skipped", {"message": _clean(reason)})
     out = ET.SubElement(element, "system-out")
     out.text = _clean(_stats(case))
@@ -66,10 +71,10 @@ def _testcase(suite: ET.Element, case: Case) -> dict[str, int]:
 
 
 def _stats(case: Case) -> str:
-    audited = sum(r.audited for r in case.results)
+    n = case.vectors
     text = (
-        f"{case.algorithm} ({case.kind}) in {case.dtype} on {case.source}: "
-        f"{len(case.results)} vector{'s' if len(case.results) != 1 else ''}, {audited} audited, "
+        f"{case.algorithm} ({case.kind}) in {case.dtype} on {case.scope}: "
+        f"{n} vector{'s' if n != 1 else ''}, {case.audited} audited, "
         f"max ulp {fmt_ulp(case.max_ulp)}, "
         f"overflow {case.total('overflow')}, underflow {case.total('underflow')}, "
         f"nan {case.total('nan')}"

@@ -68,12 +68,15 @@ def render(report: Report, style: Style) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     bad = [r for r in report.results if r.status in (Status.FAIL, Status.ERROR)]
-    if bad:
+    counts = report.counts()  # the whole run's: an aggregated run kept only some of them
+    n_bad = counts[Status.FAIL.value] + counts[Status.ERROR.value]
+    if n_bad:
         lines += ["", "**What broke the gate**", ""]
         for r in bad[:MAX_LISTED]:
             lines.append(f"- {escape(f'{r.algorithm} {r.dtype} {r.label}: {why(r)}')}")
-        if len(bad) > MAX_LISTED:
-            lines.append(f"- ... and {len(bad) - MAX_LISTED} more (see the JSON report)")
+        listed = min(len(bad), MAX_LISTED)
+        if n_bad > listed:
+            lines.append(f"- ... and {n_bad - listed} more (see the JSON report)")
     lines += _baseline(report)
     return "\n".join(lines) + "\n"
 
