@@ -148,6 +148,10 @@ def test_csv_is_lazy() -> None:
         ("1,2\nx,y\n", "a.csv:2:1", ["'x'", "header row", "first data line"]),
         ("a,b\nc,d\n", "a.csv:2:1", ["'c'", "header row"]),
         ("a,2\n", "a.csv:1:1", ["expected a number", "'a'"]),
+        # a first row in an unusual spelling is data, never silently skipped as a header
+        ('"1.5","2.5"\n3,4\n', "a.csv:1:1", ["expected a number", "'\"1.5\"'"]),
+        ("\u22121.5,\u22122\n3,4\n", "a.csv:1:1", ["expected a number", "'\u22121.5'"]),
+        ("\uff11,\uff12\n3,4\n", "a.csv:1:1", ["expected a number"]),
         ("1\t2,3\n", "a.csv:1:1", ["'1\\t2'"]),
     ],
 )

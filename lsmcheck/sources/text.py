@@ -70,10 +70,18 @@ def _fields_to_values(fields: list[tuple[int, str]], where: str) -> FloatArray:
 
 
 def _is_header(fields: list[tuple[int, str]]) -> bool:
-    """Whether every field is a name (``logit_0``), not something number-like (``1_000``)."""
-    return all(
-        token and token[0] not in "0123456789+-." and token.lower() not in _SPECIAL_VALUES
-        for _, token in fields
+    """Whether every field is a name (``logit_0``, ``"logit_0"``): it starts with a letter or
+    ``_`` (inside quotes or not) and is not ``inf``/``nan``.  Anything else, such as ``"1.5"``,
+    ``−1.5`` with a Unicode minus or full-width digits, is data, so that a row in an unusual
+    spelling is an error rather than silently skipped as a header."""
+    return all(_is_name(token.strip('"')) for _, token in fields)
+
+
+def _is_name(token: str) -> bool:
+    return (
+        bool(token)
+        and (token[0].isalpha() or token[0] == "_")
+        and (token.lower() not in _SPECIAL_VALUES)
     )
 
 
