@@ -292,6 +292,13 @@ def test_read_sources_order_and_errors() -> None:
     with pytest.raises(InputError) as info:
         read_sources(["-", "-"], stdin=io.StringIO("1\n"))
     check_error(info.value, "-", "more than once")
+    write("twice.csv", "1,2\n")  # a file named twice would be audited and recorded twice
+    for paths in (["twice.csv", "twice.csv"], ["twice.csv", "./twice.csv"]):
+        with pytest.raises(InputError) as info:
+            read_sources(paths)
+        check_error(info.value, paths[1], "given twice")
+        with pytest.raises(InputError):
+            sources.iter_sources(paths)
     write("empty.csv", "")
     with pytest.raises(InputError) as info:
         read_sources(["a.csv", "empty.csv"])

@@ -179,6 +179,21 @@ def iter_source(path: str, stdin: TextIO | None = None) -> Iterator[Vector]:
                 yield from _read_delimited(_file_blocks(file, path), rules, decode)
 
 
+def _check_inputs(paths: Sequence[str], logits: Sequence[str]) -> None:
+    """Something to read, standard input at most once, and no file twice (however spelt: its
+    results would be audited, reported and recorded in a baseline twice)."""
+    if not paths and not logits:
+        raise InputError("input", "no input: give a file, '-' for standard input, or -l/--logits")
+    if list(paths).count("-") > 1:
+        raise InputError("-", "standard input given more than once; it can be read only once")
+    seen: set[str] = set()
+    for path in paths:
+        key = path if path == "-" else os.path.realpath(path)
+        if key in seen:
+            raise InputError(path, "given twice as an input; name each file once")
+        seen.add(key)
+
+
 def iter_sources(
     paths: Sequence[str], logits: Sequence[str] = (), stdin: TextIO | None = None
 ) -> Iterator[Vector]:
@@ -186,10 +201,7 @@ def iter_sources(
 
     The checks on the arguments happen at once; a malformed source raises while iterating.
     """
-    if not paths and not logits:
-        raise InputError("input", "no input: give a file, '-' for standard input, or -l/--logits")
-    if list(paths).count("-") > 1:
-        raise InputError("-", "standard input given more than once; it can be read only once")
+    _check_inputs(paths, logits)
     return _iter_sources(paths, logits, stdin)
 
 
@@ -269,10 +281,7 @@ def read_sources(
         InputError: nothing was given (``where="input"``), standard input was named twice, or
             any source is unreadable, malformed or empty.
     """
-    if not paths and not logits:
-        raise InputError("input", "no input: give a file, '-' for standard input, or -l/--logits")
-    if list(paths).count("-") > 1:
-        raise InputError("-", "standard input given more than once; it can be read only once")
+    _check_inputs(paths, logits)
     vectors: list[Vector] = []
     for path in paths:
         vectors.extend(iter_source(path, stdin))
