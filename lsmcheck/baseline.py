@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from lsmcheck.errors import InputError, UsageError
-from lsmcheck.results import Recorded, Report, Result, recorded_to_dict
+from lsmcheck.results import Recorded, Report, Result, Status, recorded_to_dict
 
 __all__ = ["SCHEMA", "Baseline", "dumps", "load", "loads", "record"]
 
@@ -48,6 +48,7 @@ class Baseline:
 
 _INT_FIELDS = ("vector", "overflow", "underflow", "nan")
 _STR_FIELDS = ("source", "algorithm", "kind", "dtype", "status")
+_STATUSES = tuple(s.value for s in Status)
 
 
 def record(result: Result) -> Recorded:
@@ -138,6 +139,10 @@ def _entry(entry: Any, where: str) -> Recorded:
     line = entry.get("line")
     if line is not None and (isinstance(line, bool) or not isinstance(line, int)):
         raise InputError(where, "'line' must be a whole number or null")
+    if entry["status"] not in _STATUSES:
+        raise InputError(
+            where, f"'status' must be one of {', '.join(_STATUSES)}, got {entry['status']!r}"
+        )
     return Recorded(
         source=entry["source"],
         vector=entry["vector"],
@@ -164,4 +169,6 @@ def _float(value: Any, where: str, name: str) -> float | None:
     result = float(value)
     if math.isnan(result):
         raise InputError(where, f"{name!r} must be a number")
+    if result < 0:  # an error is never negative
+        raise InputError(where, f"{name!r} must be >= 0, got {result:g}")
     return result

@@ -242,6 +242,10 @@ def test_baseline_file_is_sorted_stable_and_one_result_per_line() -> None:
     assert dumps([]) == '{\n  "schema": "lsmcheck.baseline/1",\n  "results": []\n}\n'
 
 
+#: A valid baseline of one result, for the damaged copies below.
+_BASE = dumps([result(max_ulp=0.5)])
+
+
 @pytest.mark.parametrize(
     ("text", "where", "words"),
     [
@@ -254,6 +258,8 @@ def test_baseline_file_is_sorted_stable_and_one_result_per_line() -> None:
             "b.json: results[0]",
             "'algorithm' must be a string",
         ),
+        (_BASE.replace('"max_ulp": 0.5', '"max_ulp": -3'), "b.json: results[0]", ">= 0, got -3"),
+        (_BASE.replace('"pass"', '"bogus"'), "b.json: results[0]", "'status' must be one of"),
     ],
 )
 def test_bad_baseline_files(text: str, where: str, words: str) -> None:
