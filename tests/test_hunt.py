@@ -175,3 +175,15 @@ def test_hunt_and_limits_take_a_user_implementation(monkeypatch) -> None:  # typ
 def test_evals_audits_exactly_that_many_candidates(evals: int) -> None:
     """Fewer than the baseline round's 32 included: --evals is exact, not rounded up."""
     assert hunt("softmax_naive", "float16", evals=evals, seed=0).evaluations == evals
+
+
+def test_the_repeat_flag_names_framework_adapters_with_a() -> None:
+    """A framework adapter is repeated with -a (it once said --impl softmax=torch.softmax,
+    which --impl refuses), a user's implementation with --impl."""
+    import dataclasses
+
+    h = hunt("softmax_naive", "float16", evals=32, seed=0)
+    assert h.flag == "-a softmax_naive"
+    assert dataclasses.replace(h, algorithm="torch.softmax").flag == "-a torch.softmax"
+    mine = dataclasses.replace(h, algorithm="kernels:fused", kind="softmax")
+    assert mine.flag == "--impl softmax=kernels:fused"

@@ -128,8 +128,11 @@ class HuntReport:
 
     @property
     def flag(self) -> str:
-        """The implementation as a command-line flag: ``-a NAME`` or ``--impl KIND=NAME``."""
-        if self.algorithm in BUILTINS:
+        """The implementation as a command-line flag: ``-a NAME`` for a built-in or a framework
+        adapter (``-a torch.softmax``), ``--impl KIND=NAME`` for the user's own."""
+        from lsmcheck import frameworks
+
+        if self.algorithm in BUILTINS or self.algorithm in frameworks.NAMES:
             return f"-a {self.algorithm}"
         return f"--impl {self.kind}={self.algorithm}"
 
