@@ -187,3 +187,19 @@ def test_the_repeat_flag_names_framework_adapters_with_a() -> None:
     assert dataclasses.replace(h, algorithm="torch.softmax").flag == "-a torch.softmax"
     mine = dataclasses.replace(h, algorithm="kernels:fused", kind="softmax")
     assert mine.flag == "--impl softmax=kernels:fused"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["hunt", "-a", "cross_entropy_log_softmax", "-d", "float32", "--evals", "32"],
+        ["limits", "-a", "log_softmax_stable.grad", "-d", "float32", "--limit", "overflow"],
+        ["sweep", "scale", "-a", "cross_entropy_log_softmax", "-d", "float32", "--steps", "3"],
+    ],
+)
+def test_exploring_an_implementation_that_needs_targets_says_where_to_go(args: list[str]) -> None:
+    """These commands draw logits, not targets: the error points at run/explain --target
+    (it once told the user to pass --target, which none of them has)."""
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1
+    assert "lsmcheck run --target" in res.stderr and "needs the target class" in res.stderr

@@ -14,7 +14,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from lsmcheck.algorithms import Algorithm
+from lsmcheck.algorithms import Algorithm, get_algorithm
 from lsmcheck.cli.common import (
     algorithm_names,
     algorithm_option,
@@ -118,7 +118,21 @@ def _algorithms(
     limits = Limits.make(timeout, memory) if impls else None
     user = [load(spec, "--impl", limits=limits) for spec in impls]
     builtin = algorithm_names(algorithms) if algorithms or not user else ()
-    return (*builtin, *user)
+    chosen: tuple[str | Algorithm, ...] = (*builtin, *user)
+    for item in chosen:
+        _explorable(item)
+    return chosen
+
+
+def _explorable(item: str | Algorithm) -> None:
+    """A UsageError for an implementation that needs a target class per vector (a
+    cross-entropy, a gradient): limits, sweep and hunt draw logits, not targets."""
+    alg = item if isinstance(item, Algorithm) else get_algorithm(item)
+    if alg.kind.needs_target:
+        raise UsageError(
+            f"{alg.name} needs the target class of each vector, which limits, sweep and hunt "
+            "do not draw; audit it with 'lsmcheck run --target' or 'lsmcheck explain --target'"
+        )
 
 
 output_option = click.option(
@@ -441,6 +455,8 @@ def hunt(
         raise UsageError("hunt: give one implementation: -a NAME or --impl KIND=MODULE:FUNCTION")
     if save:  # before the search: a file it cannot append to wastes no work
         check_case_file(save)
+    if algorithm is not None:
+        _explorable(algorithm)
     target = (
         algorithm
         if algorithm is not None
