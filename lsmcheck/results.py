@@ -521,6 +521,16 @@ class Report:
         statuses = list(map(_status, self.results))  # counted in C: Enum hashing is slow
         return {s.value: operator.countOf(statuses, s) for s in Status}
 
+    def unaudited(self) -> int:
+        """How many results were not audited (undefined or unrepresentable in their dtype, or
+        failed for that by ``--fail-on unaudited``), over the whole run when aggregated."""
+        if self.aggregated is not None:
+            return self.aggregated.skipped
+        return sum(
+            r.reason is not None and r.status is not Status.ERROR and r.max_ulp is None
+            for r in self.results
+        )
+
     def vectors(self) -> int:
         """How many vectors were audited (over the whole run, when aggregated)."""
         if self.aggregated is not None:

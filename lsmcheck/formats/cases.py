@@ -165,11 +165,13 @@ def verdict(report: Report) -> str:
     n_bad = counts[Status.FAIL.value] + counts[Status.ERROR.value]
     gone = len(report.baseline.vanished) if report.baseline is not None else 0
     n = sum(counts.values())
+    skipped = report.unaudited()
+    unseen = f" ({skipped} not audited)" if skipped else ""  # as the table says it
     if report.passed and not report.gated:
-        return f"audited {n} result{'s' if n != 1 else ''} (no gate set)"
+        return f"audited {n} result{'s' if n != 1 else ''}{unseen} (no gate set)"
     if report.passed:
-        return f"PASS: {n} result{'s' if n != 1 else ''}"
-    text = f"FAIL: {n_bad} of {n} results broke the gate"
+        return f"PASS: {n} result{'s' if n != 1 else ''}{unseen}"
+    text = f"FAIL: {n_bad} of {n} results broke the gate{unseen}"
     if gone:
         text += f", {gone} baseline result{'s' if gone != 1 else ''} vanished"
     return text

@@ -297,14 +297,7 @@ def verdict_text(report: Report) -> Text:
     counts = report.counts()
     n = sum(counts.values())
     n_failed = counts[Status.FAIL.value] + counts[Status.ERROR.value]
-    if report.aggregated is not None:
-        skipped = report.aggregated.skipped
-    else:
-        skipped = sum(
-            r.reason is not None and r.status is not Status.ERROR
-            for r in report.results
-            if r.max_ulp is None  # not audited
-        )
+    skipped = report.unaudited()
     unseen = f" ({skipped} not audited)" if skipped else ""
     if report.aggregated is not None:
         unseen += f" (aggregated: {len(report.results)} results kept in the report)"
