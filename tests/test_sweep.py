@@ -189,3 +189,16 @@ def test_linear_ends_near_the_largest_double_do_not_overflow() -> None:
     from lsmcheck.explore.generators import get_family, steps
 
     assert steps(get_family("shift"), -1e308, 1e308, 3, log=False) == [-1e308, 0.0, 1e308]
+
+
+def test_out_of_memory_is_one_line_and_exit_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sizes too large for the machine (--samples 1e9) are the user's to change: one line and
+    exit 2, not a traceback and "a bug in lsmcheck" (exit 3)."""
+    import lsmcheck.cli.explore as explore_cli
+
+    def too_big(*args: object, **kwargs: object) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr(explore_cli, "run_sweep", too_big)
+    res = CliRunner().invoke(main, ["sweep", "scale", "-a", "softmax_stable", "-d", "float32"])
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1 and "out of memory" in res.stderr

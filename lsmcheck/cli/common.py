@@ -138,6 +138,13 @@ def guard(fn: Callable[..., int]) -> Callable[..., None]:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             sys.exit(EXIT_BROKEN_PIPE)
+        except MemoryError:  # sizes asked for (--length, --samples, --steps, ...) too large
+            click.echo(
+                "lsmcheck: error: out of memory: the sizes asked for need more memory than this "
+                "process may use; ask for fewer or shorter vectors",
+                err=True,
+            )
+            sys.exit(2)
         except Exception:
             traceback.print_exc()
             click.echo("lsmcheck: internal error (a bug in lsmcheck; please report it)", err=True)
