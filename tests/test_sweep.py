@@ -202,3 +202,21 @@ def test_out_of_memory_is_one_line_and_exit_2(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(explore_cli, "run_sweep", too_big)
     res = CliRunner().invoke(main, ["sweep", "scale", "-a", "softmax_stable", "-d", "float32"])
     assert res.exit_code == 2 and res.stderr.count("\n") == 1 and "out of memory" in res.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["sweep", "scale", "-a", "softmax_stable", "-d", "float32", "--png", "/nonexistent/a.png"],
+        ["sweep", "scale", "-a", "softmax_stable", "-d", "float32", "-o", "/nonexistent/a.txt"],
+        ["limits", "-a", "softmax_naive", "-d", "float16", "-o", "/nonexistent/l.txt"],
+        ["run", "-l", "1,2", "-d", ""],
+        ["sweep", "scale", "-a", "", "-d", "float32"],
+    ],
+)
+def test_bad_outputs_and_empty_name_lists_fail_before_any_work(args: list[str]) -> None:
+    """One line, exit 2, and nothing else printed: no sweep or measurement ran first (an empty
+    -d '' once silently meant every dtype)."""
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1, res.output
+    assert res.stdout == "" and "lsmcheck: error: " in res.stderr

@@ -26,20 +26,25 @@ EXIT_BUG = 3
 EXIT_BROKEN_PIPE = 141
 
 
-def names(values: Iterable[str], default: tuple[str, ...]) -> tuple[str, ...]:
-    """Comma-separated or repeated names; ``all`` (or nothing) selects ``default``."""
+def names(values: Iterable[str], default: tuple[str, ...], flag: str) -> tuple[str, ...]:
+    """Comma-separated or repeated names; ``all`` (or no option at all) selects ``default``.
+
+    An option given with nothing in it (``-d ''``) is an error, not "all"."""
+    values = list(values)
     parts = [n.strip() for v in values for n in v.split(",") if n.strip()]
+    if values and not parts:
+        raise UsageError(f"{flag}: no name given; give names separated by commas, or all")
     if not parts or "all" in parts:
         return default
     return tuple(dict.fromkeys(parts))
 
 
 def dtype_names(values: Iterable[str]) -> tuple[str, ...]:
-    return names(values, DEFAULT_FORMATS)
+    return names(values, DEFAULT_FORMATS, "--dtype")
 
 
 def algorithm_names(values: Iterable[str]) -> tuple[str, ...]:
-    return names(values, DEFAULT_ALGORITHMS)
+    return names(values, DEFAULT_ALGORITHMS, "--algorithm")
 
 
 def style_for(stream: TextIO) -> Style:

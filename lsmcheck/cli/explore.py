@@ -196,6 +196,8 @@ def limits(
     output: str | None,
 ) -> int:
     """Measure where each algorithm breaks in each dtype, beside the analytical values."""
+    if output:  # before the work: a file that cannot be written wastes none
+        check_output(output)
     names = [n.strip() for v in limit_names for n in v.split(",") if n.strip()] or list(LIMITS)
     with progress_bar("limits") as progress:
         report = measure_limits(
@@ -299,6 +301,9 @@ def sweep(
     fam = get_family(family)
     if height < 4:
         raise UsageError(f"--height: expected at least 4 rows, got {height}")
+    for path, flag in ((output, "--output"), (png, "--png"), (svg, "--svg")):
+        if path:  # before the work: a file that cannot be written wastes none
+            check_output(path, flag)
     with progress_bar(f"sweep {family}") as progress:
         result = run_sweep(
             family,
