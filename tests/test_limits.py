@@ -213,3 +213,8 @@ def test_cli_json_and_table() -> None:
     assert "softmax_naive in float16 overflows once any logit exceeds 11.09" in res.stdout
     res = runner.invoke(main, ["limits", "--limit", "nope"])
     assert res.exit_code == 2 and "unknown limit" in res.stderr
+    # nothing breaks within 4 logits: the verdict says so (it was an empty heading)
+    args = ["limits", "-d", "float16", "-a", "softmax_naive", "--limit", "length"]
+    res = runner.invoke(main, [*args, "--max-length", "4"])
+    assert res.exit_code == 0
+    assert res.stdout.rstrip().endswith("Verdict\n  nothing broke within the ranges searched")

@@ -105,7 +105,7 @@ def limits_tables(report: LimitsReport) -> list[RenderableType]:
     )
     parts.append(notes)
     verdict = Text("Verdict\n", "bold")
-    for sentence in report.verdicts():
+    for sentence in report.verdicts() or ["nothing broke within the ranges searched"]:
         verdict.append("  " + sentence + "\n")
     parts.append(verdict)
     return parts
