@@ -174,6 +174,10 @@ max_overflow = inf
             "thresholds.algorithm.softmax_stabel: unknown algorithm 'softmax_stabel'",
         ),
         ("inputs = [\n", "pyproject.toml: invalid TOML: "),
+        # values the engine checks (they once named the flag, --precision, not the key)
+        ("precision = 3\n", "tool.lsmcheck.precision: expected bits between 64 and 4096"),
+        ('algorithms = ["nope"]\n', "tool.lsmcheck.algorithms: unknown algorithm 'nope'"),
+        ('dtypes = ["float17"]\n', "tool.lsmcheck.dtypes: unknown dtype 'float17'"),
     ],
 )
 def test_errors_name_the_file_and_key(project: Path, body: str, message: str) -> None:

@@ -123,15 +123,30 @@ def _options(
         builtin = algorithm_names(cfg.algorithms)
     else:  # with implementations of their own, users audit those (add -a to compare)
         builtin = () if user else algorithm_names(())
-    options = Options(
-        dtypes=dtype_names(dtypes or cfg.dtypes or ()),
-        algorithms=(*builtin, *user),
-        precision_bits=precision if _given("precision") else (cfg.precision or precision),
-        per_element=per_element,
-        thresholds=thresholds,
-        **precisions,  # --accumulate, --block, --target, --grad
-    )
-    options.validate()
+    # the config keys a value came from when no flag gave it: their errors name the key
+    from_config = {
+        "--dtype": "dtypes" if not dtypes and cfg.dtypes else None,
+        "--algorithm": "algorithms" if not algorithms and cfg.algorithms is not None else None,
+        "--precision": "precision" if not _given("precision") and cfg.precision else None,
+    }
+    try:
+        options = Options(
+            dtypes=dtype_names(dtypes or cfg.dtypes or ()),
+            algorithms=(*builtin, *user),
+            precision_bits=precision if _given("precision") else (cfg.precision or precision),
+            per_element=per_element,
+            thresholds=thresholds,
+            **precisions,  # --accumulate, --block, --target, --grad
+        )
+        options.validate()
+    except ConfigError:
+        raise
+    except UsageError as e:
+        flag, _, rest = str(e).partition(": ")
+        key = from_config.get(flag)
+        if key is None:
+            raise
+        raise ConfigError(f"{cfg.where(key)}: {rest}") from None
     return options
 
 
