@@ -73,6 +73,11 @@ _TOP_KEYS = (
 _LIMIT_KEYS = ("max_ulp", "max_rel_error", "max_overflow", "max_underflow", "max_nan", "fail_on")
 
 
+def _name(text: str) -> str:
+    """An input path as the config writes it, tidied (``./a//b.csv`` -> ``a/b.csv``)."""
+    return text if text == "-" else os.path.normpath(text)
+
+
 class ConfigError(UsageError):
     """A config file is unreadable, not TOML, or has an unknown key or a wrong value."""
 
@@ -87,12 +92,16 @@ class Config:
             in ``lsmcheck.toml``.
         inputs, baseline, output_format: paths already made relative to the current
             directory (the file writes them relative to itself).
+        input_names: ``inputs`` as the file writes them (relative to itself): the names of
+            their vectors in reports, the same from any directory, so that a baseline made in
+            one directory matches a run from another.
         rules: the thresholds, one :class:`~lsmcheck.gate.Rule` per table.
     """
 
     path: str | None = None
     table: str = ""
     inputs: tuple[str, ...] | None = None
+    input_names: tuple[str, ...] | None = None
     algorithms: tuple[str, ...] | None = None
     implementations: tuple[str, ...] | None = None
     impl_timeout: float | None = None
@@ -215,7 +224,8 @@ def load(path: Path) -> Config:
     return Config(
         path=shown,
         table=table,
-        inputs=check.paths(check.strings(values, "inputs")),
+        inputs=check.paths(written := check.strings(values, "inputs")),
+        input_names=None if written is None else tuple(map(_name, written)),
         algorithms=check.strings(values, "algorithms"),
         implementations=implementations,
         impl_timeout=impl_timeout,

@@ -263,4 +263,26 @@ def test_implementations_import_from_the_config_directory(
     monkeypatch.chdir(sub)
     code, out, err = invoke("-f", "csv")
     assert code == 1 and err == ""
-    assert "../../logits.csv" in out  # inputs are relative to the config file
+    # inputs are relative to the config file, and named as it writes them
+    assert "\nlogits.csv," in out and "../../logits.csv" not in out
+
+
+def test_a_config_s_inputs_keep_their_names_from_any_directory(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run from a subdirectory, the config's ``logits.csv`` is read as ``../logits.csv`` but
+    still named ``logits.csv``: a baseline saved at the root matches (every result had
+    'vanished' and the gate failed), and annotations point at the file as the config names
+    it."""
+    settings = 'inputs = ["./logits.csv"]\ndtypes = ["float32"]\n'
+    pyproject(project, settings)
+    code, _, err = invoke("-a", "softmax_stable", "--save-baseline", "b.json", "-q", "-f", "csv")
+    assert code == 0, err
+    pyproject(project, settings + 'baseline = "b.json"\n')
+    (project / "sub").mkdir()
+    monkeypatch.chdir(project / "sub")
+    code, out, err = invoke("-a", "softmax_stable", "-q", "-f", "csv")
+    assert code == 0, err
+    rows = out.splitlines()[1:]
+    assert rows and all(row.startswith("logits.csv,") for row in rows)
+    assert all(row.endswith(",unchanged,") for row in rows)

@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -60,6 +60,7 @@ from lsmcheck.parallel import default_jobs, tune_malloc
 from lsmcheck.sandbox import Limits
 from lsmcheck.sources import count_elements, iter_sources, longest_vectors
 from lsmcheck.userimpl import load
+from lsmcheck.vectors import Vector
 
 
 def _given(name: str) -> bool:
@@ -148,6 +149,14 @@ def _options(
             raise
         raise ConfigError(f"{cfg.where(key)}: {rest}") from None
     return options
+
+
+def _named(vectors: Iterable[Vector], names: dict[str, str]) -> Iterator[Vector]:
+    """The config's inputs under the names the config gives them, whatever the current
+    directory (``../logits.csv`` read from a subdirectory is still ``logits.csv``)."""
+    for v in vectors:
+        name = names.get(v.source, v.source)
+        yield v if name == v.source else dataclasses.replace(v, source=name)
 
 
 def _outputs(
@@ -434,6 +443,8 @@ def run(
     check_outputs(outputs)  # before the audit: a refused file wastes no work
     _check_lengths(inputs, max_length)
     vectors = iter_sources(inputs, logits, stdin=sys.stdin)  # read as the audit streams
+    if not (paths or logits) and cfg.inputs and cfg.input_names:
+        vectors = _named(vectors, dict(zip(cfg.inputs, cfg.input_names, strict=True)))
     tolerance = next(
         t for t in (baseline_tolerance, cfg.baseline_tolerance, DEFAULT_TOLERANCE) if t is not None
     )
