@@ -293,6 +293,11 @@ def _against(r: Result, old: Recorded | None, origin: str, tolerance: float) -> 
         else:
             state = "new"
         note = None if state == "unchanged" else f"status {old.status} -> {r.status.value}"
+        if state == "unchanged" and r.status is Status.FAIL:
+            # failed by --fail-on unaudited, as the baseline recorded: known, not failing
+            return dataclasses.replace(
+                r, status=Status.PASS, failures=(), baseline=state, baseline_note=note
+            )
         return dataclasses.replace(r, baseline=state, baseline_note=note)
     regressions, improvements, known, fresh = [], [], [], []
     for b in r.breaches:

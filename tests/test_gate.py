@@ -203,6 +203,20 @@ def test_vanished_alone_fails_and_error_always_fails() -> None:
     assert rep.results[0].baseline_note == "status pass -> error"
 
 
+def test_fail_on_unaudited_known_to_the_baseline_does_not_fail() -> None:
+    """--fail-on unaudited fails a result that was not audited; the baseline recorded it so:
+    known, as a recorded threshold breach is (it kept failing the gate on an unchanged run).
+    One that was audited before still fails."""
+    t = Thresholds(fail_on=frozenset({"unaudited"}))
+    skipped = judge(result(max_ulp=None, status=Status.UNDEFINED, reason="all -inf"), t)
+    assert skipped.status is Status.FAIL
+    rep = compare(report(skipped), baseline_of(skipped))
+    assert rep.passed and rep.results[0].baseline == "unchanged"
+    assert rep.results[0].status is Status.PASS and rep.results[0].reason == "all -inf"
+    rep = compare(report(skipped), baseline_of(result(max_ulp=0.5)))
+    assert not rep.passed and rep.results[0].status is Status.FAIL
+
+
 def test_infinite_errors_compare_sanely() -> None:
     rep = compare(report(result(max_ulp=INF)), baseline_of(result(max_ulp=INF)))
     assert rep.results[0].baseline == "unchanged" and rep.passed
