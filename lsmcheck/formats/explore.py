@@ -68,13 +68,10 @@ def limits_tables(report: LimitsReport) -> list[RenderableType]:
     names = [n for n in LIMITS if any(lim.name == n for lim in report.limits)]
     for facts in report.facts:
         lims = [lim for lim in report.limits if lim.dtype == facts.dtype]
-        table = Table(
-            title=f"{facts.dtype}: max {facts.max:.6g}, smallest subnormal "
-            f"{facts.smallest_subnormal:.3g}",
-            title_justify="left",
-            title_style="bold",
-            box=box.SIMPLE_HEAD,
-        )
+        # the heading is a line of its own: a table's title wraps at the table's width
+        heading = f"{facts.dtype}: max {facts.max:.6g}, smallest subnormal "
+        parts.append(Text(heading + f"{facts.smallest_subnormal:.3g}", "bold"))
+        table = Table(box=box.SIMPLE_HEAD)
         table.add_column("algorithm", no_wrap=True)
         for n in names:
             header = _HEADERS[n].format(bound=prose_number(report.ulp_bound))
