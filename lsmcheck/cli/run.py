@@ -298,7 +298,7 @@ class _Limits:
     metavar="N",
     help="Aggregate as results stream: keep the N worst vectors (and the first N failing and "
     "skipped) per algorithm and dtype; totals cover all.  Default: every result up to "
-    "100,000, then 10.",
+    "100,000, then 10; with a baseline, every result.",
 )
 @click.option(
     "-f",
