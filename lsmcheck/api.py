@@ -5,16 +5,21 @@ of lists, a numpy array with classes on the last axis), implementations as names
 or ``"KIND=module:function"`` strings, and returns a :class:`~lsmcheck.results.Report`
 (``.results``, ``.passed``, ``.exit_code``, ``.to_json()``).
 
-Example::
+Example (your own function is a black box: lsmcheck sees its outputs only, so the overflow
+of ``exp`` inside it shows as the NaN of ``inf/inf``; a built-in is traced, and says
+``overflow``)::
 
     >>> import numpy as np, lsmcheck
     >>> def naive(x):
     ...     e = np.exp(x)
     ...     return e / e.sum(axis=-1, keepdims=True)
     >>> report = lsmcheck.audit([[1000.0, 1001.0]], implementations=[naive], kind="softmax",
-    ...                         dtypes=["float32"], fail_on=["overflow"])
+    ...                         dtypes=["float32"], fail_on=["overflow", "nan"])
     >>> report.passed, report.results[0].failures
-    (False, ('overflow 2 > 0',))
+    (False, ('nan 2 > 0',))
+    >>> lsmcheck.audit([[1000.0, 1001.0]], algorithms="softmax_naive", dtypes="float32",
+    ...                fail_on="overflow").results[0].failures
+    ('overflow 2 > 0',)
 """
 
 from __future__ import annotations
@@ -50,8 +55,8 @@ def as_vectors(logits: Any, source: str = "logits") -> list[Vector] | Iterator[V
     (of Vectors) is passed on as it is, to be read as the audit streams."""
     if isinstance(logits, Vector):
         return [logits]
-    if isinstance(logits, Iterator):  # a stream of Vectors: read lazily by the engine
-        return logits
+    if isinstance(logits, Iterator):  # a stream: read lazily by the engine
+        return _stream(logits, source)
     if isinstance(logits, Sequence) and logits and all(isinstance(v, Vector) for v in logits):
         return list(logits)
     rows: list[Any]
@@ -72,10 +77,38 @@ def as_vectors(logits: Any, source: str = "logits") -> list[Vector] | Iterator[V
     return vectors
 
 
+def _stream(items: Iterator[Any], source: str) -> Iterator[Vector]:
+    """A stream of Vectors, or of rows of numbers (each one vector), as Vectors."""
+    for i, item in enumerate(items):
+        if isinstance(item, Vector):
+            yield item
+            continue
+        row = _floats(item, f"{source}[{i}]")
+        if row.ndim != 1:
+            raise UsageError(f"{source}[{i}]: expected a non-empty vector of numbers")
+        yield Vector(source, i, None, row)
+
+
+def _names(value: str | Iterable[Any], where: str) -> tuple[Any, ...]:
+    """One name or several: ``"float32"`` is ``("float32",)``, not its letters."""
+    if isinstance(value, str):
+        return (value,)
+    try:
+        names = tuple(value)
+    except TypeError:
+        raise UsageError(
+            f"{where}: expected a name or a list of names, got {type(value).__name__}"
+        ) from None
+    for name in names:
+        if not isinstance(name, str | Algorithm):
+            raise UsageError(f"{where}: expected names, got {type(name).__name__} {name!r}")
+    return names
+
+
 def _floats(value: Any, where: str) -> np.ndarray[Any, np.dtype[np.float64]]:
     try:
         array = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:
         raise UsageError(f"{where}: expected numbers: {e}") from None
     if array.ndim == 0 or array.size == 0:
         raise UsageError(f"{where}: expected a non-empty vector of numbers")
@@ -176,15 +209,15 @@ def audit(
     changes: dict[str, Any] = {}
     if options is None:
         if algorithms is not None:
-            names: tuple[str, ...] = tuple(algorithms)
+            names: tuple[str | Algorithm, ...] = _names(algorithms, "algorithms")
         else:
             names = () if user else DEFAULT_ALGORITHMS
         changes["algorithms"] = (*names, *user)
-    elif algorithms is not None or user:
-        names = tuple(algorithms) if algorithms is not None else ()
-        changes["algorithms"] = (*(names or base.algorithms), *user)
+    elif algorithms is not None or user:  # [] means none, as without options
+        names = _names(algorithms, "algorithms") if algorithms is not None else base.algorithms
+        changes["algorithms"] = (*names, *user)
     if dtypes is not None:
-        changes["dtypes"] = tuple(dtypes)
+        changes["dtypes"] = _names(dtypes, "dtypes")
     if precision_bits is not None:
         changes["precision_bits"] = precision_bits
     if per_element is not None:
@@ -199,7 +232,7 @@ def audit(
         changes["thresholds"] = thresholds
     direct: dict[str, Any] = {"max_ulp": max_ulp, "max_rel_error": max_rel_error}
     direct = {k: v for k, v in direct.items() if v is not None}
-    fail_on = [fail_on] if isinstance(fail_on, str) else list(fail_on)
+    fail_on = list(_names(fail_on or (), "fail_on"))
     if fail_on:
         direct["fail_on"] = parse_fail_on(fail_on)
     if direct:

@@ -20,7 +20,7 @@ from typing import Any
 
 from lsmcheck.api import as_vectors, audit
 from lsmcheck.dtypes import DEFAULT_FORMATS
-from lsmcheck.gate import FAIL_ON_CHOICES
+from lsmcheck.gate import FAIL_ON_CHOICES, UNAUDITED
 from lsmcheck.results import Report, Result, Status
 from lsmcheck.vectors import Vector
 
@@ -38,10 +38,10 @@ def assert_stable(
     kind: str = "log_softmax",
     *,
     logits: Any,
-    dtypes: Iterable[str] = DEFAULT_FORMATS,
+    dtypes: str | Iterable[str] = DEFAULT_FORMATS,
     max_ulp: float | None = None,
     max_rel_error: float | None = None,
-    fail_on: Iterable[str] = FAIL_ON_CHOICES,
+    fail_on: str | Iterable[str] = (*FAIL_ON_CHOICES, UNAUDITED),
     precision_bits: int = 113,
 ) -> Report:
     """Fail with a readable table unless ``fn`` passes the gate on every vector and dtype.
@@ -55,7 +55,9 @@ def assert_stable(
             classes on the last axis).
         dtypes: where to audit it (default float16, float32 and float64).
         max_ulp, max_rel_error: the largest allowed errors (default: no limit).
-        fail_on: events of which one occurrence fails (default overflow, underflow and nan;
+        fail_on: events of which one occurrence fails (default overflow, underflow, nan and
+            unaudited: a vector that could not be audited in a dtype, being undefined or not
+            representable there, fails, so that a test never passes what ``fn`` was not given;
             ``()`` for none).  Correct flushes to zero are never counted.
         precision_bits: the reference's first mpmath precision.
 
@@ -67,14 +69,15 @@ def assert_stable(
             shape or dtype.
     """
     vectors = list(as_vectors(logits))
+    fail_on = [fail_on] if isinstance(fail_on, str) else list(fail_on)  # one name, or several
     report = audit(
         vectors,
         implementations=[fn],
         kind=kind,
-        dtypes=list(dtypes),
+        dtypes=dtypes,
         max_ulp=max_ulp,
         max_rel_error=max_rel_error,
-        fail_on=list(fail_on),
+        fail_on=fail_on,
         precision_bits=precision_bits,
     )
     if not report.passed:

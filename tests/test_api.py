@@ -169,7 +169,7 @@ def test_assert_stable_message_is_a_readable_table(mysoftmax: Any) -> None:
     lines = str(e.value).splitlines()
     assert lines[0] == (
         "mysoftmax:naive_softmax (softmax) broke the gate in 3 of 6 results "
-        "(gate: max_ulp <= 4; no overflow, underflow, nan)"
+        "(gate: max_ulp <= 4; no overflow, underflow, nan, unaudited)"
     )
     assert lines[1] == ""
     assert lines[2].split() == [
@@ -207,3 +207,57 @@ def test_assert_stable_reports_errors(mysoftmax: Any) -> None:
 
 def test_status_enum_unchanged() -> None:
     assert [s.value for s in Status] == ["pass", "fail", "undefined", "unrepresentable", "error"]
+
+
+def test_assert_stable_fails_when_nothing_could_be_audited() -> None:
+    """A vector that cannot be audited in a dtype (not representable, or undefined) fails by
+    default: the test once passed a function that returned NaN without calling it."""
+    calls: list[Any] = []
+
+    def broken(x: Any) -> Any:
+        calls.append(x.shape)
+        return np.full_like(x, np.nan)
+
+    cases = (([[70000.0, 0.0]], "float16"), ([[float("-inf"), float("-inf")]], "float32"))
+    for logits, dtype in cases:
+        with pytest.raises(AssertionError, match="not audited"):
+            assert_stable(broken, kind="softmax", logits=logits, dtypes=dtype)
+    assert calls == []
+    # naming one event or one dtype as a string is one name, not its letters
+    report = assert_stable(
+        lambda x: x - np.log(np.exp(x).sum(-1, keepdims=True)),
+        logits=[[1.0, 2.0]],
+        dtypes="float32",
+        fail_on="nan",
+    )
+    assert report.passed
+
+
+def test_api_arguments_of_the_wrong_kind_are_usage_errors() -> None:
+    """One UsageError naming the argument, never a bare TypeError from inside; a generator of
+    rows is a stream of vectors; algorithms=[] with options means none."""
+    import lsmcheck
+
+    rows = (row for row in [[1.0, 2.0], [3.0, 4.0]])
+    assert len(lsmcheck.audit(rows, dtypes="float32", algorithms="softmax_stable").results) == 2
+    for kwargs in ({"fail_on": 3}, {"dtypes": [None]}, {"algorithms": 5}):
+        with pytest.raises(UsageError):
+            lsmcheck.audit([[1.0, 2.0]], **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="expected numbers"):
+        lsmcheck.audit([[10**400, 1]])
+    report = lsmcheck.audit(
+        [[1.0, 2.0]],
+        Options(dtypes=("float32",)),
+        implementations=[lambda x: x],
+        kind="softmax",
+        algorithms=[],
+    )
+    assert [r.algorithm.endswith("<lambda>") for r in report.results] == [True]
+
+
+def test_the_module_examples_run_as_written() -> None:
+    import doctest
+
+    import lsmcheck.api
+
+    assert doctest.testmod(lsmcheck.api).failed == 0
