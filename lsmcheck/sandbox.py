@@ -295,7 +295,9 @@ class _Child:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 raise _Timeout
-            ready = poller.poll(None if left is None else max(1, math.ceil(left * 1000)))
+            # in slices of a day at most: poll takes milliseconds as a C int (24.8 days)
+            wait = None if left is None else max(1, math.ceil(min(left, 86400.0) * 1000))
+            ready = poller.poll(wait)
             if any(ready_fd == self.orphaned_when for ready_fd, _ in ready):
                 raise _Orphaned
             if ready:

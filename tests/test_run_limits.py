@@ -79,7 +79,18 @@ def test_a_run_within_the_timeout_writes_its_report(tmp_path: Path) -> None:
     assert report.exists()
 
 
-@pytest.mark.parametrize("args", [["--timeout", "0"], ["--timeout", "-1"], ["--max-elements", "0"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--timeout", "0"],
+        ["--timeout", "-1"],
+        ["--max-elements", "0"],
+        # nan passes a range check, inf and 1e10 overflow the interval timer (were exit 3)
+        ["--timeout", "nan"],
+        ["--timeout", "inf"],
+        ["--timeout", "1e10"],
+    ],
+)
 def test_limits_must_be_positive(tmp_path: Path, args: list[str]) -> None:
     code, err, report = run(tmp_path, "-l", "1,2", *args)
     assert code == 2 and err.count("\n") == 1, err

@@ -446,3 +446,15 @@ def test_the_exploring_commands_take_the_sandbox_limits(project: Path, command: 
         assert "timed out after 0.5 s (--impl-timeout)" in proc.stdout
     assert len(pids(project, "calls.txt")) == 1  # the first call timed out; no other was made
     assert not any(alive(pid) for pid in pids(project))
+
+
+def test_a_timeout_of_weeks_is_waited_in_slices(project: Path) -> None:
+    """--impl-timeout 2.2e6 (25 days) and 1e8 overflowed poll()'s C int of milliseconds
+    (exit 3); the sandbox now waits in slices of a day."""
+    for seconds in ("2.2e6", "1e8"):
+        res = lsmcheck(
+            project, "-l", "1,2", "-d", "float32", "--impl", "softmax=userk:good",
+            "--impl-timeout", seconds, "-f", "csv",
+        )  # fmt: skip
+        assert res.returncode == 0, res.stderr
+        assert ",userk:good," in res.stdout and ",pass," in res.stdout

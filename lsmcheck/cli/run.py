@@ -11,6 +11,7 @@ Exit codes: 0 every result passes; 1 a result fails the gate, an implementation 
 from __future__ import annotations
 
 import dataclasses
+import math
 import signal
 import sys
 import threading
@@ -193,6 +194,17 @@ def _write(path: str, text: str, inputs: list[str], flag: str) -> None:
     click.echo(f"lsmcheck: wrote {path}", err=True)
 
 
+def _not_nan(value: float | None) -> float | None:
+    """``value``, unless it is NaN (which passes every range check)."""
+    if value is not None and math.isnan(value):
+        raise click.BadParameter("expected a number of seconds, got nan")
+    return value
+
+
+#: The longest ``--timeout``: 1e9 s (31 years; the interval timer cannot hold much more).
+MAX_TIMEOUT = 1e9
+
+
 #: The longest vector ``run`` audits without ``--max-length``: 2**21 logits take about 1 GB
 #: (measured: ``/usr/bin/time -f %M lsmcheck run`` on one 2**21-logit vector, 1.04 GB peak),
 #: eight times the largest language-model vocabulary.
@@ -367,7 +379,8 @@ class _Limits:
 )
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=click.FloatRange(min=0, min_open=True, max=MAX_TIMEOUT),
+    callback=lambda _ctx, _param, value: _not_nan(value),
     metavar="SECONDS",
     help="Stop with exit code 2 and no report when the audit has run this long.",
 )
