@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import re
 import xml.etree.ElementTree as ET
@@ -357,3 +358,14 @@ def test_baseline_file_golden(tmp_path: Path) -> None:
     code, out, _ = invoke(*RUN, "--baseline", str(path), "-f", "markdown")
     assert code == 1  # the raising implementation still errors; nothing else regressed
     assert "0 regressed, 0 improved, 40 unchanged, 0 new, 0 vanished" in out
+
+
+def test_audited_counts_agree_between_the_table_json_and_the_ci_formats() -> None:
+    """The table said "Audited 2 results (1 not audited)" where JSON said audited 1."""
+    args = ["run", "-l", "1,2", "-l", "1,nan", "-d", "float32", "-a", "softmax_stable"]
+    table = CliRunner().invoke(main, args).stdout
+    doc = json.loads(CliRunner().invoke(main, [*args, "-f", "json"]).stdout)
+    github = CliRunner().invoke(main, [*args, "-f", "github"]).stdout
+    assert doc["summary"]["audited"] == 1 and doc["summary"]["results"] == 2
+    assert "Audited 1 of 2 results (1 not audited); no gate set" in table
+    assert github.strip().endswith("audited 1 of 2 results (1 not audited) (no gate set)")

@@ -168,7 +168,8 @@ def verdict(report: Report) -> str:
     skipped = report.unaudited()
     unseen = f" ({skipped} not audited)" if skipped else ""  # as the table says it
     if report.passed and not report.gated:
-        return f"audited {n} result{'s' if n != 1 else ''}{unseen} (no gate set)"
+        audited = f"{n - skipped} of {n}" if skipped else str(n)  # as JSON's "audited"
+        return f"audited {audited} result{'s' if n != 1 else ''}{unseen} (no gate set)"
     if report.passed:
         return f"PASS: {n} result{'s' if n != 1 else ''}{unseen}"
     text = f"FAIL: {n_bad} of {n} results broke the gate{unseen}"

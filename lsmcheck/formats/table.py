@@ -303,8 +303,9 @@ def verdict_text(report: Report) -> Text:
         unseen += f" (aggregated: {len(report.results)} results kept in the report)"
     counted = f"{n} results{unseen}"
     if report.passed and not report.gated:
+        audited = f"{n - skipped} of {counted}" if skipped else counted  # as JSON's "audited"
         return Text(
-            f"\nAudited {counted}; no gate set (--max-ulp, --fail-on or a config's thresholds "
+            f"\nAudited {audited}; no gate set (--max-ulp, --fail-on or a config's thresholds "
             "make this a pass/fail check)",
             "bold",
         )
