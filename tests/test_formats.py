@@ -369,3 +369,17 @@ def test_audited_counts_agree_between_the_table_json_and_the_ci_formats() -> Non
     assert doc["summary"]["audited"] == 1 and doc["summary"]["results"] == 2
     assert "Audited 1 of 2 results (1 not audited); no gate set" in table
     assert github.strip().endswith("audited 1 of 2 results (1 not audited) (no gate set)")
+
+
+def test_csv_carries_the_target_length_and_bound_of_each_result(tmp_path: Path) -> None:
+    """With --target and --bounds the CSV says which class each loss was for and the bound
+    ratio, as JSON does (the columns were missing)."""
+    logits = tmp_path / "labelled.csv"
+    logits.write_text("1,2.5,0.3,-1\n0,4,-2,1\n")
+    args = ["run", str(logits), "--target", "col:0", "-d", "float32", "-a", "cross_entropy_log1p"]
+    out = CliRunner().invoke(main, [*args, "--bounds", "-f", "csv"]).stdout
+    doc = json.loads(CliRunner().invoke(main, [*args, "--bounds", "-f", "json"]).stdout)
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [(r["length"], r["target"]) for r in rows] == [("3", "1"), ("3", "0")]
+    for row, result in zip(rows, doc["results"], strict=True):
+        assert float(row["bound_ratio"]) == result["bound_ratio"]

@@ -35,6 +35,11 @@ COLUMNS: tuple[str, ...] = (
     "reason",
     "baseline",
     "baseline_note",
+    # added later, so at the end: columns before them keep their places
+    "length",
+    "target",
+    "bound_ratio",
+    "bound_rel_error",
 )
 
 
