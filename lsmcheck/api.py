@@ -77,6 +77,19 @@ def as_vectors(logits: Any, source: str = "logits") -> list[Vector] | Iterator[V
     return vectors
 
 
+def _check_kinds(numbers: dict[str, Any], whole: dict[str, Any]) -> None:
+    """A UsageError naming the argument for a number or a whole number of the wrong kind
+    (``max_ulp="4"``), before it fails deep inside; ``None`` means not given."""
+    for name, value in numbers.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise UsageError(f"{name}: expected a number, got {type(value).__name__} {value!r}")
+    for name, value in whole.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise UsageError(
+                f"{name}: expected a whole number, got {type(value).__name__} {value!r}"
+            )
+
+
 def _stream(items: Iterator[Any], source: str) -> Iterator[Vector]:
     """A stream of Vectors, or of rows of numbers (each one vector), as Vectors."""
     for i, item in enumerate(items):
@@ -202,6 +215,13 @@ def audit(
     Returns:
         The report: ``report.passed``, ``report.results``, ``report.to_json()``.
     """
+    numbers = {"max_ulp": max_ulp, "max_rel_error": max_rel_error}
+    numbers["baseline_tolerance"] = baseline_tolerance
+    _check_kinds(numbers, {"keep": keep, "jobs": jobs, "precision_bits": precision_bits})
+    if thresholds is not None and not isinstance(thresholds, Thresholds):
+        raise UsageError(f"thresholds: expected a Thresholds, got {type(thresholds).__name__}")
+    if options is not None and not isinstance(options, Options):
+        raise UsageError(f"options: expected an Options, got {type(options).__name__}")
     vectors = as_vectors(logits)
     base = options or Options()
     limits = Limits.make(impl_timeout, impl_memory, "impl_timeout", "impl_memory")

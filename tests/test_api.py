@@ -240,7 +240,9 @@ def test_api_arguments_of_the_wrong_kind_are_usage_errors() -> None:
 
     rows = (row for row in [[1.0, 2.0], [3.0, 4.0]])
     assert len(lsmcheck.audit(rows, dtypes="float32", algorithms="softmax_stable").results) == 2
-    for kwargs in ({"fail_on": 3}, {"dtypes": [None]}, {"algorithms": 5}):
+    wrong = [{"fail_on": 3}, {"dtypes": [None]}, {"algorithms": 5}, {"max_ulp": "4"}]
+    wrong += [{"keep": "3"}, {"jobs": "2"}, {"precision_bits": "113"}, {"thresholds": {}}]
+    for kwargs in wrong:
         with pytest.raises(UsageError):
             lsmcheck.audit([[1.0, 2.0]], **kwargs)  # type: ignore[arg-type]
     with pytest.raises(UsageError, match="expected numbers"):
