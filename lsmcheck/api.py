@@ -52,7 +52,7 @@ def as_vectors(logits: Any, source: str = "logits") -> list[Vector] | Iterator[V
     """Plain logits as vectors: a list of numbers or a 1-D array is one vector; a list of
     lists (they may differ in length) or an array of any higher rank is one vector per row of
     its last axis.  :class:`~lsmcheck.vectors.Vector` objects pass through, and an iterator
-    (of Vectors) is passed on as it is, to be read as the audit streams."""
+    (of Vectors, or of rows of numbers) is read as the audit streams."""
     if isinstance(logits, Vector):
         return [logits]
     if isinstance(logits, Iterator):  # a stream: read lazily by the engine
