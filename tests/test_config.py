@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import shutil
 from pathlib import Path
 
@@ -283,6 +285,6 @@ def test_a_config_s_inputs_keep_their_names_from_any_directory(
     monkeypatch.chdir(project / "sub")
     code, out, err = invoke("-a", "softmax_stable", "-q", "-f", "csv")
     assert code == 0, err
-    rows = out.splitlines()[1:]
-    assert rows and all(row.startswith("logits.csv,") for row in rows)
-    assert all(row.endswith(",unchanged,") for row in rows)
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert rows and all(row["source"] == "logits.csv" for row in rows)
+    assert all(row["baseline"] == "unchanged" for row in rows)
