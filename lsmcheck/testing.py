@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from lsmcheck.api import as_vectors, audit
+from lsmcheck.api import _names, as_vectors, audit
 from lsmcheck.dtypes import DEFAULT_FORMATS
 from lsmcheck.gate import FAIL_ON_CHOICES, UNAUDITED
 from lsmcheck.results import Report, Result, Status
@@ -69,7 +69,7 @@ def assert_stable(
             shape or dtype.
     """
     vectors = list(as_vectors(logits))
-    fail_on = [fail_on] if isinstance(fail_on, str) else list(fail_on)  # one name, or several
+    fail_on = _names(fail_on, "fail_on")  # one name, or several
     report = audit(
         vectors,
         implementations=[fn],

@@ -130,9 +130,11 @@ class HuntReport:
     def flag(self) -> str:
         """The implementation as a command-line flag: ``-a NAME`` for a built-in or a framework
         adapter (``-a torch.softmax``), ``--impl KIND=NAME`` for the user's own."""
-        from lsmcheck import frameworks
+        if self.algorithm in BUILTINS:
+            return f"-a {self.algorithm}"
+        from lsmcheck import frameworks  # only when needed: importlib.metadata, ~30 ms
 
-        if self.algorithm in BUILTINS or self.algorithm in frameworks.NAMES:
+        if self.algorithm in frameworks.NAMES:
             return f"-a {self.algorithm}"
         return f"--impl {self.kind}={self.algorithm}"
 
