@@ -370,3 +370,21 @@ def test_refused_outputs_fail_before_anything_is_written(
     assert "wrote" not in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == before
     assert logits.read_text() == "1,2,3\n10,11\n"
+
+
+def test_the_report_writers_are_imported_after_the_first_chunk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``_loading`` imports each writer once, at the first progress call (so that with
+    workers the import overlaps their audit), then only passes progress on."""
+    import lsmcheck.cli.run as run_module
+
+    imported: list[str] = []
+    monkeypatch.setattr(run_module, "formatter", imported.append)
+    seen: list[tuple[int, int | None]] = []
+    callback = run_module._loading(["table", "junit", "table"], lambda d, t: seen.append((d, t)))
+    assert imported == []
+    callback(10, 30)
+    assert sorted(imported) == ["junit", "table"]
+    callback(20, 30)
+    assert sorted(imported) == ["junit", "table"] and seen == [(10, 30), (20, 30)]
