@@ -105,6 +105,28 @@ def test_flush_early_only_for_log_of_softmax(report, dtype: str) -> None:  # typ
     assert not report.get("logsumexp_stable", dtype, "flush").applicable
 
 
+def test_log_of_softmax_nan_in_a_format_without_infinity_is_a_flush_not_an_overflow() -> None:
+    """float8_e4m3fn has no infinity, so log_of_softmax's log(0) is NaN there.  On ``[t, 0]``
+    that NaN comes from exp(-t) flushing to 0, not from the largest logit: the overflow limit
+    is not found (it once read 6.5, with the advice to shift by the maximum, which
+    log_of_softmax already does), and the flush limit says NaN."""
+    # e4m3fn's smallest subnormal, written out: 2**(emin - p + 1) with p = 4, emin = -6
+    with mpmath.workprec(200):
+        half_tiny = mpmath.mpf(2) ** (-6 - 4 + 1) / 2
+    report = measure_limits(["log_of_softmax"], ["float8_e4m3fn"], ["overflow", "flush"])
+    overflow = report.get("log_of_softmax", "float8_e4m3fn", "overflow")
+    assert not overflow.found and overflow.last_ok == 448
+    flush = report.get("log_of_softmax", "float8_e4m3fn", "flush")
+    assert flush.found and flush.early
+    # exp(-t) of the probe is still nonzero at last_ok and rounds to 0 at first_bad
+    assert mpmath.exp(-mpmath.mpf(flush.last_ok)) > half_tiny
+    assert mpmath.exp(-mpmath.mpf(flush.first_bad)) < half_tiny
+    assert (flush.last_ok, flush.first_bad) == (6.5, 7.0)  # adjacent: e4m3 steps 2**-1 in [4, 8)
+    (sentence,) = [v for v in report.verdicts() if "flushes" in v]
+    assert "to NaN (-inf, which float8_e4m3fn cannot hold)" in sentence
+    assert not any("shift by the maximum" in v for v in report.verdicts())
+
+
 @pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
 @pytest.mark.parametrize("algorithm", STABLE)
 def test_stable_algorithms_never_overflow(report, algorithm: str, dtype: str) -> None:  # type: ignore[no-untyped-def]

@@ -7,7 +7,8 @@ parameter ``t`` and classifying every result with the audit's metrics (see
 ==========  ===============  ====================================================================
 limit       probe            breaks when
 ==========  ===============  ====================================================================
-overflow    ``[t, 0]``       an output overflows or is NaN (the largest logit)
+overflow    ``[t, 0]``       an output overflows or is NaN other than by a flush (the largest
+                             logit; float8_e4m3fn has no infinity, so log(0) is NaN there)
 underflow   ``[-t, -t]``     an output underflows or is NaN (the lowest maximum logit)
 flush       ``[0, -t]``      the small element's output is flushed (0, or -inf in the log
                              domain); the flush is *early* when the exact value still rounds to
@@ -545,6 +546,8 @@ def _what(lim: Limit, plural: bool) -> str:
         return f"{verb(kind)} once every logit is below {last}"
     if lim.name == "flush":
         zero = "0" if lim.algorithm.startswith("softmax") else "-inf"
+        if zero == "-inf" and not get_format(lim.dtype).has_inf:
+            zero = f"NaN (-inf, which {lim.dtype} cannot hold)"
         return (
             f"{verb('flush')} a logit more than {prose_number(lim.last_ok or 0.0)} below the "
             f"maximum to {zero} although its exact value is representable"

@@ -98,11 +98,17 @@ class Sample:
 
     @property
     def overflowed(self) -> bool:
-        """Whether any element overflowed or is NaN."""
+        """Whether any element overflowed, or is NaN that no flush explains.
+
+        A format without infinities (float8_e4m3fn) turns the ``-inf`` of ``log(0)`` into NaN:
+        log_of_softmax of ``[t, 0]`` is NaN there once ``exp(-t)`` flushes, which is the flush
+        limit (the same break, seen from ``[0, -t]``), not an overflow of the largest logit.
+        """
         if self.clean:
             return False
         m = self.measured
-        return bool(m.overflow.any() or m.nan.any())
+        flushed = self.trace.flush[self.row][self.picked] != 0
+        return bool(m.overflow.any() or (m.nan & ~flushed).any())
 
     @property
     def underflowed(self) -> bool:
