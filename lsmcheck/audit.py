@@ -340,7 +340,9 @@ def audit_chunk(vectors: Sequence[Vector], options: Options) -> ChunkOutcome:
 
 
 #: Logits per batch at most: a chunk (2**17 logits and at most one vector more) is one batch.
-#: Smaller batches cost more in per-call overhead (2**15: +40% CPU, measured on 2 cores).
+#: Smaller batches cost more in per-call overhead, about 1.3 ms per implementation x dtype x
+#: batch: 2**15 took 28% more CPU on the benchmark's matrix, and the cache they spare two
+#: busy cores does not win it back (``--jobs 2`` was slower too; see docs/performance.md).
 BATCH_ELEMENTS = 1 << 18
 
 
