@@ -319,10 +319,10 @@ def audit_chunk(vectors: Sequence[Vector], options: Options) -> ChunkOutcome:
                 block=options.block,
                 targets=None if options.target is None else np.array(chosen, np.intp),
             )
-            runs = [
+            runs = (  # each run when its outputs are measured: one trace alive at a time
                 _run(alg, batch, setup) if _applies(alg, fmt, formats) else None
                 for alg in algorithms
-            ]
+            )
             measured = _measure_batch(
                 [vectors[vi] for vi in rows], batch, algorithms, runs, fmt, options, tiers
             )
@@ -365,7 +365,7 @@ def _measure_batch(
     vectors: list[Vector],
     batch: npt.NDArray[Any],
     algorithms: list[Algorithm],
-    runs: list[list[tuple[Trace, int] | str] | None],
+    runs: Iterable[list[tuple[Trace, int] | str] | None],
     fmt: Format,
     options: Options,
     tiers: dict[str, int],
