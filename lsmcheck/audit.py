@@ -743,7 +743,11 @@ def _target_exact(
     if target is None or not kind.needs_target:
         return None
     if kind is Kind.CROSS_ENTROPY:
-        return (-ref.log_softmax[target],)
+        import mpmath
+
+        # exactly: a bare -x rounds to mpmath's working precision (53 bits outside workprec),
+        # which made every float64 loss its own exact value (0 ulp)
+        return (mpmath.fneg(ref.log_softmax[target], exact=True),)
     grad, _ = exact_nll_grad(x, fmt, target, ref.bits)
     return grad
 

@@ -45,7 +45,8 @@ def truth_of(kind: str, rounded: list[float], target: int | None) -> list[Any]:
     sm, ls, lse = oracle.truth(rounded)
     if kind == "cross_entropy":
         assert target is not None
-        return [-ls[target]]
+        with mpmath.workprec(300):  # a bare -x would round to 53 bits
+            return [-ls[target]]
     return {"softmax": sm, "log_softmax": ls, "logsumexp": [lse]}[kind]
 
 
@@ -209,6 +210,24 @@ def test_cross_entropy_of_the_dominant_class() -> None:
     log1p = run([0.0, -50.0], "cross_entropy_log1p", "float64", target="argmax")
     assert stable.max_ulp is not None and stable.max_ulp > 1e15
     assert log1p.max_ulp is not None and log1p.max_ulp <= 1
+
+
+def test_float64_cross_entropy_is_measured_against_the_exact_loss() -> None:
+    """The loss of [3, 3, 1] for class 2 is log(2e^2 + 1) = 2.7586236756795134713...; float64
+    computes 2.7586236756795133 (0.44 ulp off).  Its exact value was once negated at mpmath's
+    default 53 bits, i.e. rounded to float64, so every float64 loss read 0 ulp and passed any
+    gate (found by a review)."""
+    with mpmath.workprec(300):
+        true = mpmath.log(2 * mpmath.e**2 + 1)
+    for alg in ("cross_entropy_log_softmax", "cross_entropy_log1p"):
+        r = run([3.0, 3.0, 1.0], alg, "float64", target="2")
+        assert r.elements is not None
+        (e,) = r.elements
+        expected = oracle.ulp_error(e.computed, true, "float64")
+        assert expected > 0.3, expected  # float64 cannot hold the loss: the error is not 0
+        assert r.max_ulp == pytest.approx(expected, abs=0.01)
+        with mpmath.workprec(300):
+            assert abs(mpmath.mpf(e.exact) - true) < 1e-25 * true  # 30 digits of the truth
 
 
 def test_log_of_softmax_cross_entropy_is_inf_where_the_probability_underflows() -> None:
