@@ -143,11 +143,7 @@ def implementations(
         elif callable(item):
             if kind is None:
                 raise UsageError("implementations: a callable needs kind= (softmax, ...)")
-            try:
-                out.append(wrap(item, kind))
-            except ValueError:
-                choices = ", ".join(k.value for k in Kind)
-                raise UsageError(f"kind: unknown kind {kind!r} (choose from {choices})") from None
+            out.append(wrap(item, kind))
         else:
             raise UsageError(f"implementations: expected a callable, got {type(item).__name__}")
     return out

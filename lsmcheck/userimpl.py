@@ -35,26 +35,50 @@ from lsmcheck.algorithms import Algorithm, Array, Kind, Trace, untraced
 from lsmcheck.errors import UsageError
 from lsmcheck.sandbox import Limits, SandboxFailure
 
-__all__ = ["MAX_MESSAGE", "ImplementationError", "SandboxFailure", "load", "parse_spec", "wrap"]
+__all__ = [
+    "MAX_MESSAGE",
+    "USER_KINDS",
+    "ImplementationError",
+    "SandboxFailure",
+    "load",
+    "parse_spec",
+    "user_kind",
+    "wrap",
+]
 
 _SPEC = re.compile(r"(?P<kind>[a-z_]+)=(?P<module>[\w.]+):(?P<function>[\w.]+)")
+
+
+#: The kinds a user implementation may compute: it is given the logits only, so not the
+#: kinds that depend on a target class (cross-entropy and the backward passes).
+USER_KINDS = tuple(k for k in Kind if not k.needs_target)
+
+
+def user_kind(name: Kind | str, where: str) -> Kind:
+    """The :class:`Kind` named ``name``, if a user implementation may compute it."""
+    kinds = ", ".join(USER_KINDS)
+    try:
+        kind = Kind(name)
+    except ValueError:
+        raise UsageError(f"{where}: unknown kind {name!r} (choose from {kinds})") from None
+    if kind.needs_target:
+        raise UsageError(
+            f"{where}: your implementation cannot be audited as {kind.value}: lsmcheck passes "
+            f"it only the logits, and {kind.value} depends on the target class (choose from "
+            f"{kinds}; the cross-entropy is -log_softmax(x)[target])"
+        )
+    return kind
 
 
 def parse_spec(spec: str, where: str = "--impl") -> tuple[Kind, str, str]:
     """``"log_softmax=pkg.mod:fn"`` -> ``(Kind.LOG_SOFTMAX, "pkg.mod", "fn")``."""
     match = _SPEC.fullmatch(spec.strip())
-    kinds = ", ".join(k.value for k in Kind)
     if match is None:
         raise UsageError(
-            f"{where}: expected KIND=module.path:function (KIND one of {kinds}), got {spec!r}"
+            f"{where}: expected KIND=module.path:function (KIND one of "
+            f"{', '.join(USER_KINDS)}), got {spec!r}"
         )
-    try:
-        kind = Kind(match["kind"])
-    except ValueError:
-        raise UsageError(
-            f"{where}: unknown kind {match['kind']!r} in {spec!r} (choose from {kinds})"
-        ) from None
-    return kind, match["module"], match["function"]
+    return user_kind(match["kind"], f"{where} {spec.strip()}"), match["module"], match["function"]
 
 
 def load(
@@ -102,7 +126,7 @@ def wrap(fn: Callable[[Any], Any], kind: Kind | str, name: str | None = None) ->
 
     ``name`` defaults to ``module:qualname`` of ``fn``.
     """
-    kind = Kind(kind)
+    kind = user_kind(kind, "kind")
     if name is None:
         module = getattr(fn, "__module__", None) or "?"
         qualname = getattr(fn, "__qualname__", None) or type(fn).__name__

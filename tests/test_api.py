@@ -108,6 +108,8 @@ def test_builtins_and_options(mysoftmax: Any) -> None:
         lsmcheck.audit([[1.0]], implementations=[mysoftmax.stable_softmax])
     with pytest.raises(UsageError, match="unknown kind 'softmx'"):
         lsmcheck.audit([[1.0]], implementations=[mysoftmax.stable_softmax], kind="softmx")
+    with pytest.raises(UsageError, match=r"^kind: .* cannot be audited as cross_entropy"):
+        lsmcheck.audit([[1.0, 2.0]], implementations=[lambda x: x[:, 0]], kind="cross_entropy")
 
 
 def test_baseline_through_the_api(mysoftmax: Any, tmp_path: Path) -> None:
