@@ -6,8 +6,9 @@ A target is given as one of:
 * ``N1,N2,...``: one class index per vector, in input order;
 * ``argmax`` / ``argmin``: each vector's most likely class (where the log1p form matters: the
   dominant class's log-probability cancels in ``x - max - log(sum)``) or least likely one;
-* ``col:K``: column ``K`` of each input vector holds the class index (a labelled dump such as
-  ``label,logit0,logit1,...``); the column is removed from the logits.
+* ``col:K``: column ``K`` of each input vector holds the class index, from 0 (a labelled dump
+  such as ``label,logit0,logit1,...``); the column is removed from the logits.  A negative
+  label (``-1``, ``-100``: an ignored example in most datasets) is an error, not a class.
 
 Every index is checked against its vector: an error names the vector's file and line.
 """
@@ -34,9 +35,10 @@ def _int(text: str, what: str) -> int:
         raise UsageError(f"--target: expected {FORMS}, got {what!r}") from None
 
 
-def _check(v: Vector, index: int, n: int, spec: str) -> int:
+def _check(v: Vector, index: int, n: int, spec: str, what: str = "class") -> int:
     if not -n <= index < n:
-        raise InputError(v.label, f"--target {spec}: class {index} is out of range ({n} classes)")
+        many = f"{n} {what}{'es' if what == 'class' else 's'}" if n != 1 else f"1 {what}"
+        raise InputError(v.label, f"--target {spec}: {what} {index} is out of range ({many})")
     return index % n
 
 
@@ -79,11 +81,16 @@ def _from_column(k: int, vectors: Sequence[Vector], spec: str) -> tuple[list[Vec
         n = len(v.values)
         if n < 2:
             raise InputError(v.label, f"--target {spec}: a label column needs at least 2 columns")
-        col = _check(v, k, n, spec)
+        col = _check(v, k, n, spec, "column")
         label = float(v.values[col])
         logits = np.delete(v.values, col)
-        if not (math.isfinite(label) and label == int(label)):
-            raise InputError(v.label, f"--target {spec}: label {label!r} is not a class index")
+        # a label counts from 0 only: -1 (or -100) marks an ignored example in most datasets,
+        # and must not be read as the last class
+        if not (math.isfinite(label) and label == int(label) and 0 <= label < len(logits)):
+            raise InputError(
+                v.label,
+                f"--target {spec}: label {label:g} is not a class index (0 to {len(logits) - 1})",
+            )
         out_vectors.append(dataclasses.replace(v, values=logits))
-        targets.append(_check(v, int(label), len(logits), spec))
+        targets.append(int(label))
     return out_vectors, targets

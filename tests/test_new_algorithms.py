@@ -287,12 +287,21 @@ def test_target_forms() -> None:
         ("3", InputError, "f.csv:1: --target 3: class 3 is out of range (3 classes)"),
         ("0,1,2", UsageError, "3 class indices for 1 vectors"),
         ("first", UsageError, "expected N, N1,N2,..."),
-        ("col:0", InputError, "f.csv:1: --target col:0: label 1.5 is not a class index"),
+        ("col:0", InputError, "f.csv:1: --target col:0: label 1.5 is not a class index (0 to 1)"),
+        ("col:3", InputError, "f.csv:1: --target col:3: column 3 is out of range (3 columns)"),
     ],
 )
 def test_target_errors(spec: str, error: type[Exception], message: str) -> None:
     with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)")):
         resolve(spec, vecs([1.5, 2.0, 3.0]))
+
+
+@pytest.mark.parametrize("label", [-1.0, -100.0, 2.0, 1e300])
+def test_a_label_outside_0_to_n_minus_1_is_an_error(label: float) -> None:
+    """-1 once silently meant the last class (Python's negative index); in a dataset it
+    marks an example to ignore (found by a review)."""
+    with pytest.raises(InputError, match=r"is not a class index \(0 to 1\)"):
+        resolve("col:0", vecs([label, 2.0, 3.0]))
 
 
 # --- the command line ------------------------------------------------------------------------
