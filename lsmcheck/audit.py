@@ -781,7 +781,9 @@ def _unrepresentable(
     if not bad.size:
         return None
     i = int(bad[0])
-    return f"x[{i}]={values[i]:.6g} overflows {fmt.name} (max {fmt.max:.6g})"
+    # every digit of the input (464.000000001 overflows e4m3fn, while 464 rounds to 448)
+    given = repr(float(values[i])).removesuffix(".0")
+    return f"x[{i}]={given} overflows {fmt.name} (max {fmt.max:.6g})"
 
 
 def _skipped(v: Vector, alg: Algorithm, fmt: Format, status: Status, reason: str) -> Result:

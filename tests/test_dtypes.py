@@ -230,6 +230,23 @@ def test_logit_beyond_range_is_unrepresentable() -> None:
         r.reason or ""
     )
     assert one([464.0, 0.0], "softmax_stable", "float8_e4m3fn").audited  # 464 -> 448
+    # the reason shows the input as given: 464 itself would round to 448 (found by a review)
+    r = one([464.000000001, 0.0], "softmax_stable", "float8_e4m3fn")
+    assert r.reason == "x[0]=464.000000001 overflows float8_e4m3fn (max 448)"
+
+
+def test_log_of_zero_is_nan_in_e4m3fn_and_says_why() -> None:
+    """e4m3fn holds log(0) = -inf as NaN.  For [7, 0], exp(-7) = 9.1e-4 is below half of the
+    smallest subnormal 2**-9, so the probability flushes and its log is NaN: the finding names
+    that cause (it once said "an overflow anywhere gives NaN", with nothing overflowed)."""
+    assert math.exp(-7) < 2.0**-9 / 2
+    r = one([7.0, 0.0], "log_of_softmax", "float8_e4m3fn")
+    assert r.nan == 1 and r.overflow == 0 and r.underflow == 1
+    (nan,) = [f for f in r.findings if f.kind == "nan"]
+    assert nan.event == "nan_from_flush"
+    assert nan.message == (
+        "the -inf of log(0) after an underflow is NaN in float8_e4m3fn (it has no infinities)"
+    )
 
 
 def test_mixed_precision_labels() -> None:

@@ -290,6 +290,8 @@ def describe_event(
         Event.INF_MINUS_INF: "inf - inf",
         Event.NAN_INPUT: "a NaN input",
         Event.NAN_FROM_OVERFLOW: f"an overflow gave NaN ({fmt_name} has no infinities)",
+        Event.NAN_FROM_FLUSH: f"the -inf of log(0) after an underflow is NaN in {fmt_name} "
+        "(it has no infinities)",
         Event.STORE_FLUSH: f"the result {a} underflowed to 0 when stored in {fmt_name}",
         Event.CANCELLED: f"p - 1 cancelled to 0 at the target (log p = {a}): p rounds to 1 in "
         f"{fmt_name}, so the gradient 1 - p of a confident prediction is lost",

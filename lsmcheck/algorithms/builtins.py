@@ -76,6 +76,9 @@ def log_of_softmax(x: Array, s: Setup = NO_SETUP) -> Trace:
         return Trace(out, inner.overflow, inner.flush, inner.nan, inner.arg)
     zero = (inner.out == 0) & _finite(x)
     inner.flush[zero] = Event.LOG_OF_ZERO  # the root cause stays in ``arg``: exp's argument
+    # float8_e4m3fn holds log(0) = -inf as NaN
+    new_nan = zero & np.isnan(np.asarray(out, np.float64)) & (inner.nan == 0)
+    inner.nan[new_nan] = Event.NAN_FROM_FLUSH
     return Trace(out, inner.overflow, inner.flush, inner.nan, inner.arg)
 
 

@@ -70,6 +70,7 @@ class Event(IntEnum):
     STORE_FLUSH = 13
     CANCELLED = 14
     LOG_BACKWARD = 15
+    NAN_FROM_FLUSH = 16
 
 
 @dataclass

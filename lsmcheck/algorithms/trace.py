@@ -64,8 +64,11 @@ class _Tracer:
     def trace(self, out: Array) -> Trace:
         if not self.active:
             return Trace(out, self.overflow, self.flush, self.nan, self.arg)
-        # A format without infinities (float8_e4m3fn) overflows to NaN: name that cause.
-        self.nans(Event.NAN_FROM_OVERFLOW, np.isnan(_native(out)) & (self.overflow != 0))
+        # A format without infinities (float8_e4m3fn) overflows to NaN, and holds the -inf of
+        # log(0) after a flush as NaN: name that cause.
+        nan = np.isnan(_native(out))
+        self.nans(Event.NAN_FROM_OVERFLOW, nan & (self.overflow != 0))
+        self.nans(Event.NAN_FROM_FLUSH, nan & (self.flush != 0))
         return Trace(out, self.overflow, self.flush, self.nan, self.arg)
 
 
