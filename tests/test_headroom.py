@@ -106,6 +106,12 @@ def test_run_and_explain_show_warnings() -> None:
         main, ["run", "-l", "10.5,0", "-d", "float16", "-a", "softmax_naive", "--danger-zone", "3"]
     )
     assert "Close to a limit" not in res.stdout
+    # 100 logits of 10: e^10 is finite in float16 but their sum (2.2e6) overflows; "What
+    # broke" says so, and the exp limit's 9.7% headroom is not repeated as a warning
+    res = runner.invoke(main, ["run", "-l", ",".join(["10"] * 100), "-d", "float16", "-a",
+                               "softmax_naive"])  # fmt: skip
+    assert "the sum of exp terms overflowed" in " ".join(res.stdout.split())
+    assert "Close to a limit" not in res.stdout
     res = runner.invoke(main, ["explain", "10.5,0", "-d", "float16", "-a", "softmax_naive"])
     assert res.exit_code == 0
     flat = " ".join(res.stdout.split())

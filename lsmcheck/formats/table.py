@@ -222,9 +222,15 @@ def _where(first: str, vectors: int) -> str:
 
 
 def headroom_table(report: Report) -> Table | None:
-    """Vectors within the danger zone of a measured limit: the closest per group, merged."""
+    """Vectors within the danger zone of a measured limit: the closest per group, merged.
+
+    Only results that did not break: one that overflowed, underflowed or gave NaN is in
+    "What broke", and a warning that it comes close to a limit would only blur that.
+    """
     closest: dict[tuple[str, str, str], tuple[Result, Headroom, int]] = {}
     for r in filter(_headroom, report.results):
+        if r.overflow or r.underflow or r.nan:
+            continue
         for h in r.headroom:
             if not h.warning or h.headroom < 0:  # past the limit: "What broke" says it
                 continue
