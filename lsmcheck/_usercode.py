@@ -100,6 +100,8 @@ def call(fn: Callable[[Any], Any], x: np.ndarray[Any, Any], copy: bool = True) -
             returned = fn(x.copy() if copy else x)
     except (Exception, SystemExit) as e:
         raise ImplementationError(f"raised {type(e).__name__}: {one_line(e)}") from e
+    if returned is None:  # a forgotten return: say so, not "returned shape ()"
+        raise ImplementationError("returned None; expected an array")
     try:
         return np.asarray(returned)
     except Exception as e:

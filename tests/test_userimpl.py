@@ -169,6 +169,20 @@ def test_an_error_names_only_the_vectors_it_happened_on() -> None:
     assert rep.results[1].reason == "raised OverflowError: logit above 100"
 
 
+def test_a_function_that_returns_none_says_so() -> None:
+    """A forgotten ``return`` was reported as "returned shape ()"."""
+
+    def forgot(x: Any) -> None:
+        np.exp(x)
+
+    rep = engine_audit(
+        [vec([1.0, 2.0])],
+        Options(dtypes=("float32",), algorithms=(wrap(forgot, "softmax", "forgot"),)),
+    )
+    (r,) = rep.results
+    assert r.status is Status.ERROR and r.reason == "returned None; expected an array"
+
+
 def test_logsumexp_shapes_and_array_likes() -> None:
     class Tensor:  # like a CPU torch tensor: numpy converts it with __array__
         def __init__(self, a: Any) -> None:
