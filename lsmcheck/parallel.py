@@ -365,6 +365,10 @@ def _on_dask(
         client: Any = connect(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)
     except OSError as e:
         raise UsageError(f"--scheduler: cannot connect to {scheduler}: {e}") from None
+    except ValueError as e:  # distributed's address parser: no port, an unknown scheme
+        raise UsageError(
+            f"--scheduler: {e} (expected an address such as tcp://HOST:PORT)"
+        ) from None
     try:
         workers = max(1, len(client.scheduler_info().get("workers", {})))
         pending: deque[Any] = deque()

@@ -44,6 +44,13 @@ def test_unreachable_scheduler_is_a_usage_error(monkeypatch: pytest.MonkeyPatch)
         audit([Vector("d", 0, None, np.ones(3))], Options(), scheduler="tcp://127.0.0.1:9")
 
 
+@pytest.mark.parametrize("address", ["notanaddress", "tcp://127.0.0.1", "foo://x:1", ""])
+def test_a_malformed_scheduler_address_is_a_usage_error(address: str) -> None:
+    """distributed's address parser raises ValueError: that was a traceback and exit 3."""
+    with pytest.raises(UsageError, match=r"^--scheduler: .*expected an address such as"):
+        audit([Vector("d", 0, None, np.ones(3))], Options(), scheduler=address)
+
+
 def test_cli_scheduler_flag(scheduler: str) -> None:
     from click.testing import CliRunner
 
