@@ -28,20 +28,26 @@ from lsmcheck.vectors import Vector
 #: Logits per chunk: large enough to amortise the per-batch work, small enough to spread a
 #: 1000 x 1000 matrix over a few cores and to keep a chunk's temporaries small.
 CHUNK_ELEMENTS = 1 << 17
+#: Vectors per chunk at most: a chunk's results (one per vector, implementation and dtype,
+#: about 1.3 KB each) are held until merged, so short vectors must not make a chunk of
+#: 65,536 vectors (1.4 million results for 2 logits each: 2 GB, measured).
+CHUNK_VECTORS = 1 << 10
 
 
 def chunks(vectors: Iterable[Vector], size: int | None = None) -> Iterator[list[Vector]]:
-    """Yield consecutive runs of ``vectors`` of about ``size`` logits each, lazily.
+    """Yield consecutive runs of ``vectors`` of about ``size`` logits each (and at most
+    :data:`CHUNK_VECTORS` vectors), lazily.
 
-    ``size`` defaults to :data:`CHUNK_ELEMENTS` (read at call time).
+    ``size`` defaults to :data:`CHUNK_ELEMENTS` (both read at call time).
     """
     size = size or CHUNK_ELEMENTS
+    most = CHUNK_VECTORS
     chunk: list[Vector] = []
     elements = 0
     for v in vectors:
         chunk.append(v)
         elements += len(v.values)
-        if elements >= size:
+        if elements >= size or len(chunk) >= most:
             yield chunk
             chunk, elements = [], 0
     if chunk:
