@@ -34,7 +34,7 @@ from lsmcheck.algorithms import (
 from lsmcheck.dtypes import DEFAULT_FORMATS, Format, accumulate_all, get_format
 from lsmcheck.errors import LsmcheckError, UsageError
 from lsmcheck.explore import headroom
-from lsmcheck.fastref import DD_TIER, FLOAT64_TIER, FastReference, Values, fast_reference
+from lsmcheck.fastref import DD_TIER, FAST_FORMATS, FLOAT64_TIER, fast_reference
 from lsmcheck.gate import Thresholds, judge
 from lsmcheck.reference import Exact, exact, exact_nll_grad, round_to_format
 from lsmcheck.results import (
@@ -421,7 +421,7 @@ def _measure_batch(
         xs = x64 if sel is None else x64[sel]
         if fast is not None:
             if kind not in prepared:
-                prepared[kind] = fastmetrics.prepare(_values(fast, kind), fmt)
+                prepared[kind] = fastmetrics.prepare(fast.of(kind), fmt)
             prep = prepared[kind] if sel is None else fastmetrics.take(prepared[kind], sel)
             flagged = fastmetrics.flagged(c, over, flush)
             b = fastmetrics.measure_batch(c, prep, flagged)
@@ -500,14 +500,6 @@ def _joined(
 
     trace = Trace(stack("out"), stack("overflow"), stack("flush"), stack("nan"), stack("arg"))
     return trace, np.array(ok)
-
-
-def _values(fast: FastReference, kind: Kind) -> Values:
-    if kind is Kind.SOFTMAX:
-        return fast.softmax
-    if kind is Kind.LOG_SOFTMAX:
-        return fast.log_softmax
-    return fast.logsumexp
 
 
 @dataclass(frozen=True)
@@ -677,7 +669,6 @@ def _label(alg: Algorithm, fmt: Format) -> str:
 
 #: Storage formats the fast reference tier is certified (and tested against mpmath) for; the
 #: others (bfloat16, float8) take the mpmath path for every element.
-FAST_FORMATS = frozenset({"float16", "float32", "float64"})
 
 
 def kind_elements(kind: Kind, n: int) -> int:

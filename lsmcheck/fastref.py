@@ -103,6 +103,10 @@ class Values:
     minf: Bools
 
 
+#: The storage formats the fast tier is certified for (bfloat16 and float8 take mpmath).
+FAST_FORMATS = frozenset({"float16", "float32", "float64"})
+
+
 class FastReference:
     """The fast tier's softmax, log-softmax (shape ``(B, n)``) and logsumexp (``(B, 1)``).
 
@@ -122,6 +126,12 @@ class FastReference:
     def _get(self, kind: str) -> Values:
         with np.errstate(all="ignore"):
             return self._make[kind]()
+
+    def of(self, kind: str) -> Values:
+        """The values of ``kind``: ``softmax``, ``log_softmax``, else the logsumexp."""
+        if kind in ("softmax", "log_softmax"):
+            return self.softmax if kind == "softmax" else self.log_softmax
+        return self.logsumexp
 
     @cached_property
     def softmax(self) -> Values:

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lsmcheck import Options, Vector, audit
-from lsmcheck.algorithms import BUILTINS, Algorithm, Kind, softmax_naive
+from lsmcheck.algorithms import BUILTINS, Algorithm, Kind, Setup, softmax_naive
 from lsmcheck.cli import main
 from lsmcheck.dtypes import FORMATS
 from lsmcheck.explore.limits import Explorer, measure_limits
@@ -160,6 +160,28 @@ def test_spread_limit_checked_by_direct_audit(dtype: str) -> None:
     assert ok.max_ulp is not None and ok.max_ulp <= 4.0
     assert bad.max_ulp is not None and bad.max_ulp > 4.0
     assert not explorer.limit(BUILTINS["softmax_stable"], FORMATS[dtype], "spread").found
+
+
+def test_float16_spread_limit_is_the_first_lead_that_breaks() -> None:
+    """The error of [0, -t] jumps from one float16 t to the next: log_softmax_stable first
+    passes 4 ulp at t = 1.263671875, then on and off until about 2.4, where a grid of 4 points
+    per binade first saw it (the limit once read 2.38; found by a review).  Every float16 value
+    is tried now.  Checked here against the 300-bit oracle: the break at first_bad, and every
+    float16 lead from 1 to last_ok within the bound."""
+    from tests import oracle
+
+    lim = Explorer().limit(BUILTINS["log_softmax_stable"], FORMATS["float16"], "spread")
+    assert (lim.last_ok, lim.first_bad) == (1.2626953125, 1.263671875)
+
+    def worst(t: float) -> float:
+        row = np.array([[0.0, -t]], np.float16)
+        out = BUILTINS["log_softmax_stable"].execute(row, Setup()).out[0]
+        _, ls, _ = oracle.truth([0.0, -t])
+        return max(oracle.ulp_error(float(c), e, "float16") for c, e in zip(out, ls, strict=True))
+
+    assert worst(1.263671875) > 4.0
+    leads = np.arange(np.float16(1.0).view(np.uint16), np.float16(lim.last_ok).view(np.uint16) + 1)
+    assert all(worst(float(t)) <= 4.0 for t in leads.astype(np.uint16).view(np.float16))
 
 
 def test_a_shifted_exp_moves_the_measured_limit() -> None:

@@ -203,6 +203,38 @@ def float_grid(fmt: Format) -> list[float]:
     return sorted({float(v) for v in values if v <= fmt.max})
 
 
+#: The spread limit's scan: every value of the dtype from 2**-6 to where exp(-t) flushes when
+#: its precision is at most this many bits (float16, bfloat16, float8), else this many points
+#: per binade.
+SPREAD_EXHAUSTIVE_BITS = 11
+SPREAD_PER_BINADE = 64
+
+
+def spread_points(fmt: Format) -> list[float]:
+    """The ``t`` the spread limit runs, ascending: every value of the dtype from ``2**-6`` to
+    where ``exp(-t)`` flushes (``ln(2 / smallest subnormal)``: 17.33 in float16) for a
+    precision of at most :data:`SPREAD_EXHAUSTIVE_BITS` bits, else :data:`SPREAD_PER_BINADE`
+    points per binade there; outside, those of :func:`float_grid`.
+
+    The ULP error of ``[0, -t]`` is a sawtooth (the rounding of ``1 + s`` comes and goes), so
+    a coarse grid can step over its first crossing of the bound: float16 log_softmax_stable
+    first passes 4 ulp at t = 1.26, between two grid points, and once crossed the grid again
+    only at 2.38.
+    """
+    # up to where exp(-t) flushes: beyond, the small element's exact probability rounds to 0
+    # and its log is -t give or take less than an ulp, so the grid is enough there (and the
+    # fast tier leaves such tiny values to mpmath, one probe at a time)
+    lo, hi = 2.0**-6, min(2.0**12, fmt.max, math.log(2 / fmt.smallest_subnormal))
+    if fmt.p <= SPREAD_EXHAUSTIVE_BITS:
+        ordinals = np.arange(_ordinal(lo, fmt), _ordinal(hi, fmt) + 1)
+        dense = ordinals.astype(_UINT[fmt.dtype.itemsize]).view(fmt.dtype).astype(np.float64)
+    else:
+        steps = np.arange(-6 * SPREAD_PER_BINADE, 12 * SPREAD_PER_BINADE + 1)
+        dense = np.asarray(fmt.cast(2.0 ** (steps / SPREAD_PER_BINADE)), np.float64)
+    coarse = [t for t in float_grid(fmt) if not lo <= t <= hi]
+    return sorted({*coarse, *(float(t) for t in dense if t <= hi)})
+
+
 def _ordinal(t: float, fmt: Format) -> int:
     """The position of ``t >= 0`` in the dtype's ordered bit patterns."""
     return int(np.asarray(t, fmt.dtype).view(_UINT[fmt.dtype.itemsize]))
@@ -242,8 +274,14 @@ def search_float(
         return grid[-1], None, None
     if i == 0:
         return None, grid[0], samples[0]
-    sample = samples[i]
-    lo, hi = _ordinal(grid[i - 1], fmt), _ordinal(grid[i], fmt)
+    return refine(fmt, evaluate, bad, grid[i - 1], grid[i], samples[i])
+
+
+def refine(
+    fmt: Format, evaluate: Evaluate, bad: Bad, good: float, broken: float, sample: Sample
+) -> tuple[float, float, Sample]:
+    """Narrow ``good < broken`` (``sample``: the run at ``broken``) down to adjacent values."""
+    lo, hi = _ordinal(good, fmt), _ordinal(broken, fmt)
     while hi - lo > 1:
         k = min(ROUND, hi - lo - 1)
         points = sorted({lo + (hi - lo) * j // (k + 1) for j in range(1, k + 1)} - {lo, hi})
@@ -363,7 +401,10 @@ class Explorer:
                 def bad(s: Sample) -> bool:
                     return s.broken or not s.max_ulp <= bound
 
-            last, first, sample = search_float(fmt, evaluate, bad)
+            if name == "spread":
+                last, first, sample = self._spread(alg, fmt, evaluate, bad)
+            else:
+                last, first, sample = search_float(fmt, evaluate, bad)
             searched = fmt.max
         early = None
         if name == "flush" and sample is not None:
@@ -381,6 +422,37 @@ class Explorer:
             early=early,
             bound=self.ulp_bound if name == "spread" else None,
         )
+
+    def _spread(
+        self, alg: Algorithm, fmt: Format, evaluate: Evaluate, bad: Bad
+    ) -> tuple[float | None, float | None, Sample | None]:
+        """The spread limit: the first ``t`` of :func:`spread_points` whose error passes the
+        bound (or that breaks), refined to adjacent values.  The points are measured all at
+        once by the audit's fast tier where it covers the format (each row it cannot settle,
+        and every row of a format it does not cover, by the probes' mpmath reference)."""
+        ts = spread_points(fmt)
+        scan = self.prober(fmt).fast_scan(alg, probe_rows("spread", ts))
+        if scan is None:
+            first, sample = None, None
+            for start in range(0, len(ts), ROUND * 16):
+                samples = evaluate(ts[start : start + ROUND * 16])
+                j = _first_bad(samples, bad)
+                if j is not None:
+                    first, sample = start + j, samples[j]
+                    break
+        else:
+            worst, broke = scan
+            with np.errstate(invalid="ignore"):
+                suspect = np.flatnonzero(np.isnan(worst) | broke | ~(worst <= self.ulp_bound))
+            # the probes' own measurement decides (one run, measured lazily in order)
+            samples = evaluate([ts[i] for i in suspect.tolist()]) if suspect.size else []
+            j = _first_bad(samples, bad)
+            first, sample = (None, None) if j is None else (int(suspect[j]), samples[j])
+        if first is None or sample is None:
+            return ts[-1], None, None
+        if first == 0:
+            return None, ts[0], sample
+        return refine(fmt, evaluate, bad, ts[first - 1], ts[first], sample)  # adjacent: as is
 
     def facts(self, fmt: Format) -> DtypeFacts:
         """The dtype's constants and the reference's representable limit."""
@@ -553,9 +625,15 @@ def _what(lim: Limit, plural: bool) -> str:
             f"maximum to {zero} although its exact value is representable"
         )
     if lim.name == "spread":
+        fmt = get_format(lim.dtype)
+        tried = (
+            f"every smaller {fmt.name} lead holds"
+            if fmt.p <= SPREAD_EXHAUSTIVE_BITS
+            else f"the first found of {SPREAD_PER_BINADE} leads tried per binade"
+        )
         return (
-            f"{verb('off')} by more than {prose_number(lim.bound or 0.0)} ulp once the top logit "
-            f"leads the rest by {prose_number(lim.first_bad or 0.0)}"
+            f"{verb('off')} by more than {prose_number(lim.bound or 0.0)} ulp first when the top "
+            f"logit leads the rest by {prose_number(lim.first_bad or 0.0)} ({tried})"
         )
     return f"{verb(kind)} from a length of {prose_number(lim.first_bad or 0.0)} equal logits"
 
