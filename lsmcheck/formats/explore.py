@@ -93,13 +93,18 @@ def limits_tables(report: LimitsReport) -> list[RenderableType]:
                 cells.append(_cell(next(x for x in lims if x.algorithm == alg and x.name == n)))
             table.add_row(*cells)
         parts.append(table)
+    spread = (
+        "Spread: the error jumps from one t to the next, so every value of a 16-bit or "
+        "narrower format is tried up to where exp(-t) flushes, and 64 per binade of "
+        "float32/float64 (where a value in between may break earlier). "
+        if any(x.name == "spread" for x in report.limits)
+        else ""
+    )
     notes = Text(
         "Values are the last that holds, found by bisection on the real float results "
         f"(length: the first that breaks; never: holds up to the format's maximum; "
-        f"> {report.max_length}: the longest length searched). Spread: the error jumps from "
-        "one t to the next, so every value of a 16-bit or narrower format is tried up to where "
-        "exp(-t) flushes, and 64 per binade of float32/float64 (where a value in between may "
-        f"break earlier). {report.evaluations} probe vectors run.\n",
+        f"> {report.max_length}: the longest length searched). {spread}{report.evaluations} "
+        "probe vectors run.\n",
         "dim",
     )
     parts.append(notes)
