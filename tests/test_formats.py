@@ -224,7 +224,7 @@ def test_an_aggregated_run_is_counted_whole(tmp_path: Path) -> None:
         )
         assert result.exit_code == 0, result.output
         out[fmt] = result.output
-    assert "30 vectors, reference mpmath" in out["markdown"]
+    assert "30 vectors, reference auto (certified" in out["markdown"]
     assert "lsmcheck: audited 90 results (no gate set)" in out["markdown"]
     assert "lsmcheck: audited 90 results (no gate set)" in out["github"]
     assert "lsmcheck: 30 vectors" in out["table"]

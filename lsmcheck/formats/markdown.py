@@ -7,7 +7,7 @@ then the failing results and the comparison with the baseline as lists.
 from __future__ import annotations
 
 from lsmcheck.formats.cases import verdict, why
-from lsmcheck.formats.style import Style, fmt_ulp
+from lsmcheck.formats.style import Style, fmt_ulp, reference_text
 from lsmcheck.results import Report, Status
 
 #: Failing results listed before the rest is counted.
@@ -43,8 +43,8 @@ def render(report: Report, style: Style) -> str:
     lines = [
         f"### lsmcheck: {escape(verdict(report))}",
         "",
-        f"{n_vectors} vector{'s' if n_vectors != 1 else ''}, reference mpmath "
-        f"(certified, {report.reference.precision_bits}+ bits). Gate: **{mark}**.",
+        f"{n_vectors} vector{'s' if n_vectors != 1 else ''}, reference "
+        f"{reference_text(report)}. Gate: **{mark}**.",
         "",
         "| algorithm | dtype | max ulp | mean ulp | worst vector | overflow | underflow "
         "| nan | status |",

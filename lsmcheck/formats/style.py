@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lsmcheck.results import Report
 
 
 @dataclass(frozen=True)
@@ -17,6 +21,15 @@ class Style:
 
     color: bool = False
     width: int = 120
+
+
+def reference_text(report: Report) -> str:
+    """``mpmath (certified, 113+ bits)``, or for the tiered reference what settled how much."""
+    ref = report.reference
+    if ref.mode != "auto":
+        return f"{ref.method} (certified, {ref.precision_bits}+ bits)"
+    settled = ", ".join(f"{n} {tier}" for tier, n in ref.settled.items())
+    return f"auto (certified; elements settled: {settled or 'none'})"
 
 
 def fmt_ulp(x: float | None) -> str:

@@ -12,7 +12,7 @@ from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from lsmcheck.formats.style import Style, fmt_ulp
+from lsmcheck.formats.style import Style, fmt_ulp, reference_text
 from lsmcheck.results import Group, Headroom, Report, Result, Status
 
 
@@ -57,20 +57,10 @@ def _ulp_cell(g: Group) -> Text:
     return Text(text)
 
 
-def _reference(report: Report) -> str:
-    """``mpmath (certified, 113+ bits)``, or for the tiered reference what settled how much."""
-    ref = report.reference
-    if ref.mode != "auto":
-        return f"{ref.method} (certified, {ref.precision_bits}+ bits)"
-    settled = ", ".join(f"{n} {tier}" for tier, n in ref.settled.items())
-    return f"auto (certified; elements settled: {settled or 'none'})"
-
-
 def _title(report: Report) -> str:
     vectors = report.vectors()
-    return (
-        f"lsmcheck: {vectors} vector{'s' if vectors != 1 else ''}, reference {_reference(report)}"
-    )
+    plural = "s" if vectors != 1 else ""
+    return f"lsmcheck: {vectors} vector{plural}, reference {reference_text(report)}"
 
 
 def _events(g: Group) -> Text:
