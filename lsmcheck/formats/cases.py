@@ -136,6 +136,22 @@ def vanished(report: Report) -> dict[tuple[str, str, str], list[Recorded]]:
     return out
 
 
+def more(unlisted: int, kept: int, where: str) -> str:
+    """``... and N more``, for ``unlisted`` broken results of which ``kept`` are in the report
+    (an aggregated run keeps only some: the others are named nowhere, and saying ``where``
+    would send the reader to look for them in vain)."""
+    if kept >= unlisted:
+        return f"... and {unlisted} more ({where})"
+    if kept == 0:
+        return (
+            f"... and {unlisted} more (not kept in this aggregated run: a larger --keep lists them)"
+        )
+    return (
+        f"... and {unlisted} more ({kept} of them {where}; the rest were not kept in this "
+        "aggregated run: a larger --keep lists them)"
+    )
+
+
 def why(r: Result) -> str:
     """Why a result failed or errored, on one line."""
     return "; ".join(r.failures) or (r.reason or r.status.value)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
-from lsmcheck.formats.cases import NOT_FILES, Case, cases, summary, vanished, why
+from lsmcheck.formats.cases import NOT_FILES, Case, cases, more, summary, vanished, why
 from lsmcheck.formats.style import Style, fmt_ulp
 from lsmcheck.results import Report
 
@@ -48,9 +48,9 @@ def _testcase(suite: ET.Element, case: Case) -> dict[str, int]:
         counts[kind] = 1
         bad = case.errors + case.failed  # the kept ones, listed
         lines = [f"{r.label}: {r.status.value}: {why(r)}" for r in bad[:MAX_LISTED]]
-        more = case.n_failed + case.n_errors - len(lines)
-        if more > 0:
-            lines.append(f"... and {more} more")
+        unlisted = case.n_failed + case.n_errors - len(lines)
+        if unlisted > 0:
+            lines.append(more(unlisted, len(bad) - len(lines), "in the JSON report"))
         detail = ET.SubElement(
             element,
             kind[:-1],  # error, failure

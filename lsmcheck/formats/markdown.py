@@ -6,7 +6,7 @@ then the failing results and the comparison with the baseline as lists.
 
 from __future__ import annotations
 
-from lsmcheck.formats.cases import verdict, why
+from lsmcheck.formats.cases import more, verdict, why
 from lsmcheck.formats.style import Style, fmt_ulp, reference_text
 from lsmcheck.results import Report, Status
 
@@ -76,7 +76,7 @@ def render(report: Report, style: Style) -> str:
             lines.append(f"- {escape(f'{r.algorithm} {r.dtype} {r.label}: {why(r)}')}")
         listed = min(len(bad), MAX_LISTED)
         if n_bad > listed:
-            lines.append(f"- ... and {n_bad - listed} more (see the JSON report)")
+            lines.append("- " + more(n_bad - listed, len(bad) - listed, "in the JSON report"))
     lines += _baseline(report)
     return "\n".join(lines) + "\n"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import itertools
 import operator
 from collections.abc import Iterable
 
@@ -12,6 +11,7 @@ from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from lsmcheck.formats.cases import more
 from lsmcheck.formats.style import Style, fmt_ulp, reference_text
 from lsmcheck.results import Group, Headroom, Report, Result, Status
 
@@ -310,12 +310,14 @@ def verdict_text(report: Report) -> Text:
     text = Text(f"\nFAIL: {n_failed} of {n} results broke the gate{unseen}\n", "bold red")
     if report.baseline is not None and report.baseline.vanished:
         text.append(f"  and {len(report.baseline.vanished)} baseline results vanished\n")
-    failed = (r for r in report.results if r.status in (Status.FAIL, Status.ERROR))
-    for r in itertools.islice(failed, 10):
+    failed = [r for r in report.results if r.status in (Status.FAIL, Status.ERROR)]
+    for r in failed[:10]:
         why = "; ".join(r.failures) or (r.reason or "")
         text.append(f"  {r.algorithm} {r.dtype} {r.label}: {why}\n")
-    if n_failed > 10:
-        text.append(f"  ... and {n_failed - 10} more (see --format json)\n", "dim")
+    listed = min(len(failed), 10)
+    if n_failed > listed:
+        line = more(n_failed - listed, len(failed) - listed, "in --format json")
+        text.append(f"  {line}\n", "dim")
     return text
 
 
