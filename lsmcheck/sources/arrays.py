@@ -50,9 +50,11 @@ def _npy_header(file: BinaryIO, where: str) -> tuple[tuple[int, ...], np.dtype[A
             shape, _, dtype = np.lib.format.read_array_header_2_0(file)
         else:
             raise InputError(where, f"unsupported .npy format version {version[0]}.{version[1]}")
-    except (ValueError, SyntaxError, TypeError, tokenize.TokenError) as error:
+    except tokenize.TokenError:  # its args are a tuple (message, position) in the header text
+        raise InputError(where, "not a valid .npy array: its header is cut short") from None
+    except (ValueError, SyntaxError, TypeError) as error:
         # ValueError includes UnicodeDecodeError; numpy tokenizes and literal-evals the header,
-        # so a corrupt one can also raise SyntaxError or TokenError.
+        # so a corrupt one can also raise SyntaxError (or TokenError, above).
         raise InputError(where, f"not a valid .npy array: {_one_line(error)}") from None
     return shape, dtype
 
