@@ -502,7 +502,7 @@ def test_npy_corrupt_files() -> None:
     check_error(error_of(write("d.npy", broken)), "d.npy", "not a valid .npy array", "keys")
     check_error(error_of(write("e.npy", data[:6] + b"\x09\x00" + data[8:])), "e.npy", "version")
     # a header whose dict is cut short: numpy's tokenizer error was shown as a Python tuple
-    cut = b"\x93NUMPY\x01\x00\x20\x00{'descr': '<f8', 'shape': (2,\n"
+    cut = b"\x93NUMPY\x01\x00\x20\x00{'descr': '<f8', 'shape': (2,  \n"  # 32 bytes, as declared
     check_error(error_of(write("f.npy", cut)), "f.npy", "not a valid .npy array: its header is cut")
     for name, shape in (("f.npy", "(-1, 3)"), ("g.npy", "(2, -3)")):  # forged headers
         header = f"{{'descr': '<f8', 'fortran_order': False, 'shape': {shape}, }}"
