@@ -101,7 +101,8 @@ def render(explanation: Explanation, style: Style) -> str:
     for r in explanation.report.results:
         by_dtype.setdefault(r.dtype, []).append(r)
     for dtype, results in by_dtype.items():
-        parts.append(Text(f"{dtype}: {len(v.values)} logits", "bold underline"))
+        n = len(v.values)
+        parts.append(Text(f"{dtype}: {n} logit{'s' if n != 1 else ''}", "bold underline"))
         audited = [r for r in results if r.elements is not None]
         kinds: dict[str, list[Result]] = {}
         for r in audited:

@@ -297,7 +297,7 @@ def verdict_text(report: Report) -> Text:
     unseen = f" ({skipped} not audited)" if skipped else ""
     if report.aggregated is not None:
         unseen += f" (aggregated: {len(report.results)} results kept in the report)"
-    counted = f"{n} results{unseen}"
+    counted = f"{n} result{'s' if n != 1 else ''}{unseen}"
     if report.passed and not report.gated:
         audited = f"{n - skipped} of {counted}" if skipped else counted  # as JSON's "audited"
         return Text(
