@@ -139,6 +139,14 @@ def _cause(r: Result, fmt: Format) -> str:
             ": the exact value is smaller than the rounding error of 1 + sum, so log(sum) "
             "loses it (the log1p form, max + log1p(sum of the others), keeps it)"
         )
+    if r.kind != "softmax" and 0 < abs(exact) < 2.0**-4 and "log1p" not in r.algorithm:
+        # log(1 + s) for a small s: 1 + s rounds with an error of up to half an ulp of 1,
+        # about 1 / |value| ulps of the result, and the log keeps it
+        return (
+            ": the exact value is far below 1, and the rounding error of the sum near 1 it is "
+            "the log of is many of its ulps, which log(sum) keeps (the log1p form, max + "
+            "log1p(sum of the others), does not)"
+        )
     inputs = [e.input for e in r.elements if e.input is not None]
     if r.kind != "softmax" or len(inputs) != len(r.elements):
         return ""
