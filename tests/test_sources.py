@@ -492,6 +492,13 @@ def test_npy_and_npz_rejected_arrays(array: npt.NDArray[Any], words: list[str]) 
     check_error(error_of("b.npz"), "b.npz:bad", *words)
 
 
+def test_json_read_as_text_says_why() -> None:
+    """JSON on standard input (or in a .csv) is read as text: the error says so (it said only
+    "got '[[1'", found by a review)."""
+    with pytest.raises(InputError, match=r"^-:1:1: expected a number, got '\[\[1' \(this is read"):
+        list(read_sources(["-"], stdin=io.StringIO("[[1, 2], [3, 4]]\n")))
+
+
 def test_npy_corrupt_files() -> None:
     np.save("good.npy", np.arange(10.0))
     data = Path("good.npy").read_bytes()

@@ -65,7 +65,10 @@ def _fields_to_values(fields: list[tuple[int, str]], where: str) -> FloatArray:
         try:
             values[i] = _parse_token(token)
         except _BadValue as error:
-            raise InputError(f"{where}{column}", str(error)) from None
+            message = str(error)
+            if token.lstrip().startswith(("[", "{")):  # JSON given where text is read
+                message += " (this is read as comma-separated text: JSON needs a file named .json)"
+            raise InputError(f"{where}{column}", message) from None
     return values
 
 
