@@ -58,6 +58,8 @@ class Prepared:
         round_settled: no rounding boundary within the bound.
         exact_zero: the exact value is 0 (``-inf`` counts, as in :mod:`lsmcheck.metrics`).
         minf: the exact value is ``-inf``.
+        unit: ``2.0**ue``, and ``to_units``: ``sign * 2.0**-ue``, where every ``ue`` makes them
+            normal numbers (multiplying by them is then ``ldexp``), else ``None``.
     """
 
     ue: npt.NDArray[np.int64]
@@ -70,6 +72,8 @@ class Prepared:
     round_settled: Bools
     exact_zero: Bools
     minf: Bools
+    unit: F64 | None = None
+    to_units: F64 | None = None
 
 
 def prepare(v: Values, fmt: Format) -> Prepared:
@@ -83,11 +87,19 @@ def _pow2(k: npt.NDArray[np.int64]) -> F64:
     return ((k + 1023) << 52).view(np.float64)
 
 
-def _ldexp(x: F64, k: npt.NDArray[np.int64]) -> F64:
-    """``x * 2**k``, rounded once (as ``np.ldexp``, which is ten times slower)."""
+def _multiplier(k: npt.NDArray[np.int64]) -> F64 | None:
+    """``2.0**k`` when every ``k`` is in ``[-1022, 1023]`` (``x *`` it is then ``ldexp``: one
+    rounding), else ``None``."""
     kmin, kmax = int(k.min(initial=0)), int(k.max(initial=0))
-    if kmin >= -1022 and kmax <= 1023:
-        return np.asarray(x * _pow2(k))
+    return _pow2(k) if kmin >= -1022 and kmax <= 1023 else None
+
+
+def _ldexp(x: F64, k: npt.NDArray[np.int64], m: F64 | None = None) -> F64:
+    """``x * 2**k``, rounded once (as ``np.ldexp``, which is ten times slower); ``m``: the
+    :func:`_multiplier` of ``k`` when the caller has it (one computed, three uses)."""
+    m = _multiplier(k) if m is None else m
+    if m is not None:
+        return np.asarray(x * m)
     return np.asarray(np.ldexp(x, k))
 
 
@@ -135,11 +147,12 @@ def _prepare(v: Values, fmt: Format) -> Prepared:
     ue = np.maximum(floor_log2, emin) - p + 1
     ue[zero | minf] = emin - p + 1
     shift = v.scale - ue
-    qh = _ldexp(a, shift)
-    ql = _ldexp(b, shift)
+    m = _multiplier(shift)
+    qh = _ldexp(a, shift, m)
+    ql = _ldexp(b, shift, m)
     # rounded up (a subnormal qe may round down: 2**-50 ulp of slack covers it; no subnormal
     # constant is added, as subnormal operands cost x86 a microcode assist per element)
-    qe = _ldexp(err, shift) * (1 + 2.0**-50) + (err > 0) * 2.0**-50
+    qe = _ldexp(err, shift, m) * (1 + 2.0**-50) + (err > 0) * 2.0**-50
     qh[minf] = 0.0
     ql[minf] = 0.0
     qe[minf | exact_zero] = 0.0
@@ -159,12 +172,21 @@ def _prepare(v: Values, fmt: Format) -> Prepared:
     rounded = np.copysign(rounded, sign)
     rounded[minf] = -np.inf
     round_settled |= minf | (exact_zero & settled)
-    return Prepared(ue, qh, ql, sign, qe, settled, rounded, round_settled, exact_zero, minf)
+    unit = _multiplier(ue)
+    to_units = _multiplier(-ue)
+    return Prepared(
+        ue, qh, ql, sign, qe, settled, rounded, round_settled, exact_zero, minf,
+        unit, None if to_units is None else sign * to_units,
+    )  # fmt: skip
 
 
 def take(prep: Prepared, rows: npt.NDArray[np.intp]) -> Prepared:
     """``prep`` restricted to some rows of its batch."""
-    return Prepared(*(getattr(prep, f.name)[rows] for f in dataclasses.fields(prep)))
+    fields: dict[str, Any] = {}
+    for f in dataclasses.fields(prep):
+        a = getattr(prep, f.name)
+        fields[f.name] = None if a is None else a[rows]
+    return Prepared(**fields)
 
 
 @dataclass(frozen=True)
@@ -193,11 +215,11 @@ def measure_batch(c: F64, prep: Prepared, flagged: Bools) -> Batch:
         nan = np.isnan(c)
         inf = np.isinf(c)
         # |c - exact| / ulp = |cs - q|, cs = c / 2**ue * sign(exact) (exact when finite)
-        cs = _ldexp(c * prep.sign, -prep.ue)
+        cs = _ldexp(c * prep.sign, -prep.ue) if prep.to_units is None else c * prep.to_units
         sh, sl = two_sum(cs, -prep.qh)
         sh, sl = fast_two_sum(sh, sl - prep.ql)
         ulp = np.abs(sh)
-        abs_error = _ldexp(ulp, prep.ue)
+        abs_error = _ldexp(ulp, prep.ue, prep.unit)
         q = prep.qh + prep.ql
         rel = ulp / q
         # c = 0 against a nonzero exact value: exactly 1; against an exact 0: 0 or inf.
