@@ -210,6 +210,16 @@ SPREAD_EXHAUSTIVE_BITS = 11
 SPREAD_PER_BINADE = 64
 
 
+def spread_range(fmt: Format) -> tuple[float, float]:
+    """The leads the spread limit tries densely: from 2**-6 to where ``exp(-t)`` flushes.
+
+    Beyond, the small element's exact probability rounds to 0 and its log is ``-t`` give or
+    take less than an ulp, so the grid is enough there (and the fast tier leaves such tiny
+    values to mpmath, one probe at a time).
+    """
+    return 2.0**-6, min(2.0**12, fmt.max, math.log(2 / fmt.smallest_subnormal))
+
+
 def spread_points(fmt: Format) -> list[float]:
     """The ``t`` the spread limit runs, ascending: every value of the dtype from ``2**-6`` to
     where ``exp(-t)`` flushes (``ln(2 / smallest subnormal)``: 17.33 in float16) for a
@@ -221,10 +231,7 @@ def spread_points(fmt: Format) -> list[float]:
     first passes 4 ulp at t = 1.26, between two grid points, and once crossed the grid again
     only at 2.38.
     """
-    # up to where exp(-t) flushes: beyond, the small element's exact probability rounds to 0
-    # and its log is -t give or take less than an ulp, so the grid is enough there (and the
-    # fast tier leaves such tiny values to mpmath, one probe at a time)
-    lo, hi = 2.0**-6, min(2.0**12, fmt.max, math.log(2 / fmt.smallest_subnormal))
+    lo, hi = spread_range(fmt)
     if fmt.p <= SPREAD_EXHAUSTIVE_BITS:
         ordinals = np.arange(_ordinal(lo, fmt), _ordinal(hi, fmt) + 1)
         dense = ordinals.astype(_UINT[fmt.dtype.itemsize]).view(fmt.dtype).astype(np.float64)
@@ -626,11 +633,14 @@ def _what(lim: Limit, plural: bool) -> str:
         )
     if lim.name == "spread":
         fmt = get_format(lim.dtype)
-        tried = (
-            f"every smaller {fmt.name} lead holds"
-            if fmt.p <= SPREAD_EXHAUSTIVE_BITS
-            else f"the first found of {SPREAD_PER_BINADE} leads tried per binade"
-        )
+        lo, hi = spread_range(fmt)
+        first = lim.first_bad or 0.0
+        if not lo <= first <= hi:
+            tried = "the first found on the grid, outside the leads tried one by one"
+        elif fmt.p <= SPREAD_EXHAUSTIVE_BITS:
+            tried = f"every smaller {fmt.name} lead down to 2**-6 holds"
+        else:
+            tried = f"the first found of {SPREAD_PER_BINADE} leads tried per binade"
         return (
             f"{verb('off')} by more than {prose_number(lim.bound or 0.0)} ulp first when the top "
             f"logit leads the rest by {prose_number(lim.first_bad or 0.0)} ({tried})"

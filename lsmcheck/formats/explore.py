@@ -95,7 +95,7 @@ def limits_tables(report: LimitsReport) -> list[RenderableType]:
         parts.append(table)
     spread = (
         "Spread: the error jumps from one t to the next, so every value of a 16-bit or "
-        "narrower format is tried up to where exp(-t) flushes, and 64 per binade of "
+        "narrower format from 2**-6 to where exp(-t) flushes is tried, and 64 per binade of "
         "float32/float64 (where a value in between may break earlier). "
         if any(x.name == "spread" for x in report.limits)
         else ""
