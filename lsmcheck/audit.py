@@ -667,10 +667,6 @@ def _label(alg: Algorithm, fmt: Format) -> str:
     return fmt.name if alg.accumulates else fmt.storage.name
 
 
-#: Storage formats the fast reference tier is certified (and tested against mpmath) for; the
-#: others (bfloat16, float8) take the mpmath path for every element.
-
-
 def kind_elements(kind: Kind, n: int) -> int:
     """Output elements of ``kind`` for a vector of ``n`` logits."""
     return 1 if kind.per_vector else n

@@ -103,7 +103,8 @@ class Values:
     minf: Bools
 
 
-#: The storage formats the fast tier is certified for (bfloat16 and float8 take mpmath).
+#: The storage formats the fast tier is certified (and tested against mpmath) for; the others
+#: (bfloat16, float8) take the mpmath path for every element.
 FAST_FORMATS = frozenset({"float16", "float32", "float64"})
 
 
