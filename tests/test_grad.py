@@ -115,6 +115,14 @@ def test_log_of_softmax_backward_is_nan_when_another_class_underflows() -> None:
     assert ok.nan == 0
 
 
+def test_log_of_softmax_backward_names_a_masked_class_as_zero_not_underflowed() -> None:
+    # a masked class (-inf) has p = 0 exactly: the message must not call it an underflow only
+    r = one([1.0, -math.inf, 3.0], "log_of_softmax.grad", "float32", 0)
+    assert r.nan == 3
+    (found,) = [f for f in r.findings if f.event == "log_backward"]
+    assert "a probability of 0 (one that underflowed, or a masked class)" in found.message
+
+
 def test_grad_flag_adds_the_backward_passes() -> None:
     opts = Options(
         dtypes=("float64",),

@@ -295,7 +295,8 @@ def describe_event(
         Event.STORE_FLUSH: f"the result {a} underflowed to 0 when stored in {fmt_name}",
         Event.CANCELLED: f"p - 1 cancelled to 0 at the target (log p = {a}): p rounds to 1 in "
         f"{fmt_name}, so the gradient 1 - p of a confident prediction is lost",
-        Event.LOG_BACKWARD: "the backward of log divides by a probability that underflowed "
-        "to 0 (0/0 = NaN), and the softmax backward spreads the NaN over the row",
+        Event.LOG_BACKWARD: "the backward of log divides by a probability of 0 (one that "
+        "underflowed, or a masked class): 0/0 = NaN, and the softmax backward spreads the NaN "
+        "over the row",
     }
     return messages.get(event, event.name.lower())
