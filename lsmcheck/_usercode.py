@@ -63,18 +63,30 @@ def one_line(error: BaseException) -> str:
     return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
 
 
-def resolve(module_name: str, function: str) -> Callable[[Any], Any]:
-    """Import ``module_name`` and return its attribute ``function`` (dotted), a callable."""
+def _caught(sandboxed: bool) -> tuple[type[BaseException], ...]:
+    """What the user's code may raise that is its own error, not lsmcheck's to act on."""
+    caught: tuple[type[BaseException], ...] = (Exception, SystemExit, GeneratorExit)
+    return (*caught, KeyboardInterrupt) if sandboxed else caught
+
+
+def raised(error: BaseException) -> str:
+    """``raised NAME: MESSAGE``, or ``raised NAME`` when the exception has no message."""
+    message = one_line(error)
+    return f"raised {type(error).__name__}" + (f": {message}" if message else "")
+
+
+def resolve(module_name: str, function: str, sandboxed: bool = False) -> Callable[[Any], Any]:
+    """Import ``module_name`` and return its attribute ``function`` (dotted), a callable
+    (``sandboxed``: as in :func:`call`)."""
+    caught = _caught(sandboxed)
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
         raise SpecError(f"cannot import {module_name!r}: {e}") from None
     except MemoryError:
         raise
-    except Exception as e:  # the user's module failed while it was imported
-        raise SpecError(
-            f"importing {module_name!r} raised {type(e).__name__}: {one_line(e)}"
-        ) from None
+    except caught as e:  # the user's module failed while it was imported
+        raise SpecError(f"importing {module_name!r} {raised(e)}") from None
     target: Any = module
     for part in function.split("."):
         try:
@@ -92,14 +104,22 @@ def describe(fn: Callable[[Any], Any]) -> str:
     return (getattr(fn, "__doc__", None) or "").strip().split("\n")[0] or "user implementation"
 
 
-def call(fn: Callable[[Any], Any], x: np.ndarray[Any, Any], copy: bool = True) -> Any:
+def call(
+    fn: Callable[[Any], Any], x: np.ndarray[Any, Any], copy: bool = True, sandboxed: bool = False
+) -> Any:
     """``numpy.asarray(fn(x))`` (on a copy of ``x`` unless ``copy`` is false); whatever goes
-    wrong becomes an ImplementationError (its ``__cause__`` is what was raised)."""
+    wrong becomes an ImplementationError (its ``__cause__`` is what was raised).
+
+    ``sandboxed``: ``fn`` runs in the sandbox's own process group, where the terminal's Ctrl-C
+    never arrives, so a KeyboardInterrupt there is the code's own error too (in lsmcheck's own
+    process it is the user's Ctrl-C, and ends the run).
+    """
+    caught = _caught(sandboxed)
     try:
         with np.errstate(all="ignore"):
             returned = fn(x.copy() if copy else x)
-    except (Exception, SystemExit) as e:
-        raise ImplementationError(f"raised {type(e).__name__}: {one_line(e)}") from e
+    except caught as e:
+        raise ImplementationError(raised(e)) from e
     if returned is None:  # a forgotten return: say so, not "returned shape ()"
         raise ImplementationError("returned None; expected an array")
     try:
@@ -257,7 +277,7 @@ def _serve(fd_in: int, fd_out: int, fn: Callable[[Any], Any], per_vector: bool) 
         x = message[1]
         assert x is not None
         try:
-            out = call(fn, x, copy=False)  # x is this process's own copy
+            out = call(fn, x, copy=False, sandboxed=True)  # x is this process's own copy
             check(out, x, per_vector)
             _send(fd_out, {}, out)
         except ImplementationError as e:
@@ -293,7 +313,7 @@ def main() -> None:
     _send(fd_out, {"started": True})  # from here on, the time is the user's
     try:
         _cap_memory(hello["memory"])
-        fn = resolve(hello["module"], hello["function"])
+        fn = resolve(hello["module"], hello["function"], sandboxed=True)
     except SpecError as e:
         _send(fd_out, {"spec": str(e)})
         return

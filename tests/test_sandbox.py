@@ -84,6 +84,16 @@ def suicide(x):
 def segfault(x):
     _called()
     ctypes.string_at(0)
+
+
+def interrupt(x):
+    _called()
+    raise KeyboardInterrupt  # the code's own: the terminal's Ctrl-C never reaches the sandbox
+
+
+def generator_exit(x):
+    _called()
+    raise GeneratorExit("closed")
 '''
 
 # Two vectors of length 3 (one batch) and one of length 2 (a second batch).
@@ -176,6 +186,9 @@ NOT_RUN = "not run: it timed out after 1 s on an earlier call (--impl-timeout)"
         ("leave", ["the process running it exited with code 3"] * 3, 2, 2),
         ("suicide", ["the process running it was killed by SIGKILL"] * 3, 2, 2),
         ("segfault", ["the process running it was killed by SIGSEGV"] * 3, 2, 2),
+        # raised by the code, not by a signal: an error like any other (re-run row by row)
+        ("interrupt", ["raised KeyboardInterrupt"] * 3, 4, 1),
+        ("generator_exit", ["raised GeneratorExit: closed"] * 3, 4, 1),
     ],
 )
 def test_a_misbehaving_implementation_is_an_error_result(
@@ -299,6 +312,8 @@ def test_what_it_prints_goes_to_standard_error(project: Path) -> None:
         ("import time\ntime.sleep(3600)\n", "importing 'broken' did not finish within 1 s"),
         ("import ctypes\nctypes.string_at(0)\n", "importing 'broken': the process running it"),
         ("import numpy\nX = numpy.ones(400 << 20, numpy.uint8)\n", "importing 'broken' ran out"),
+        ("raise SystemExit('no numpy here')\n", "importing 'broken' raised SystemExit: no numpy"),
+        ("raise KeyboardInterrupt\n", "importing 'broken' raised KeyboardInterrupt"),
     ],
 )
 def test_an_import_that_hangs_crashes_or_runs_out_of_memory_is_a_usage_error(

@@ -236,6 +236,21 @@ def test_user_code_cannot_spoil_other_results_or_exit() -> None:
     assert vandal_r.max_ulp == pytest.approx(expected, rel=1e-12)
 
 
+def test_in_process_code_raising_generator_exit_is_an_error_but_ctrl_c_ends_the_run() -> None:
+    def closer(x: Any) -> Any:
+        raise GeneratorExit
+
+    def interrupted(x: Any) -> Any:
+        raise KeyboardInterrupt  # in lsmcheck's own process: the user's Ctrl-C
+
+    opts = Options(dtypes=("float64",), algorithms=(wrap(closer, "softmax", "closer"),))
+    (r,) = engine_audit([vec([0.0, 3.0])], opts).results
+    assert r.status is Status.ERROR and r.reason == "raised GeneratorExit"
+    opts = Options(dtypes=("float64",), algorithms=(wrap(interrupted, "softmax", "ctrl_c"),))
+    with pytest.raises(KeyboardInterrupt):
+        engine_audit([vec([0.0, 3.0])], opts)
+
+
 def test_two_implementations_with_one_name_are_an_error(in_fixtures: Path) -> None:
     a = load("softmax=mysoftmax:stable_softmax")
     b = wrap(lambda x: x, "softmax", "mysoftmax:stable_softmax")
