@@ -30,6 +30,7 @@ started from the main thread, since the signal comes when the starting thread en
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import os
 import struct
@@ -75,12 +76,43 @@ def raised(error: BaseException) -> str:
     return f"raised {type(error).__name__}" + (f": {message}" if message else "")
 
 
+def _import(module_name: str) -> Any:
+    """The module ``module_name``: a dotted module name, or the absolute path of a ``.py``
+    file, imported under its file name (with its directory first on ``sys.path``, so that it
+    imports the modules beside it, and a worker process can import it by name)."""
+    if not module_name.endswith(".py"):
+        return importlib.import_module(module_name)
+    directory, file = os.path.split(module_name)
+    name = file.removesuffix(".py")
+    known = sys.modules.get(name)
+    if known is not None:
+        if os.path.abspath(getattr(known, "__file__", None) or "") == module_name:
+            return known
+        raise SpecError(
+            f"{module_name}: the name {name!r} is taken by the module {name} already imported "
+            "(from elsewhere); rename the file"
+        )
+    spec = importlib.util.spec_from_file_location(name, module_name)
+    if spec is None or spec.loader is None:
+        raise SpecError(f"{module_name}: not a Python file")
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
 def resolve(module_name: str, function: str, sandboxed: bool = False) -> Callable[[Any], Any]:
     """Import ``module_name`` and return its attribute ``function`` (dotted), a callable
     (``sandboxed``: as in :func:`call`)."""
     caught = _caught(sandboxed)
     try:
-        module = importlib.import_module(module_name)
+        module = _import(module_name)
     except ModuleNotFoundError as e:
         raise SpecError(f"cannot import {module_name!r}: {e}") from None
     except MemoryError:

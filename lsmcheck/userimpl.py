@@ -1,9 +1,10 @@
 """The user's own implementations, audited like the built-ins.
 
-``--impl KIND=module.path:function`` names a callable; :func:`load` starts a sandbox process
-that imports it (with the current directory first on the import path, as ``python -m`` and
-pytest do) and returns an :class:`~lsmcheck.algorithms.Algorithm` whose name is
-``module.path:function`` and whose calls go to that process, so that the engine, the gate and
+``--impl KIND=module.path:function`` (or ``KIND=path/to/file.py:function``) names a callable;
+:func:`load` starts a sandbox process that imports it (with the current directory first on the
+import path, as ``python -m`` and pytest do) and returns an
+:class:`~lsmcheck.algorithms.Algorithm` whose name is ``module.path:function`` (or the spec's
+``file.py:function``) and whose calls go to that process, so that the engine, the gate and
 every output format treat it like a built-in.  :func:`wrap` turns a Python callable into an
 Algorithm called in this process (the Python API's ``implementations=[fn]``).
 
@@ -46,7 +47,7 @@ __all__ = [
     "wrap",
 ]
 
-_SPEC = re.compile(r"(?P<kind>[a-z_]+)=(?P<module>[\w.]+):(?P<function>[\w.]+)")
+_SPEC = re.compile(r"(?P<kind>[a-z_]+)=(?P<module>[\w.]+|.+\.py):(?P<function>[\w.]+)")
 
 
 #: The kinds a user implementation may compute: it is given the logits only, so not the
@@ -71,12 +72,13 @@ def user_kind(name: Kind | str, where: str) -> Kind:
 
 
 def parse_spec(spec: str, where: str = "--impl") -> tuple[Kind, str, str]:
-    """``"log_softmax=pkg.mod:fn"`` -> ``(Kind.LOG_SOFTMAX, "pkg.mod", "fn")``."""
+    """``"log_softmax=pkg.mod:fn"`` -> ``(Kind.LOG_SOFTMAX, "pkg.mod", "fn")``; the module
+    may also be the path of a ``.py`` file: ``"softmax=ops/fused.py:fn"``."""
     match = _SPEC.fullmatch(spec.strip())
     if match is None:
         raise UsageError(
-            f"{where}: expected KIND=module.path:function (KIND one of "
-            f"{', '.join(USER_KINDS)}), got {spec!r}"
+            f"{where}: expected KIND=module.path:function or KIND=file.py:function (KIND one "
+            f"of {', '.join(USER_KINDS)}), got {spec!r}"
         )
     return user_kind(match["kind"], f"{where} {spec.strip()}"), match["module"], match["function"]
 
@@ -103,6 +105,10 @@ def load(
         if directory not in sys.path and os.path.abspath(directory) not in sys.path:
             sys.path.insert(0, directory)
     name = f"{module_name}:{function}"
+    if module_name.endswith(".py"):  # a file: relative to the config file's directory
+        module_name = os.path.abspath(os.path.join(*search[:1], module_name))
+        if not os.path.isfile(module_name):
+            raise UsageError(f"{where}: no such file: {module_name}")
     if in_process or not sandbox.AVAILABLE:
         try:
             fn = resolve(module_name, function)

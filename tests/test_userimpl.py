@@ -6,6 +6,7 @@ Expected numbers come from ``tests/oracle.py`` (300-bit mpmath) or are exact by 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -53,6 +54,7 @@ def vec(values: list[float], index: int = 0) -> Vector:
 def test_parse_spec() -> None:
     assert parse_spec("log_softmax=pkg.mod:fn") == (Kind.LOG_SOFTMAX, "pkg.mod", "fn")
     assert parse_spec(" softmax=m:Cls.method ") == (Kind.SOFTMAX, "m", "Cls.method")
+    assert parse_spec("softmax=ops/v2 fused.py:f") == (Kind.SOFTMAX, "ops/v2 fused.py", "f")
 
 
 @pytest.mark.parametrize(
@@ -336,6 +338,71 @@ def test_real_subprocess_from_the_users_directory(tmp_path: Path) -> None:
         timeout=120,
     )
     assert done.stdout.splitlines()[-1] == "0 False", done.stderr
+
+
+FILE_IMPL = """
+import numpy as np
+from helper import SCALE  # a module beside it
+
+
+def halved(x):
+    \"\"\"exp(x - max) / sum, times SCALE.\"\"\"
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True) * SCALE
+"""
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_file_path_names_an_implementation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: str
+) -> None:
+    (tmp_path / "ops").mkdir()
+    (tmp_path / "ops" / "mine.py").write_text(FILE_IMPL)
+    (tmp_path / "ops" / "helper.py").write_text("SCALE = 0.5\n")
+    monkeypatch.chdir(tmp_path)
+    spec = "softmax=ops/mine.py:halved"
+    code, out, err = invoke(
+        *("-l", "0,3", "-l", "1,2", "-d", "float64", "-j", jobs, "--impl", spec, "-f", "json")
+    )
+    assert code == 0, err
+    results = json.loads(out)["results"]
+    assert [r["algorithm"] for r in results] == ["ops/mine.py:halved"] * 2
+    for r, x in zip(results, ([0.0, 3.0], [1.0, 2.0]), strict=True):
+        e = np.exp(np.array(x) - max(x))
+        got = e / e.sum() * 0.5
+        sm, _, _ = oracle.truth(x)
+        expected = max(
+            oracle.ulp_error(float(g), p, "float64") for g, p in zip(got, sm, strict=True)
+        )
+        assert r["max_ulp"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_file_path_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, out, err = invoke("-l", "1,2", "--impl", "softmax=ops/missing.py:f")
+    assert (code, out) == (2, "")
+    assert err == f"lsmcheck: error: --impl: no such file: {tmp_path / 'ops' / 'missing.py'}\n"
+    (tmp_path / "json.py").write_text("def f(x):\n    return x\n")
+    code, _, err = invoke("-l", "1,2", "--impl", "softmax=json.py:f")
+    assert code == 2 and "the name 'json' is taken by the module json" in err, err
+    (tmp_path / "mine.py").write_text(FILE_IMPL)
+    with pytest.raises(UsageError, match=r"cannot import .*mine\.py': No module named 'helper'"):
+        load("softmax=mine.py:halved", in_process=True)
+
+
+def test_a_config_file_names_a_file_beside_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "mine.py").write_text(FILE_IMPL)
+    (tmp_path / "helper.py").write_text("SCALE = 1.0\n")
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.lsmcheck]\nimplementations = ["softmax=mine.py:halved"]\n'
+    )
+    (tmp_path / "deeper").mkdir()
+    monkeypatch.chdir(tmp_path / "deeper")  # the path is the config file's, not the cwd's
+    result = CliRunner().invoke(main, ["run", "-l", "1,2", "-d", "float64"])
+    assert result.exit_code == 0, result.stderr
+    assert "mine.py:halved" in result.stdout
 
 
 def test_api_accepts_the_same_objects(in_fixtures: Path) -> None:

@@ -310,8 +310,9 @@ class _Limits:
     "impls",
     multiple=True,
     metavar="KIND=MODULE:FUNCTION",
-    help="Audit your own implementation (repeatable): --impl log_softmax=mypkg.ops:fused. "
-    "KIND is softmax, log_softmax or logsumexp.  Each runs in a process of its own.",
+    help="Audit your own implementation (repeatable): --impl log_softmax=mypkg.ops:fused, "
+    "or a file: --impl log_softmax=ops/fused.py:fused.  KIND is softmax, log_softmax or "
+    "logsumexp.  Each runs in a process of its own.",
 )
 @impl_limit_options
 @precision_option
