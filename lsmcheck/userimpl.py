@@ -43,6 +43,7 @@ __all__ = [
     "SandboxFailure",
     "load",
     "parse_spec",
+    "spec_file",
     "user_kind",
     "wrap",
 ]
@@ -81,6 +82,25 @@ def parse_spec(spec: str, where: str = "--impl") -> tuple[Kind, str, str]:
             f"of {', '.join(USER_KINDS)}), got {spec!r}"
         )
     return user_kind(match["kind"], f"{where} {spec.strip()}"), match["module"], match["function"]
+
+
+def spec_file(spec: str, search: tuple[str, ...] = ()) -> str | None:
+    """The source file of the module ``spec`` names, found on the import path as ``load``
+    sets it up, without importing anything (a report must never overwrite it); ``None`` when
+    it is not a file found there (not yet importable, built in, a namespace package)."""
+    _, module_name, _ = parse_spec(spec)
+    if module_name.endswith(".py"):
+        return os.path.abspath(os.path.join(*search[:1], module_name))
+    from importlib.machinery import PathFinder
+
+    places: list[str] | None = [os.getcwd(), *search, *sys.path]
+    found = None
+    for part in module_name.split("."):
+        found = PathFinder.find_spec(part, places)
+        if found is None:
+            return None
+        places = list(found.submodule_search_locations or [])
+    return None if found is None or not found.has_location else found.origin
 
 
 def load(

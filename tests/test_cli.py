@@ -364,6 +364,11 @@ def test_only_the_program_freezes_its_objects_after_the_audit(tmp_path: Path) ->
         (["--save-baseline", "sb.json", "-o", "{a}", "-f", "json"], "is an input file"),
         (["--save-baseline", "same.json", "-o", "same.json", "-f", "csv"], "is written twice"),
         (["-o", "./r.json", "-f", "json", "--output-format", "junit:r.json"], "is written twice"),
+        # the config file in use and the source of an --impl are inputs too
+        (["--config", "c.toml", "-o", "c.toml"], "--output: c.toml is an input file"),
+        (["--config", "c.toml", "--save-baseline", "c.toml"], "--save-baseline: c.toml is an"),
+        (["--impl", "softmax=mine:f", "-o", "mine.py"], "--output: mine.py is an input file"),
+        (["--impl", "softmax=mine.py:f", "-f", "csv", "-o", "mine.py"], "mine.py is an input"),
     ],
 )
 def test_refused_outputs_fail_before_anything_is_written(
@@ -375,13 +380,47 @@ def test_refused_outputs_fail_before_anything_is_written(
     monkeypatch.chdir(tmp_path)
     logits = tmp_path / "a.csv"
     logits.write_text("1,2,3\n10,11\n")
+    (tmp_path / "c.toml").write_text('dtypes = ["float16"]\n')
+    (tmp_path / "mine.py").write_text("def f(x):\n    return x\n")
+    sources = {p.name: p.read_text() for p in tmp_path.iterdir()}
     before = sorted(p.name for p in tmp_path.iterdir())
     args = ["run", "a.csv", "-a", "softmax_stable", "-d", "float16", "-q"]
     result = CliRunner().invoke(main, [*args, *(e.format(a="a.csv") for e in extra)])
     assert result.exit_code == 2 and message in result.output, result.output
     assert "wrote" not in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == before
-    assert logits.read_text() == "1,2,3\n10,11\n"
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == sources
+
+
+def test_a_report_written_to_a_symbolic_link_replaces_its_target_not_the_link(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "latest.json").symlink_to(tmp_path / "reports" / "r.json")
+    result = CliRunner().invoke(main, ["run", "-l", "1,2", "-f", "json", "-o", "latest.json"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "latest.json").is_symlink()
+    assert strict_json((tmp_path / "reports" / "r.json").read_text())["results"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["limits", "--impl", "softmax=mine:f", "-d", "float16", "-o", "mine.py"], "input file"),
+        (["sweep", "-d", "float16", "-a", "softmax_naive", "-o", "s.out", "--png", "s.out"],
+         "--png: s.out is written twice (also by --output)"),
+    ],
+)  # fmt: skip
+def test_the_exploring_commands_refuse_outputs_before_the_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.py").write_text("def f(x):\n    return x\n")
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert [p.name for p in tmp_path.iterdir()] == ["mine.py"]
+    assert (tmp_path / "mine.py").read_text() == "def f(x):\n    return x\n"
 
 
 def test_the_report_writers_are_imported_after_the_first_chunk(

@@ -104,24 +104,30 @@ def _is_input(target: Path, inputs: Iterable[str]) -> bool:
     return False
 
 
-def write_atomically(path: str, text: str, inputs: Iterable[str], flag: str = "--output") -> None:
-    """Write ``text`` to ``path`` via a temporary file and a rename; never over an input.
+def write_atomically(
+    path: str, data: str | bytes, inputs: Iterable[str], flag: str = "--output"
+) -> None:
+    """Write ``data`` (text as UTF-8) to ``path`` via a temporary file and a rename; never
+    over an input.
 
     The file gets the permissions a plain ``open`` would give it (0666 less the umask);
     ``flag`` names the option that asked for the file in error messages.  Interrupted at any
-    point, it leaves either the old file or the new one, and no temporary file.
+    point, it leaves either the old file or the new one, and no temporary file.  A symbolic
+    link is written through (its target is replaced, the link stays).
     """
     check_output(path, flag)
-    target = Path(path)
-    if _is_input(target, inputs):
+    if _is_input(Path(path), inputs):
         raise UsageError(f"{flag}: {path} is an input file; refusing to overwrite it")
+    target = Path(os.path.realpath(path))
+    if not target.parent.is_dir():  # a dangling link into a missing directory
+        raise UsageError(f"{flag}: directory {str(target.parent)!r} does not exist")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

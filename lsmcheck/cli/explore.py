@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from lsmcheck.cli.common import (
     algorithm_names,
     algorithm_option,
     check_output,
+    check_outputs,
     dtype_names,
     dtype_option,
     guard,
@@ -36,7 +35,7 @@ from lsmcheck.formats import Style
 from lsmcheck.formats import explore as fmt_explore
 from lsmcheck.formats.plot import figure, render_sweep
 from lsmcheck.sandbox import Limits
-from lsmcheck.userimpl import load
+from lsmcheck.userimpl import load, spec_file
 
 #: A progress bar appears once work has taken this long (and only on a terminal).
 PROGRESS_AFTER = 0.5
@@ -86,9 +85,14 @@ def progress_bar(label: str) -> Iterator[Callable[[float, float], None]]:
         bar.stop()
 
 
-def _emit(text: str, output: str | None) -> None:
+def _sources(impls: Iterable[str]) -> list[str]:
+    """The source files of the user's implementations: no output may replace them."""
+    return [f for f in map(spec_file, impls) if f is not None]
+
+
+def _emit(text: str, output: str | None, protected: Iterable[str]) -> None:
     if output:
-        write_atomically(output, text, ())
+        write_atomically(output, text, protected)
         click.echo(f"lsmcheck: wrote {output}", err=True)
     else:
         sys.stdout.write(text)
@@ -196,8 +200,9 @@ def limits(
     output: str | None,
 ) -> int:
     """Measure where each algorithm breaks in each dtype, beside the analytical values."""
+    sources = _sources(impls)
     if output:  # before the work: a file that cannot be written wastes none
-        check_output(output)
+        check_outputs([(output, "--output", sources)])
     names = [n.strip() for v in limit_names for n in v.split(",") if n.strip()] or list(LIMITS)
     with progress_bar("limits") as progress:
         report = measure_limits(
@@ -214,28 +219,13 @@ def limits(
         text = fmt_explore.limits_csv(report)
     else:
         text = fmt_explore.render_limits(report, _out_style(output))
-    _emit(text, output)
+    _emit(text, output, sources)
     return 0
 
 
 # ---------------------------------------------------------------------------------------------
 # sweep
 # ---------------------------------------------------------------------------------------------
-
-
-def _write_binary(path: str, data: bytes, flag: str) -> None:
-    """Write ``data`` to ``path`` via a temporary file and a rename."""
-    target = Path(path)
-    if not target.parent.is_dir():
-        raise UsageError(f"{flag}: directory {str(target.parent)!r} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @click.command()
@@ -301,9 +291,10 @@ def sweep(
     fam = get_family(family)
     if height < 4:
         raise UsageError(f"--height: expected at least 4 rows, got {height}")
-    for path, flag in ((output, "--output"), (png, "--png"), (svg, "--svg")):
-        if path:  # before the work: a file that cannot be written wastes none
-            check_output(path, flag)
+    sources = _sources(impls)
+    files = ((output, "--output"), (png, "--png"), (svg, "--svg"))
+    # before the work: a file that cannot be written (or is named twice) wastes none
+    check_outputs([(path, flag, sources) for path, flag in files if path])
     with progress_bar(f"sweep {family}") as progress:
         result = run_sweep(
             family,
@@ -330,7 +321,7 @@ def sweep(
     )
     for path, kind in ((png, "png"), (svg, "svg")):
         if path:
-            _write_binary(path, figure(result, kind), f"--{kind}")
+            write_atomically(path, figure(result, kind), sources, f"--{kind}")
             click.echo(f"lsmcheck: wrote {path}", err=True)
     if fmt == "csv":
         text = to_csv(result)
@@ -338,7 +329,7 @@ def sweep(
         text = to_json(result)
     else:
         text = render_sweep(result, _out_style(output), height)
-    _emit(text, output)
+    _emit(text, output, sources)
     return 0
 
 

@@ -60,7 +60,7 @@ from lsmcheck.gate import (
 from lsmcheck.parallel import default_jobs, tune_malloc
 from lsmcheck.sandbox import Limits
 from lsmcheck.sources import count_elements, iter_sources, longest_vectors
-from lsmcheck.userimpl import load
+from lsmcheck.userimpl import load, spec_file
 from lsmcheck.vectors import Vector
 
 
@@ -91,6 +91,15 @@ def _implementations(
         load(spec, f"{where}[{i}]", search, limits)
         for i, spec in enumerate(cfg.implementations or ())
     ]
+
+
+def _sources(cfg: Config, impls: tuple[str, ...]) -> list[str]:
+    """Files besides the inputs that no report may replace: the config file in use and the
+    source files of the user's implementations (``-o pyproject.toml`` is a slip of the hand)."""
+    search = () if cfg.directory is None else (cfg.directory,)
+    files = [spec_file(spec) for spec in impls]
+    files += [spec_file(spec, search) for spec in cfg.implementations or ()]
+    return [f for f in (cfg.path, *files) if f is not None]
 
 
 def _check_rule_names(cfg: Config, user: list[Algorithm]) -> None:
@@ -467,10 +476,11 @@ def run(
         aggregate=not (baseline or save_baseline),  # a baseline needs every result
     )
     recorded = baseline_file.load(baseline) if baseline else None  # fail before the audit
-    protected = [*inputs, *([baseline] if baseline else [])]
+    sources = _sources(cfg, impls)
+    protected = [*inputs, *sources, *([baseline] if baseline else [])]
     outputs = [(path, flag, protected) for _, path, flag in files]
     if save_baseline:  # may replace the baseline it compares with, never an input
-        outputs.append((save_baseline, "--save-baseline", list(inputs)))
+        outputs.append((save_baseline, "--save-baseline", [*inputs, *sources]))
     check_outputs(outputs)  # before the audit: a refused file wastes no work
     _check_lengths(inputs, max_length)
     vectors = iter_sources(inputs, logits, stdin=sys.stdin)  # read as the audit streams
@@ -501,7 +511,7 @@ def run(
         bar.close()
     keep_until_exit()
     if save_baseline:
-        _write(save_baseline, baseline_file.dumps(report), list(inputs), "--save-baseline")
+        _write(save_baseline, baseline_file.dumps(report), [*inputs, *sources], "--save-baseline")
     for name, path, flag in files:
         _write(path, render(name, report, Style(color=False)), protected, flag)
     if not any(flag == "--output" for _, _, flag in files):
