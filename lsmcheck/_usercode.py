@@ -58,9 +58,15 @@ class SpecError(Exception):
     """The callable a spec names cannot be imported (the caller adds where it was named)."""
 
 
-def one_line(error: BaseException) -> str:
-    """The exception's message on one line, shortened to :data:`MAX_MESSAGE` characters."""
+def one_line(error: BaseException | str) -> str:
+    """The exception's message on one line, shortened to :data:`MAX_MESSAGE` characters, with
+    what a terminal or an encoder must not see escaped (``\\x1b``, a lone ``\\ud800``): the
+    user's text reaches terminals, UTF-8 files and CI logs."""
     text = " ".join(str(error).split())
+    if not text.isprintable():
+        text = "".join(
+            c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
+        )
     return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lsmcheck import bounds, fastmetrics, metrics, targets
+from lsmcheck._usercode import one_line
 from lsmcheck.algorithms import (
     DEFAULT_ALGORITHMS,
     DEFAULT_BLOCK,
@@ -623,7 +624,7 @@ def _run(alg: Algorithm, batch: npt.NDArray[Any], setup: Setup) -> list[tuple[Tr
     except Exception as e:
         if alg.traced:
             raise
-        first = (str(e).strip().splitlines() or [""])[0]
+        first = one_line((str(e).strip().splitlines() or [""])[0])
         return [f"{alg.name} raised {type(e).__name__}: {first}"] * len(batch)
     expected = (batch.shape[0], 1) if alg.kind.per_vector else batch.shape
     if trace.out.shape != expected:

@@ -253,6 +253,22 @@ def test_in_process_code_raising_generator_exit_is_an_error_but_ctrl_c_ends_the_
         engine_audit([vec([0.0, 3.0])], opts)
 
 
+@pytest.mark.parametrize("fmt", ["table", "github", "markdown", "csv", "json", "junit"])
+def test_a_message_with_escape_codes_or_a_lone_surrogate_is_shown_escaped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str
+) -> None:
+    """A lone surrogate cannot be encoded (it crashed the table writer: exit 3), and escape
+    codes would recolour the user's terminal or CI log."""
+    (tmp_path / "evil.py").write_text(
+        'def f(x):\n    raise ValueError("bad \\ud800 \\x1b[31mred")\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    code, out, err = invoke("-l", "1,2", "-d", "float32", "--impl", "softmax=evil:f", "-f", fmt)
+    assert code == 1, err
+    assert "\x1b" not in out and "\ud800" not in out
+    assert r"bad \ud800 \x1b[31mred" in out.replace("\\\\", "\\")
+
+
 def test_two_implementations_with_one_name_are_an_error(in_fixtures: Path) -> None:
     a = load("softmax=mysoftmax:stable_softmax")
     b = wrap(lambda x: x, "softmax", "mysoftmax:stable_softmax")
