@@ -48,7 +48,7 @@ from typing import Any
 
 from lsmcheck.dtypes import get_format
 from lsmcheck.errors import UsageError
-from lsmcheck.gate import FAIL_ON_CHOICES, Limits, Rule
+from lsmcheck.gate import FAIL_ON_CHOICES, UNAUDITED, Limits, Rule
 from lsmcheck.sandbox import parse_size
 from lsmcheck.userimpl import parse_spec
 
@@ -401,20 +401,26 @@ class _Checker:
                 what = "a whole number" if count else "a number"
                 raise bad(key, f"expected {what} >= 0 (or inf: no limit), got {v!r}")
             limits[key] = float(v)
+        unaudited = None
         fail_on = value.get("fail_on")
         if fail_on is not None:
             if not isinstance(fail_on, list) or not all(isinstance(v, str) for v in fail_on):
                 raise bad("fail_on", f"expected an array of strings, got {_type(fail_on)}")
             for name in fail_on:
-                if name not in (*FAIL_ON_CHOICES, "all"):
-                    choices = ", ".join((*FAIL_ON_CHOICES, "all"))
+                if name not in (*FAIL_ON_CHOICES, UNAUDITED, "all"):
+                    choices = ", ".join((*FAIL_ON_CHOICES, UNAUDITED, "all"))
                     raise bad("fail_on", f"unknown event {name!r} (choose from {choices})")
+                if name == UNAUDITED:
+                    unaudited = True
+                    continue
                 for kind in FAIL_ON_CHOICES if name == "all" else (name,):
                     if f"max_{kind}" in limits and limits[f"max_{kind}"] != 0:
                         raise bad("fail_on", f"names {kind!r} but max_{kind} is also set")
                     limits[f"max_{kind}"] = 0.0
         origin = f"{self.shown} [{table}]"
-        return Rule(Limits(**limits), algorithm=algorithm, dtype=dtype, origin=origin)
+        return Rule(
+            Limits(**limits, unaudited=unaudited), algorithm=algorithm, dtype=dtype, origin=origin
+        )
 
 
 def _quote(name: str) -> str:

@@ -58,6 +58,8 @@ class Limits:
         max_rel_error: the largest allowed max relative error.
         max_overflow, max_underflow, max_nan: how many output elements of one result may
             overflow, underflow or be NaN (0: any occurrence fails).
+        unaudited: whether a vector that cannot be audited (undefined, or unrepresentable in
+            the dtype) fails its results (``fail_on = ["unaudited"]`` in a config table).
     """
 
     max_ulp: float | None = None
@@ -65,6 +67,7 @@ class Limits:
     max_overflow: float | None = None
     max_underflow: float | None = None
     max_nan: float | None = None
+    unaudited: bool | None = None
 
     def __post_init__(self) -> None:
         for name in _LIMIT_FIELDS.values():
@@ -133,7 +136,7 @@ class Thresholds:
     def __post_init__(self) -> None:
         unknown = sorted(set(self.fail_on) - {*FAIL_ON_CHOICES, UNAUDITED})
         if unknown:
-            choices = ", ".join((*FAIL_ON_CHOICES, UNAUDITED))
+            choices = ", ".join((*FAIL_ON_CHOICES, UNAUDITED, "all"))
             raise UsageError(f"--fail-on: unknown event {unknown[0]!r} (choose from {choices})")
         if self.max_ulp is not None and not self.max_ulp >= 0:
             raise UsageError(f"--max-ulp: expected a number >= 0, got {self.max_ulp!r}")
@@ -153,12 +156,25 @@ class Thresholds:
     @property
     def direct(self) -> Limits:
         """The direct fields as one level of limits."""
-        counts = {f"max_{k}": 0.0 if k in self.fail_on else None for k in FAIL_ON_CHOICES}
-        return Limits(max_ulp=self.max_ulp, max_rel_error=self.max_rel_error, **counts)
+        over, under, nan = (0.0 if k in self.fail_on else None for k in FAIL_ON_CHOICES)
+        return Limits(self.max_ulp, self.max_rel_error, over, under, nan)
 
     def resolve(self, algorithm: str, dtype: str) -> dict[str, tuple[float, str]]:
         """The limits that apply to ``algorithm`` in ``dtype``: check -> (limit, origin)."""
         return _resolve(self, algorithm, dtype)
+
+    def fails_unaudited(self, algorithm: str, dtype: str) -> bool:
+        """Whether an unaudited result of ``algorithm`` in ``dtype`` fails: ``--fail-on
+        unaudited``, else the most specific rule that says."""
+        if UNAUDITED in self.fail_on:
+            return True
+        said = [r for r in self.rules if r.limits.unaudited is not None]
+        levels = sorted((r for r in said if r.matches(algorithm, dtype)), key=_specificity)
+        return bool(levels and levels[-1].limits.unaudited)
+
+
+def _specificity(rule: Rule) -> int:
+    return rule.specificity
 
 
 @functools.lru_cache(maxsize=1024)
@@ -182,6 +198,9 @@ def parse_fail_on(values: tuple[str, ...] | list[str]) -> frozenset[str]:
     ``all`` means every event (overflow, underflow, nan); ``unaudited`` must be named.
     """
     names = {n.strip() for v in values for n in v.split(",") if n.strip()}
+    if values and not names:  # --fail-on "$EVENTS" with an empty variable: not "no gate"
+        choices = ", ".join((*FAIL_ON_CHOICES, UNAUDITED, "all"))
+        raise UsageError(f"--fail-on: no event given (choose from {choices})")
     if "all" in names:
         names = (names - {"all"}) | set(FAIL_ON_CHOICES)
     return frozenset(names)
@@ -222,7 +241,7 @@ def judge(result: Result, thresholds: Thresholds) -> Result:
     """
     if not result.audited:
         skipped = result.status in (Status.UNDEFINED, Status.UNREPRESENTABLE)
-        if skipped and UNAUDITED in thresholds.fail_on:
+        if skipped and thresholds.fails_unaudited(result.algorithm, result.dtype):
             why = f"not audited: {result.reason}"
             return dataclasses.replace(result, status=Status.FAIL, failures=(why,))
         return result

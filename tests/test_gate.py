@@ -217,6 +217,44 @@ def test_fail_on_unaudited_known_to_the_baseline_does_not_fail() -> None:
     assert not rep.passed and rep.results[0].status is Status.FAIL
 
 
+def test_a_config_can_fail_unaudited_vectors_for_every_result_or_per_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``fail_on = ["unaudited"]`` in the config did what ``--fail-on unaudited`` does only on
+    the command line (the config refused it: a CI gate in pyproject.toml alone could not)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in.csv").write_text("1,2\n1e10,0\n")  # line 2 overflows float16
+    args = ["run", "in.csv", "-d", "float16,float32", "-a", "softmax_stable", "-f", "json"]
+
+    def statuses(config: str) -> tuple[int, list[str]]:
+        (tmp_path / "pyproject.toml").write_text(config)
+        done = CliRunner().invoke(main, args)
+        assert done.exit_code in (0, 1), done.output
+        return done.exit_code, [r["status"] for r in json.loads(done.stdout)["results"]]
+
+    everywhere = '[tool.lsmcheck.thresholds]\nfail_on = ["unaudited"]\n'
+    assert statuses(everywhere) == (1, ["pass", "pass", "fail", "pass"])
+    in_float32 = '[tool.lsmcheck.thresholds.dtype.float32]\nfail_on = ["unaudited"]\n'
+    assert statuses(in_float32) == (0, ["pass", "pass", "unrepresentable", "pass"])
+    lifted = everywhere + "[tool.lsmcheck.thresholds.dtype.float16]\nfail_on = []\n"
+    assert statuses(lifted)[0] == 1  # an empty list lifts nothing: the lower level holds
+    t = Thresholds(rules=(Rule(Limits(unaudited=True)), Rule(Limits(unaudited=False), dtype="a")))
+    assert t.fails_unaudited("x", "b") and not t.fails_unaudited("x", "a")
+
+
+@pytest.mark.parametrize("value", ["", ",", " , "])
+def test_an_empty_fail_on_is_an_error_not_an_open_gate(value: str) -> None:
+    """``--fail-on "$EVENTS"`` with an empty variable passed every result."""
+    done = CliRunner().invoke(
+        main, ["run", "-l", "1000,0", "-a", "softmax_naive", "--fail-on", value]
+    )
+    assert done.exit_code == 2
+    assert done.output == (
+        "lsmcheck: error: --fail-on: no event given "
+        "(choose from overflow, underflow, nan, unaudited, all)\n"
+    )
+
+
 def test_infinite_errors_compare_sanely() -> None:
     rep = compare(report(result(max_ulp=INF)), baseline_of(result(max_ulp=INF)))
     assert rep.results[0].baseline == "unchanged" and rep.passed
