@@ -118,3 +118,25 @@ def test_max_length_refuses_a_long_array_before_reading_it(tmp_path: Path) -> No
     assert code == 2 and err.startswith(f"lsmcheck: error: {npz}:long: vectors of 9 logits")
     code, _, report = run(tmp_path, str(npz), "--max-length", "9", "-d", "float64")
     assert code == 0 and report.exists()
+
+
+def test_max_length_refuses_a_long_text_vector_before_auditing_it(tmp_path: Path) -> None:
+    """It applied to arrays only: a 16 MiB CSV line (8 million logits, some 4 GB to audit)
+    went through."""
+    csv = tmp_path / "long.csv"
+    csv.write_text("1,2\n" + ",".join(["0"] * 5000) + "\n")
+    code, err, report = run(tmp_path, str(csv), "--max-length", "4999")
+    assert code == 2 and not report.exists()
+    assert err == (
+        f"lsmcheck: error: {csv}:2: a vector of 5,000 logits is longer than --max-length 4,999: "
+        "a vector is audited whole, at about 500 bytes per logit (2 MiB here); raise "
+        "--max-length to audit it\n"
+    )
+    doc = tmp_path / "v.json"
+    doc.write_text("[[1, 2], [1, 2, 3]]")
+    code, err, _ = run(tmp_path, str(doc), "--max-length", "2")
+    assert code == 2 and err.startswith(f"lsmcheck: error: {doc}[1]: a vector of 3 logits")
+    code, err, _ = run(tmp_path, "-l", "1,2,3", "--max-length", "2")
+    assert code == 2 and err.startswith("lsmcheck: error: --logits[0]: a vector of 3 logits")
+    code, _, report = run(tmp_path, str(csv), "--max-length", "5000", "-d", "float64")
+    assert code == 0 and report.exists()

@@ -238,18 +238,28 @@ DEFAULT_MAX_LENGTH = 1 << 21
 
 
 def _check_lengths(inputs: Sequence[str], max_length: int) -> None:
-    """Refuse an array whose vectors are longer than ``max_length`` before reading it.
-
-    Text inputs need no check: their line (16 MiB) and file (64 MiB for JSON) caps bound them.
-    """
+    """Refuse an array whose vectors are longer than ``max_length`` before reading it (text
+    inputs are checked vector by vector as they are read: :func:`_bounded`)."""
     for source, n in longest_vectors(inputs):
         if n > max_length:
-            raise InputError(
-                source,
-                f"vectors of {n:,} logits are longer than --max-length {max_length:,}: a vector "
-                f"is audited whole, at about 500 bytes per logit ({_size(n * 500)} here); "
-                "raise --max-length to audit it",
-            )
+            raise InputError(source, _too_long("vectors", n, max_length))
+
+
+def _bounded(vectors: Iterable[Vector], max_length: int) -> Iterator[Vector]:
+    """``vectors``, refusing one longer than ``max_length`` before it is audited: a 16 MiB
+    CSV line holds 8 million logits, some 4 GB to audit."""
+    for v in vectors:
+        if len(v.values) > max_length:
+            raise InputError(v.label, _too_long("a vector", len(v.values), max_length))
+        yield v
+
+
+def _too_long(what: str, n: int, max_length: int) -> str:
+    return (
+        f"{what} of {n:,} logits {'is' if what == 'a vector' else 'are'} longer than "
+        f"--max-length {max_length:,}: a vector is audited whole, at about 500 bytes per logit "
+        f"({_size(n * 500)} here); raise --max-length to audit it"
+    )
 
 
 def _size(n: int) -> str:
@@ -401,8 +411,9 @@ class _Limits:
     default=DEFAULT_MAX_LENGTH,
     show_default=True,
     metavar="N",
-    help="Refuse (exit code 2, before reading) a .npy/.npz vector longer than N logits: one "
-    "vector is audited whole, at about 500 bytes of memory per logit.",
+    help="Refuse (exit code 2) a vector longer than N logits (a .npy/.npz before reading it, "
+    "a text vector before auditing it): one vector is audited whole, at about 500 bytes of "
+    "memory per logit.",
 )
 @click.option(
     "--timeout",
@@ -483,7 +494,7 @@ def run(
         outputs.append((save_baseline, "--save-baseline", [*inputs, *sources]))
     check_outputs(outputs)  # before the audit: a refused file wastes no work
     _check_lengths(inputs, max_length)
-    vectors = iter_sources(inputs, logits, stdin=sys.stdin)  # read as the audit streams
+    vectors = _bounded(iter_sources(inputs, logits, stdin=sys.stdin), max_length)  # streamed
     if not (paths or logits) and cfg.inputs and cfg.input_names:
         vectors = _named(vectors, dict(zip(cfg.inputs, cfg.input_names, strict=True)))
     tolerance = next(
