@@ -2,9 +2,9 @@
 
 A fenced block that opens with ```console holds one or more commands, each on a line starting
 with ``$ ``; everything up to the next command (or the fence) is that command's output and is
-replaced by what the command prints now (stdout and stderr, as a terminal 140 columns wide
-would show them without colour).  Commands run from the repository root with ``lsmcheck``
-meaning this checkout (``python -m lsmcheck``).
+replaced by what the command prints now (stdout and stderr interleaved as they are written,
+as a terminal 140 columns wide would show them without colour).  Commands run from the
+repository root with ``lsmcheck`` meaning this checkout (``python -m lsmcheck``).
 
     python scripts/update_examples.py README.md docs/*.md
 """
@@ -23,11 +23,19 @@ BLOCK = re.compile(r"```console\n(.*?)```", re.S)
 
 def run(command: str) -> str:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1", "COLUMNS": "140"}
+    env["PYTHONUNBUFFERED"] = "1"  # stdout written when printed, as on a terminal
     shell = command.replace("lsmcheck ", f"{sys.executable} -m lsmcheck ")
     done = subprocess.run(
-        shell, shell=True, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+        shell,
+        shell=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,  # one pipe: the order a terminal shows
+        text=True,
+        timeout=600,
     )
-    return done.stdout + done.stderr
+    return done.stdout
 
 
 def refresh(block: str) -> str:

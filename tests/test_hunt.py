@@ -169,6 +169,11 @@ def test_hunt_and_limits_take_a_user_implementation(monkeypatch) -> None:  # typ
     assert "mysoftmax:raising_softmax error" in flat and "could not be probed" in flat
     res = runner.invoke(main, ["hunt", "-d", "float16"])
     assert res.exit_code == 2 and "give one implementation" in res.stderr
+    # an implementation that fails on every candidate: the hunt found nothing, exit 1 (was 0)
+    raising = "softmax=mysoftmax:raising_softmax"
+    res = runner.invoke(main, ["hunt", "--impl", raising, "-d", "float16", "--evals", "32"])
+    assert res.exit_code == 1, res.output
+    assert "no candidate could be audited (the first: raised ValueError" in res.stdout
 
 
 @pytest.mark.parametrize("evals", [1, 20, 33])

@@ -40,15 +40,39 @@ STOPPED = re.compile(
 )
 
 
-def test_max_elements_stops_the_run_and_says_how_far_it_got(tmp_path: Path, big: str) -> None:
+def test_max_elements_refuses_an_input_known_to_be_larger_before_auditing_it(
+    tmp_path: Path, big: str
+) -> None:
+    """The size of a .npy is known: it was audited up to the limit and thrown away, with a
+    message saying "stopped after auditing 96000 of 96000" when one chunk held it all."""
     code, err, _ = run(tmp_path, big, "-d", "float32", "--max-elements", "100000", "--jobs", "1")
-    assert code == 2
-    match = STOPPED.fullmatch(err)
-    assert match is not None, err
-    assert match.group(1) == "--max-elements 100000"
-    done, total = int(match.group(2)), int(match.group(3))
-    assert 100_000 < done < total == 200 * 32_000
+    assert (code, err) == (
+        2,
+        f"lsmcheck: error: --max-elements 100000: the input holds {200 * 32_000} elements "
+        "(logits x dtypes); nothing was audited and no report was written\n",
+    )
     assert list(tmp_path.iterdir()) == []
+    code, _, report = run(tmp_path, "-l", "1,2,3", "-d", "float32", "--max-elements", "3")
+    assert code == 0 and report.exists()
+
+
+def test_max_elements_stops_a_stream_and_says_how_far_it_got(tmp_path: Path) -> None:
+    rows = tmp_path / "in" / "rows.csv"
+    rows.parent.mkdir()
+    line = ",".join(["1.5", "-2", "0.25", "3"] * 2_500)
+    rows.write_text((line + "\n") * 40)  # 400,000 logits; the size of a CSV is not known
+    out = tmp_path / "out"
+    out.mkdir()
+    code, err, _ = run(out, str(rows), "-d", "float32", "--max-elements", "100000", "--jobs", "1")
+    assert code == 2
+    match = re.fullmatch(
+        r"lsmcheck: error: --max-elements 100000: stopped after auditing (\d+) elements "
+        r"\(logits x dtypes\) in [0-9.]+ s; no report was written\n",
+        err,
+    )
+    assert match is not None, err
+    assert 100_000 < int(match.group(1)) < 400_000
+    assert list(out.iterdir()) == []
 
 
 def test_a_run_within_max_elements_writes_its_report(tmp_path: Path) -> None:

@@ -119,7 +119,7 @@ def _algorithms(
 ) -> tuple[str | Algorithm, ...]:
     """``-a`` names and ``--impl`` implementations (in sandboxes with the ``--impl-timeout``
     and ``--impl-memory`` limits); with ``--impl`` alone, only those."""
-    limits = Limits.make(timeout, memory) if impls else None
+    limits = Limits.make(timeout, memory)  # checked even when unused, as in run
     user = [load(spec, "--impl", limits=limits) for spec in impls]
     builtin = algorithm_names(algorithms) if algorithms or not user else ()
     chosen: tuple[str | Algorithm, ...] = (*builtin, *user)
@@ -478,11 +478,12 @@ def hunt(
     if save:
         added, skipped = append_cases(save, report.case_text())
         already = f" ({skipped} already there)" if skipped else ""
-        click.echo(f"lsmcheck: appended {added} vectors to {save}{already}", err=True)
+        vectors = "vector" if added == 1 else "vectors"
+        click.echo(f"lsmcheck: appended {added} {vectors} to {save}{already}", err=True)
     width = style_for(sys.stdout).width
     text = fmt_explore.hunt_json(report) if fmt == "json" else fmt_explore.hunt_text(report, width)
     sys.stdout.write(text)
-    return 0
+    return 1 if not report.worst else 0  # no candidate audited: the implementation failed
 
 
 __all__ = ["append_cases", "hunt", "limits", "progress_bar", "sweep"]

@@ -75,14 +75,14 @@ def _implementations(
 ) -> list[Algorithm]:
     """The user's implementations: ``--impl`` values, else the config's, each started in its
     sandbox with the ``--impl-timeout`` and ``--impl-memory`` limits (or the config's)."""
-    if not (impls or cfg.implementations):
-        return []
-    limits = Limits.make(
+    limits = Limits.make(  # checked even when unused: a typo in a CI script fails at once
         timeout if timeout is not None else cfg.impl_timeout,
         memory if memory is not None else cfg.impl_memory,
         "--impl-timeout" if timeout is not None else cfg.where("impl_timeout"),
         "--impl-memory" if memory is not None else cfg.where("impl_memory"),
     )
+    if not (impls or cfg.implementations):
+        return []
     if impls:
         return [load(spec, "--impl", limits=limits) for spec in impls]
     search = () if cfg.directory is None else (cfg.directory,)
@@ -286,6 +286,16 @@ class _Limits:
             f"{elapsed:.1f} s; no report was written"
         )
 
+    def check_total(self) -> None:
+        """Refuse before any work an input whose size is known and above ``--max-elements``
+        (auditing it up to the limit would be work thrown away)."""
+        n, most = self.total, self.max_elements
+        if n is not None and most is not None and n > most:
+            raise LimitError(
+                f"--max-elements {most}: the input holds {n} elements (logits x dtypes); "
+                "nothing was audited and no report was written"
+            )
+
     def progress(self, bar: Callable[[int, Any], None]) -> Callable[[int, Any], None]:
         def callback(done: int, total: Any) -> None:
             self.done = done
@@ -403,7 +413,8 @@ class _Limits:
     type=click.IntRange(min=1),
     metavar="N",
     help="Stop with exit code 2 and no report once more than N elements (logits x dtypes) "
-    "have been audited (checked after each chunk of about 131,072 logits).",
+    "have been audited (checked after each chunk of about 131,072 logits); an input known to "
+    "be larger (.npy, .npz, -l) is refused before any work.",
 )
 @click.option(
     "--max-length",
@@ -506,6 +517,7 @@ def run(
     bar = ProgressBar(quiet)
     limits = _Limits(max_elements, timeout)
     limits.total = None if total is None else total * len(options.formats())
+    limits.check_total()
     writers = [fmt, *(name for name, _, _ in files)]
     try:
         with limits.alarm():

@@ -188,7 +188,7 @@ def verdict(report: Report) -> str:
         return f"audited {audited} result{'s' if n != 1 else ''}{unseen} (no gate set)"
     if report.passed:
         return f"PASS: {n} result{'s' if n != 1 else ''}{unseen}"
-    text = f"FAIL: {n_bad} of {n} results broke the gate{unseen}"
+    text = f"FAIL: {n_bad} of {n} result{'s' if n != 1 else ''} broke the gate{unseen}"
     if gone:
         text += f", {gone} baseline result{'s' if gone != 1 else ''} vanished"
     return text

@@ -187,7 +187,8 @@ def hunt_text(h: HuntReport, width: int = 100) -> str:
     )
     head = (
         f"# lsmcheck hunt: {h.algorithm} in {h.dtype}, length {h.length}, seed {h.seed}: "
-        f"{h.evaluations} inputs in {h.rounds} rounds, {h.seconds:.1f} s; {baseline}"
+        f"{h.evaluations} inputs in {h.rounds} round{'s' if h.rounds != 1 else ''}, "
+        f"{h.seconds:.1f} s; {baseline}"
     )
     verdict = textwrap.wrap(
         "Verdict: " + h.verdict(), width=width - 2, break_long_words=False, break_on_hyphens=False

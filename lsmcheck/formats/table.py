@@ -307,7 +307,10 @@ def verdict_text(report: Report) -> Text:
         )
     if report.passed:
         return Text(f"\nPASS: {counted}", "bold green")
-    text = Text(f"\nFAIL: {n_failed} of {n} results broke the gate{unseen}\n", "bold red")
+    text = Text(
+        f"\nFAIL: {n_failed} of {n} result{'s' if n != 1 else ''} broke the gate{unseen}\n",
+        "bold red",
+    )
     if report.baseline is not None and report.baseline.vanished:
         text.append(f"  and {len(report.baseline.vanished)} baseline results vanished\n")
     failed = [r for r in report.results if r.status in (Status.FAIL, Status.ERROR)]
