@@ -59,3 +59,31 @@ def test_cli_is_silent_off_a_terminal() -> None:
     result = CliRunner().invoke(main, ["run", "-l", "1,2,3", "-f", "json"])
     assert result.exit_code == 0
     assert result.stderr == ""
+
+
+def test_the_exploring_commands_bar_shows_on_a_terminal_unless_quiet(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lsmcheck.cli import explore
+
+    monkeypatch.setattr(explore, "PROGRESS_AFTER", 0.0)
+    for quiet in (False, True):
+        tty = Tty()
+        monkeypatch.setattr("sys.stderr", tty)
+        with explore.progress_bar("hunt", quiet) as progress:
+            progress(1, 2)
+        assert ("hunt" in tty.getvalue()) is not quiet
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["limits", "-q", "-d", "float16", "-a", "softmax_naive", "--limit", "overflow"],
+        ["sweep", "--quiet", "-d", "float16", "-a", "softmax_naive", "--steps", "2"],
+        ["hunt", "-q", "-d", "float16", "-a", "softmax_naive", "--evals", "8"],
+    ],
+)
+def test_the_exploring_commands_take_quiet(args: list[str]) -> None:
+    """Only ``run`` had it (``limits -q`` was "No such option")."""
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output

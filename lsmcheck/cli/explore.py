@@ -23,6 +23,7 @@ from lsmcheck.cli.common import (
     guard,
     impl_limit_options,
     precision_option,
+    quiet_option,
     style_for,
     write_atomically,
 )
@@ -44,14 +45,15 @@ PROGRESS_AFTER = 0.5
 class _Bar:
     """A rich progress bar on stderr, started on the first update after a delay."""
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str, quiet: bool = False) -> None:
         self.label = label
+        self.quiet = quiet
         self.start = time.monotonic()
         self.bar: Progress | None = None
         self.task: TaskID | None = None
 
     def update(self, done: float, total: float) -> None:
-        if not sys.stderr.isatty() or time.monotonic() - self.start < PROGRESS_AFTER:
+        if self.quiet or not sys.stderr.isatty() or time.monotonic() - self.start < PROGRESS_AFTER:
             return
         if self.bar is None or self.task is None:
             self.bar = Progress(
@@ -72,13 +74,14 @@ class _Bar:
 
 
 @contextmanager
-def progress_bar(label: str) -> Iterator[Callable[[float, float], None]]:
+def progress_bar(label: str, quiet: bool = False) -> Iterator[Callable[[float, float], None]]:
     """A ``progress(done, total)`` callback drawing a rich bar on stderr.
 
     The bar shows only when stderr is a terminal, and only once the work has run for
-    :data:`PROGRESS_AFTER` seconds, so quick commands and redirected runs print nothing.
+    :data:`PROGRESS_AFTER` seconds, so quick commands and redirected runs print nothing;
+    ``quiet`` (``--quiet``) never shows it.
     """
-    bar = _Bar(label)
+    bar = _Bar(label, quiet)
     try:
         yield bar.update
     finally:
@@ -186,6 +189,7 @@ output_option = click.option(
     show_default=True,
 )
 @output_option
+@quiet_option
 @guard
 def limits(
     dtypes: tuple[str, ...],
@@ -198,13 +202,14 @@ def limits(
     max_length: int,
     fmt: str,
     output: str | None,
+    quiet: bool,
 ) -> int:
     """Measure where each algorithm breaks in each dtype, beside the analytical values."""
     sources = _sources(impls)
     if output:  # before the work: a file that cannot be written wastes none
         check_outputs([(output, "--output", sources)])
     names = [n.strip() for v in limit_names for n in v.split(",") if n.strip()] or list(LIMITS)
-    with progress_bar("limits") as progress:
+    with progress_bar("limits", quiet) as progress:
         report = measure_limits(
             _algorithms(algorithms, impls, impl_timeout, impl_memory),
             dtype_names(dtypes),
@@ -261,6 +266,7 @@ def limits(
 @click.option(
     "--height", type=int, default=12, show_default=True, metavar="ROWS", help="Plot height."
 )
+@quiet_option
 @guard
 def sweep(
     family: str,
@@ -282,6 +288,7 @@ def sweep(
     png: str | None,
     svg: str | None,
     height: int,
+    quiet: bool,
 ) -> int:
     """Vary one parameter of a seeded family (scale, shift, spread, length) and audit each step.
 
@@ -295,7 +302,7 @@ def sweep(
     files = ((output, "--output"), (png, "--png"), (svg, "--svg"))
     # before the work: a file that cannot be written (or is named twice) wastes none
     check_outputs([(path, flag, sources) for path, flag in files if path])
-    with progress_bar(f"sweep {family}") as progress:
+    with progress_bar(f"sweep {family}", quiet) as progress:
         result = run_sweep(
             family,
             start=start,
@@ -426,6 +433,7 @@ def append_cases(path: str, text: str) -> tuple[int, int]:
     help="Case lines with comments (a valid case file), or JSON.",
 )
 @precision_option
+@quiet_option
 @guard
 def hunt(
     algorithm: str | None,
@@ -441,6 +449,7 @@ def hunt(
     save: str | None,
     fmt: str,
     precision: int,
+    quiet: bool,
 ) -> int:
     """Search for the inputs that break one implementation in one dtype worst.
 
@@ -458,7 +467,7 @@ def hunt(
         if algorithm is not None
         else _algorithms((), (str(impl),), impl_timeout, impl_memory)[0]
     )
-    with progress_bar("hunt") as progress:
+    with progress_bar("hunt", quiet) as progress:
         report = run_hunt(
             target,
             dtype,
