@@ -16,6 +16,7 @@ import tracemalloc
 import zipfile
 from pathlib import Path
 
+import ml_dtypes
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -153,8 +154,12 @@ def test_npy_header_claiming_an_absurd_shape_is_refused(tmp_path: Path) -> None:
         (np.zeros(3, dtype=[("x", "<f8"), ("y", "<i4")]), "structured arrays are not supported"),
         (np.zeros(3, dtype=np.complex128), "complex arrays are not supported"),
         (np.array(["a", "b"]), "string arrays are not supported"),
+        # ml_dtypes' formats are written as raw bytes (|V2, |V1): say so, not "structured"
+        (np.ones((2, 3), ml_dtypes.bfloat16), "raw 2-byte values (dtype |V2) do not say their"),
+        (np.ones(3, ml_dtypes.float8_e4m3fn), "raw 1-byte values (dtype |V1) do not say their"),
+        (np.ones(3, ml_dtypes.float8_e5m2), "raw 1-byte values (dtype <f1) do not say their"),
     ],
-    ids=["object", "structured", "complex", "string"],
+    ids=["object", "structured", "complex", "string", "bfloat16", "e4m3fn", "e5m2"],
 )
 def test_npy_of_an_unsupported_dtype_is_refused(
     tmp_path: Path, array: np.ndarray, expected: str

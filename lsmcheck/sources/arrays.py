@@ -55,8 +55,20 @@ def _npy_header(file: BinaryIO, where: str) -> tuple[tuple[int, ...], np.dtype[A
     except (ValueError, SyntaxError, TypeError) as error:
         # ValueError includes UnicodeDecodeError; numpy tokenizes and literal-evals the header,
         # so a corrupt one can also raise SyntaxError (or TokenError, above).
+        if str(error).endswith(("descriptor: '<f1'", "descriptor: '>f1'")):  # float8_e5m2
+            raise InputError(where, _raw_bytes(1, "<f1")) from None
         raise InputError(where, f"not a valid .npy array: {_one_line(error)}") from None
     return shape, dtype
+
+
+def _raw_bytes(size: int, dtype: str) -> str:
+    """What to say of an array of ml_dtypes' (``np.save`` writes bfloat16 as ``|V2``, float8
+    as ``|V1`` or ``<f1``: headers that do not say which format they hold)."""
+    return (
+        f"raw {size}-byte values (dtype {dtype}) do not say their format: numpy saves "
+        "ml_dtypes' bfloat16 and float8 arrays so; save them as float32 (exact for every one of "
+        "them) and audit with -d bfloat16 or -d float8_..."
+    )
 
 
 def _check_array(shape: tuple[int, ...], dtype: np.dtype[Any], where: str) -> None:
@@ -67,6 +79,8 @@ def _check_array(shape: tuple[int, ...], dtype: np.dtype[Any], where: str) -> No
         kind = _UNSUPPORTED_KINDS.get(dtype.kind, "non-numeric")
         if dtype.names is not None:
             kind = "structured"
+        elif dtype.kind == "V" and dtype.itemsize in (1, 2):  # how np.save writes ml_dtypes
+            raise InputError(where, _raw_bytes(dtype.itemsize, str(dtype)))
         raise InputError(
             where,
             f"{kind} arrays are not supported (dtype {dtype}); "
