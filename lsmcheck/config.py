@@ -224,9 +224,9 @@ def load(path: Path) -> Config:
     return Config(
         path=shown,
         table=table,
-        inputs=check.paths(written := check.strings(values, "inputs")),
+        inputs=check.paths(written := check.strings(values, "inputs", empty=False)),
         input_names=None if written is None else tuple(map(_name, written)),
-        algorithms=check.strings(values, "algorithms"),
+        algorithms=check.strings(values, "algorithms", empty=False),
         implementations=implementations,
         impl_timeout=impl_timeout,
         impl_memory=impl_memory,
@@ -273,12 +273,18 @@ class _Checker:
                 where = _dotted(prefix, key) if prefix else key
                 raise ConfigError(f"{self.shown}: {where}: unknown key{hint}")
 
-    def strings(self, values: Mapping[str, Any], key: str) -> tuple[str, ...] | None:
+    def strings(
+        self, values: Mapping[str, Any], key: str, empty: bool = True
+    ) -> tuple[str, ...] | None:
+        """An array of strings; ``empty=False``: one that names nothing is an error (as
+        ``-d ''`` is), not the default it would silently mean."""
         value = values.get(key)
         if value is None:
             return None
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise self.error(key, f"expected an array of strings, got {_type(value)}")
+        if not empty and not value:
+            raise self.error(key, "an empty array names nothing; leave the key out for the default")
         return tuple(value)
 
     def number(self, values: Mapping[str, Any], key: str, finite: bool = False) -> float | None:
@@ -314,7 +320,7 @@ class _Checker:
         return None if texts is None else tuple(self.path(t) for t in texts)
 
     def dtypes(self, values: Mapping[str, Any]) -> tuple[str, ...] | None:
-        names = self.strings(values, "dtypes")
+        names = self.strings(values, "dtypes", empty=False)
         for name in names or ():
             if name == "all":
                 continue

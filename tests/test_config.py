@@ -141,6 +141,10 @@ max_overflow = inf
         ("dtype = []\n", "tool.lsmcheck.dtype: unknown key (did you mean 'dtypes'?)"),
         ("colour = true\n", "tool.lsmcheck.colour: unknown key"),
         ('inputs = "a.csv"\n', "tool.lsmcheck.inputs: expected an array of strings, got 'a.csv'"),
+        # an empty array silently meant the default (all dtypes), unlike -d ''
+        ("dtypes = []\n", "tool.lsmcheck.dtypes: an empty array names nothing; leave the key"),
+        ("algorithms = []\n", "tool.lsmcheck.algorithms: an empty array names nothing"),
+        ("inputs = []\n", "tool.lsmcheck.inputs: an empty array names nothing"),
         ("inputs = [1]\n", "tool.lsmcheck.inputs: expected an array of strings, got an array"),
         ('dtypes = ["float8"]\n', "tool.lsmcheck.dtypes: unknown dtype 'float8'"),
         ("precision = 1.5\n", "tool.lsmcheck.precision: expected an integer, got 1.5 (a float)"),

@@ -143,6 +143,13 @@ def test_cli_usage_errors() -> None:
     assert res.exit_code == 2 and "unknown dtype" in res.stderr
     res = runner.invoke(main, ["hunt", "-a", "softmax_naive", "-d", "float16", "--budget", "0"])
     assert res.exit_code == 2 and "--budget" in res.stderr
+    res = runner.invoke(main, ["hunt", "-a", "softmax_naive", "-d", "float16,float32"])
+    assert res.exit_code == 2
+    assert res.stderr == (
+        "lsmcheck: error: --dtype: hunt takes one, got 'float16,float32' (hunt each in turn)\n"
+    )
+    res = runner.invoke(main, ["hunt", "-a", "softmax_naive,softmax_stable", "-d", "float16"])
+    assert res.exit_code == 2 and "--algorithm: hunt takes one" in res.stderr
 
 
 FIXTURES = Path(__file__).parent / "fixtures"

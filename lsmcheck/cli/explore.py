@@ -352,6 +352,8 @@ CASE_SUFFIXES = (".csv", ".txt")
 def check_case_file(path: str) -> Path:
     """``path`` as a case file ``--save`` can append to, or a UsageError."""
     target = Path(path)
+    if target.is_dir():
+        raise UsageError(f"--save: {path} is a directory")
     if target.suffix.lower() not in CASE_SUFFIXES:  # lines of a .tsv or .json would not parse
         raise UsageError(
             f"--save: {path}: case files are comma-separated text "
@@ -458,6 +460,9 @@ def hunt(
     """
     if (algorithm is None) == (impl is None):
         raise UsageError("hunt: give one implementation: -a NAME or --impl KIND=MODULE:FUNCTION")
+    for flag, value in (("--algorithm", algorithm), ("--dtype", dtype)):
+        if value is not None and "," in value:  # as run and limits take them
+            raise UsageError(f"{flag}: hunt takes one, got {value!r} (hunt each in turn)")
     if save:  # before the search: a file it cannot append to wastes no work
         check_case_file(save)
     if algorithm is not None:

@@ -80,13 +80,14 @@ def steps(family: Family, start: float, stop: float, count: int, log: bool) -> l
         raise UsageError(f"--steps: expected at least 1, got {count}")
     if not (math.isfinite(start) and math.isfinite(stop)):
         raise UsageError(f"--from/--to: expected finite numbers, got {start:g}..{stop:g}")
-    if log and (start <= 0 or stop <= 0):
-        raise UsageError(
-            f"--log: a logarithmic range needs positive ends, got {start:g}..{stop:g} "
-            "(use --linear)"
-        )
     if family.integer and (start < 1 or stop < 1):
         raise UsageError(f"--from/--to: a length is at least 1, got {start:g}..{stop:g}")
+    if log and (start <= 0 or stop <= 0):
+        flag = "--log" if not family.log else f"--log (the {family.name} family's default)"
+        raise UsageError(
+            f"{flag}: a logarithmic range needs positive ends, got {start:g}..{stop:g} "
+            "(use --linear)"
+        )
     if count == 1:
         values = np.array([start])
     elif log:
