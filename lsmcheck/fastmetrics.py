@@ -33,6 +33,7 @@ import numpy.typing as npt
 from lsmcheck.algorithms import Event, describe_event
 from lsmcheck.dtypes import Format
 from lsmcheck.fastref import Values, fast_two_sum, two_sum
+from lsmcheck.metrics import ERROR_REL_TOL
 from lsmcheck.results import Finding
 
 F64 = npt.NDArray[np.float64]
@@ -242,7 +243,29 @@ def measure_batch(c: F64, prep: Prepared, flagged: Bools) -> Batch:
         unsettled |= rel_unknown & ~inf & ~prep.minf
         unsettled |= np.isinf(cs) & ~inf  # c / ulp(exact) beyond float64
         unsettled &= ~nan
+        # the rows' largest absolute and relative errors, to ERROR_REL_TOL of themselves: the
+        # bound qe on the ULP error is absolute (a computed value within qe of the exact one
+        # has an error known only to be below 2 qe ulps)
+        exact_err = special | czero | prep.exact_zero
+        qe = np.where(exact_err, 0.0, prep.qe + ulp * 2.0**-50)
+        d_abs = _ldexp(qe, prep.ue, prep.unit)
+        d_rel = np.where(exact_err, 0.0, qe * (1 + rel) / q * (1 + 2.0**-40))
+        known = ~unsettled & ~nan
+        unsettled |= _maybe_largest(abs_error, d_abs, known)
+        unsettled |= _maybe_largest(rel, d_rel, known)
         return Batch(ulp, abs_error, rel, prep.rounded, prep.exact_zero.copy(), unsettled)
+
+
+def _maybe_largest(e: F64, d: F64, known: Bools) -> Bools:
+    """The ``known`` elements that may hold the largest ``e`` of their row (each within ``d``
+    of the truth), in the rows where that largest is not certified to ``ERROR_REL_TOL`` of
+    itself: they go to the mpmath path, which certifies each."""
+    lo = np.where(known, e - d, -np.inf).max(axis=1, initial=-np.inf, keepdims=True)
+    hi_each = np.where(known, e + d, -np.inf)
+    hi = hi_each.max(axis=1, initial=-np.inf, keepdims=True)
+    with np.errstate(invalid="ignore"):
+        certain = (hi <= lo * (1 + ERROR_REL_TOL)) | (hi == lo)  # (inf, or no known element)
+    return np.asarray(known & ~certain & (hi_each >= lo))
 
 
 def findings_batch(

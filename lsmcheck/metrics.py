@@ -32,7 +32,7 @@ import numpy.typing as npt
 
 from lsmcheck.algorithms import Event, Kind, describe_event
 from lsmcheck.dtypes import Format
-from lsmcheck.reference import Exact, Mpf, mpf, round_to_format, ulp_exponent
+from lsmcheck.reference import MAX_BITS, Exact, Mpf, mpf, round_to_format, ulp_exponent
 from lsmcheck.results import Element, Finding
 
 Bools = npt.NDArray[np.bool_]
@@ -72,6 +72,41 @@ def exact_values(kind: Kind, ref: Exact) -> tuple[Mpf, ...]:
     if kind is Kind.LOG_SOFTMAX:
         return ref.log_softmax
     return (ref.logsumexp,)
+
+
+#: Absolute and relative errors are certified to this fraction of themselves (0.1%): the
+#: reference must then be known to within that fraction of ``|computed - exact|``, which for
+#: a computed value very close to the exact one takes more precision than the ULP error does.
+ERROR_REL_TOL = 2.0**-10
+
+
+def error_bits(c: float, v: Mpf, rel_bound: Mpf, bits: int) -> int | None:
+    """``None`` when ``|c - v|`` is known to :data:`ERROR_REL_TOL` of itself, ``v`` being
+    within ``rel_bound`` (relative) of the truth at working precision ``bits``; else the
+    precision to compute the reference at next.
+
+    Also ``None`` once what is unknown is below float64's smallest subnormal, in absolute and
+    in relative terms: the errors are float64 numbers, and a computed value that equals the
+    exact one (a tie's gradient of exactly 0.5) would otherwise raise the precision for ever.
+    """
+    import mpmath
+
+    if rel_bound == 0 or not math.isfinite(c) or not mpmath.isfinite(v) or v == 0:
+        return None
+    with mpmath.workprec(bits + 16):
+        diff = abs(mpf(c) - v)
+        slack = rel_bound * abs(v)  # how far the truth may be from v
+        if diff > 0 and slack <= ERROR_REL_TOL * diff:
+            return None
+        below = mpmath.ldexp(1, -1075)  # half float64's smallest subnormal: 0 as a float64
+        if slack < below and rel_bound < below:
+            return None
+        # at least twice the bits: a value nudged off a tie (reference._nudge) differs from
+        # c by 2**-(bits+16) of itself until the precision reaches the true difference
+        more = (
+            2 * bits if diff == 0 else max(2 * bits, bits + int(mpmath.log(slack / diff, 2)) + 16)
+        )
+    return min(more, MAX_BITS) if bits < MAX_BITS else None
 
 
 def element_error(c: float, v: Mpf, fmt: Format, bits: int) -> tuple[float, float, float]:

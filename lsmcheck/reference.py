@@ -31,6 +31,7 @@ their probability is exactly 0 and their log-probability exactly ``-inf``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, TypeAlias
@@ -71,6 +72,9 @@ class Exact:
         bits: the mpmath working precision that certified every value.
         undefined: why the vector has no reference (the policy), else ``None``; the value
             tuples are then empty.
+        rel_bound: every value is within this relative distance of the true value (0: every
+            value is exact); at most :data:`TARGET_REL_ERROR` once certified (an mpmath
+            number: at a few thousand bits it is below float64's range).
     """
 
     softmax: tuple[Mpf, ...]
@@ -78,6 +82,7 @@ class Exact:
     logsumexp: Mpf
     bits: int
     undefined: str | None = None
+    rel_bound: Mpf = TARGET_REL_ERROR
 
 
 def undefined_reason(values: npt.NDArray[np.float64]) -> str | None:
@@ -214,9 +219,17 @@ def exact(values: npt.NDArray[np.float64], fmt: Format, start_bits: int = 113) -
         result, bounds, sides = _evaluate(values, bits)
         values_and_bounds = zip(_flat(result), bounds, sides, strict=True)
         if all(_settled(v, b, fmt, side) for v, b, side in values_and_bounds):
-            return result
+            return dataclasses.replace(result, rel_bound=_largest(_flat(result), bounds))
         bits *= 2
     raise RuntimeError(f"reference not certified at {MAX_BITS} bits: {values!r}")
+
+
+def _largest(values: list[Mpf], bounds: list[Mpf]) -> Mpf:
+    """The largest relative bound of the values that can be off (finite and nonzero)."""
+    import mpmath
+
+    live = [b for v, b in zip(values, bounds, strict=True) if mpmath.isfinite(v) and v != 0]
+    return max(live, default=mpf(0))
 
 
 def _flat(r: Exact) -> list[Mpf]:

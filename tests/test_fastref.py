@@ -310,3 +310,64 @@ def test_the_constants_are_those_of_300_bit_arithmetic() -> None:
         assert dd(mpmath.mpf(1) / 6) == fastref._SIXTH
         assert [float(1 / mpmath.factorial(k)) for k in range(4, 9)] == fastref._TAIL
         assert [dd(1 / mpmath.mpf(i)) for i in range(1, 15)] == fastref._INVERSES
+
+
+#: Where the computed value is (nearly) the exact one: a reference good for 0.01 ulp cannot
+#: give the absolute error (it said 0.0 for [1e16, 1e16], whose logsumexp is off by ln 2).
+NEAR_EXACT: list[list[float]] = [
+    [1e16, 1e16],
+    [1e30, 1e30],
+    [1e16, 1e16 + 2, 1e16 - 2],
+    [5.0, 5.0001],
+    [1e8, 1e8, 1e8 - 1],
+]
+
+
+def _true_errors(r: Result, values: list[float]) -> tuple[float, float] | None:
+    """The largest absolute and relative error of ``r``'s computed elements, from softmax,
+    log-softmax and logsumexp at 6000 bits (the oracle's 300 cannot see 1 - 2e-308), or
+    ``None`` when an element is not finite."""
+    assert r.elements is not None
+    worst_abs = worst_rel = mpmath.mpf(0)
+    with mpmath.workprec(6000):
+        xs = [mpmath.mpf(x) for x in values]
+        m = max(x for x in xs if mpmath.isfinite(x))
+        terms = [mpmath.exp(x - m) if mpmath.isfinite(x) else mpmath.mpf(0) for x in xs]
+        total = mpmath.fsum(terms)
+        ls = [x - m - mpmath.log(total) if mpmath.isfinite(x) else -mpmath.inf for x in xs]
+        by_kind = {"softmax": [t / total for t in terms], "log_softmax": ls}
+        exact = by_kind.get(r.kind, [m + mpmath.log(total)])
+        for e, v in zip(r.elements, exact, strict=True):
+            if not (math.isfinite(e.computed) and mpmath.isfinite(v)) or v == 0:
+                return None
+            d = abs(mpmath.mpf(e.computed) - v)
+            worst_abs, worst_rel = max(worst_abs, d), max(worst_rel, d / abs(v))
+    return float(worst_abs), float(worst_rel)
+
+
+@pytest.mark.parametrize("reference", ["auto", "mpmath"])
+@pytest.mark.parametrize("values", [*NEAR_EXACT, *ADVERSARIAL[:20]], ids=str)
+def test_absolute_and_relative_errors_are_certified_to_a_thousandth(
+    values: list[float], reference: str
+) -> None:
+    """max_abs_error and max_rel_error within 2**-10 of themselves (metrics.ERROR_REL_TOL),
+    against the oracle at 300 bits, in every dtype with a fast tier and in bfloat16."""
+    vectors = [Vector("v", 0, 1, np.array(values))]
+    opts = Options(
+        per_element=True, reference=reference, dtypes=("float16", "float32", "float64", "bfloat16")
+    )
+    checked = 0
+    for r in audit(vectors, opts).results:
+        if not r.audited or r.elements is None:
+            continue
+        rounded = [float(e.input) for e in r.elements] if r.kind != "logsumexp" else None
+        xs = rounded or [float(x) for x in np.asarray(values, FORMATS[r.dtype].dtype)]
+        truth = _true_errors(r, xs)
+        if truth is None:
+            continue
+        checked += 1
+        for got, want in ((r.max_abs_error, truth[0]), (r.max_rel_error, truth[1])):
+            assert got is not None
+            # errors are float64 numbers: nothing finer than the smallest subnormal
+            assert abs(got - want) <= 2.0**-10 * want + 5e-324, (r.algorithm, r.dtype, got, want)
+    assert checked

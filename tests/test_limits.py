@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from lsmcheck import Options, Vector, audit
 from lsmcheck.algorithms import BUILTINS, Algorithm, Kind, Setup, softmax_naive
 from lsmcheck.cli import main
-from lsmcheck.dtypes import FORMATS
+from lsmcheck.dtypes import FORMATS, get_format
 from lsmcheck.explore.limits import Explorer, measure_limits
 from lsmcheck.explore.probe import Prober, equal_logits_exact
 from lsmcheck.reference import exact, round_to_format
@@ -262,3 +262,18 @@ def test_cli_json_and_table() -> None:
     res = runner.invoke(main, [*args, "--max-length", "4"])
     assert res.exit_code == 0
     assert res.stdout.rstrip().endswith("Verdict\n  nothing broke within the ranges searched")
+
+
+@pytest.mark.parametrize(
+    ("dtype", "start"), [("float16", 65000), ("float8_e4m3fn", 400), ("float8_e5m2", 57000)]
+)
+def test_the_analytical_length_is_the_first_sum_that_overflows(dtype: str, start: int) -> None:
+    """The first integer that does not round to a finite value of the dtype (e4m3fn rounds
+    464 to 448: its max's significand is even, so the tie goes down; it said 464)."""
+    from lsmcheck.explore.limits import analytical
+
+    fmt = get_format(dtype)
+    ns = np.arange(start, start + 8000, dtype=np.float64)
+    with np.errstate(over="ignore"):
+        first = int(ns[~np.isfinite(ns.astype(fmt.dtype).astype(np.float64))][0])
+    assert analytical("length", fmt) == first

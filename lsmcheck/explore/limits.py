@@ -176,7 +176,12 @@ def analytical(name: str, fmt: Format) -> float | None:
         return math.log(2) - math.log(fmt.smallest_subnormal)
     if name == "length":
         threshold = fmt.overflow_threshold  # beyond float64 for float64: use max (1 ulp off)
-        return math.ceil(threshold) if math.isfinite(threshold) else fmt.max
+        if not math.isfinite(threshold):
+            return fmt.max
+        # the sum n rounds to max + ulp/2 itself only when max's significand is odd (ties to
+        # even go up); when it is even (float8_e4m3fn: 464 -> 448) the first overflow is above
+        odd = int(fmt.max / 2.0 ** (fmt.emax - fmt.p + 1)) % 2 == 1
+        return math.ceil(threshold) + (0 if odd or threshold != int(threshold) else 1)
     return None
 
 
