@@ -35,7 +35,7 @@ from lsmcheck.algorithms import (
 from lsmcheck.dtypes import DEFAULT_FORMATS, Format, accumulate_all, get_format
 from lsmcheck.errors import LsmcheckError, UsageError
 from lsmcheck.explore import headroom
-from lsmcheck.fastref import DD_TIER, FAST_FORMATS, FLOAT64_TIER, fast_reference
+from lsmcheck.fastref import DD_TIER, FAST_FORMATS, FLOAT64_TIER, dd_reference, fast_reference
 from lsmcheck.gate import Thresholds, judge
 from lsmcheck.reference import Exact, exact, exact_nll_grad, round_to_format
 from lsmcheck.results import (
@@ -419,6 +419,7 @@ def _measure_batch(
                 out[r, ai] = res
             continue
         trace, sel = _joined(alg_runs, ok)
+        n_dd = 0  # elements settled by the double-double second look
         c = np.asarray(trace.out, np.float64)
         over, flush = trace.overflow, trace.flush
         xs = x64 if sel is None else x64[sel]
@@ -431,6 +432,19 @@ def _measure_batch(
             ulp, abs_e, rel_e = b.ulp, b.abs_error, b.rel_error
             rounded, exact_zero, unsettled = b.rounded, b.exact_zero, b.unsettled
             tier = fast.tier
+            if tier == FLOAT64_TIER and unsettled.any():  # a second look, in double-double
+                again = np.flatnonzero(unsettled.any(axis=1))
+                dd = fastmetrics.prepare(dd_reference(xs[again]).of(kind), fmt)
+                b2 = fastmetrics.measure_batch(c[again], dd, flagged[again])
+                for whole, part in zip(
+                    (ulp, abs_e, rel_e, rounded, exact_zero, unsettled),
+                    (b2.ulp, b2.abs_error, b2.rel_error, b2.rounded, b2.exact_zero, b2.unsettled),
+                    strict=True,
+                ):
+                    whole[again] = part
+                n_dd = int(again.size * c.shape[1] - b2.unsettled.sum())
+                if n_dd:
+                    tiers[DD_TIER] = tiers.get(DD_TIER, 0) + n_dd
         else:
             ulp, abs_e, rel_e = (np.empty(c.shape) for _ in range(3))
             rounded, exact_zero = np.empty(c.shape), np.zeros(c.shape, bool)
@@ -451,8 +465,9 @@ def _measure_batch(
             rounded[r, i] = round_to_format(v, fmt)
             exact_zero[r, i] = v == 0 or v == -math.inf  # an mpf
         n_slow = len(rr)
-        if c.size - n_slow:
-            tiers[tier] = tiers.get(tier, 0) + c.size - n_slow
+        n_fast = c.size - n_slow - n_dd
+        if n_fast:
+            tiers[tier] = tiers.get(tier, 0) + n_fast
         if n_slow:
             tiers["mpmath"] = tiers.get("mpmath", 0) + n_slow
         overflow, underflow, benign, nan = metrics.classify(
