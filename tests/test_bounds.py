@@ -119,3 +119,22 @@ def test_an_error_beyond_the_bound_is_flagged_as_a_defect(monkeypatch: pytest.Mo
     assert "times the proven leading-order bound of softmax_bad in float64" in finding.message
     assert finding.count == 3
     assert good_r.bound_ratio is not None and good_r.bound_ratio < 1
+
+
+@pytest.mark.parametrize(
+    ("dtype", "longest"),
+    [("float16", 205), ("bfloat16", 26), ("float8_e4m3fn", 2), ("float8_e5m2", 1)],
+)
+def test_no_first_order_bound_once_n_u_is_not_small(dtype: str, longest: int) -> None:
+    """A first-order bound drops (n u)**2 terms: past (n - 1) u = 0.1 it has no say (200
+    float8_e5m2 logits stall their sum at 8, and softmax_naive was called "a defect")."""
+    u = 2.0 ** -FORMATS[dtype].p
+    assert (longest - 1) * u <= 0.1 < longest * u
+    opts = Options(bounds=True, dtypes=(dtype,), algorithms=("softmax_naive",))
+    rng = np.random.default_rng(3)
+    for n, has in ((longest, True), (longest + 1, False)):
+        if n < 2:
+            continue
+        (r,) = audit([Vector("t", 0, 1, rng.standard_normal(n) * 0.1)], opts).results
+        assert (r.bound_ratio is not None) is has, (n, r.bound_ratio)
+        assert not any(f.kind == "beyond_bound" for f in r.findings) or has
