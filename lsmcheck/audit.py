@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import itertools
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from contextlib import contextmanager
@@ -407,12 +408,15 @@ def _measure_batch(
             for r in ok:
                 ran = alg_runs[r]
                 assert not isinstance(ran, str)
-                ref = exacts[r] = _certified(
+                ref, values = _certified(
                     kind, x64[r], ran[0].out[ran[1]], exact_row(r), fmt, vectors[r].target
                 )
+                exacts[r] = ref
                 n = kind_elements(kind, len(vectors[r].values))
                 tiers["mpmath"] = tiers.get("mpmath", 0) + n
-                res = _measure_row(vectors[r], x64[r], alg, ran[0], ran[1], ref, fmt, options)
+                res = _measure_row(
+                    vectors[r], x64[r], alg, ran[0], ran[1], ref, values, fmt, options
+                )
                 if options.danger_zone is not None and not kind.needs_target:
                     near = headroom.assess(alg, fmt, x64[r], options.danger_zone)
                     res = dataclasses.replace(res, headroom=near)
@@ -451,19 +455,18 @@ def _measure_batch(
             unsettled = np.ones(c.shape, bool)
             tier = "mpmath"
         rr, ii = np.nonzero(unsettled)
-        for r, i in zip(rr.tolist(), ii.tolist(), strict=True):
-            ref = exact_row(ok[r])
-            v = metrics.exact_values(kind, ref)[i]
-            more = metrics.error_bits(float(c[r, i]), v, ref.rel_bound, ref.bits)
-            while more is not None:  # |c - v| needs v closer than the ULP error did
-                ref = exacts[ok[r]] = exact(x64[ok[r]], fmt, more)
-                v = metrics.exact_values(kind, ref)[i]
-                more = metrics.error_bits(float(c[r, i]), v, ref.rel_bound, ref.bits)
-            ulp[r, i], abs_e[r, i], rel_e[r, i] = metrics.element_error(
-                float(c[r, i]), v, fmt, ref.bits
-            )
-            rounded[r, i] = round_to_format(v, fmt)
-            exact_zero[r, i] = v == 0 or v == -math.inf  # an mpf
+        by_row = itertools.groupby(zip(rr.tolist(), ii.tolist(), strict=True), key=_first)
+        for r, pairs in by_row:
+            cols = [i for _, i in pairs]
+            ref, values = _certified(kind, x64[ok[r]], c[r], exact_row(ok[r]), fmt, None, cols)
+            exacts[ok[r]] = ref
+            for i in cols:
+                v = values[i]
+                ulp[r, i], abs_e[r, i], rel_e[r, i] = metrics.element_error(
+                    float(c[r, i]), v, fmt, ref.bits
+                )
+                rounded[r, i] = round_to_format(v, fmt)
+                exact_zero[r, i] = v == 0 or v == -math.inf  # an mpf
         n_slow = len(rr)
         n_fast = c.size - n_slow - n_dd
         if n_fast:
@@ -498,6 +501,10 @@ def _measure_batch(
             out[r, ai] = _result(vectors[r], alg, fmt, found[j], j, rows, elements, room)
     max_bits = max((e.bits for e in exacts.values()), default=options.precision_bits)
     return _Measured(out, max_bits)
+
+
+def _first(pair: tuple[int, int]) -> int:
+    return pair[0]
 
 
 def _joined(
@@ -702,17 +709,18 @@ def _measure_row(
     trace: Trace,
     row: int,
     ref: Exact,
+    values: tuple[Any, ...],
     fmt: Format,
     options: Options,
 ) -> Result:
-    """Row ``row`` of ``trace`` measured element by element against the mpmath reference.
+    """Row ``row`` of ``trace`` measured element by element against the mpmath reference
+    ``ref`` and the exact values of its kind, ``values`` (from :func:`_certified`).
 
     The path for kinds whose exact values depend on the target class, for ``--bounds``, and for
     the formats without a fast tier.
     """
     over, flush, nan_c = trace.overflow[row], trace.flush[row], trace.nan[row]
     target = v.target
-    values = _target_exact(alg.kind, x, ref, fmt, target)
     m = metrics.measure(alg.kind, trace.out[row], over, flush, ref, fmt, values)
     found = metrics.findings(m, over, flush, nan_c, trace.arg[row], fmt)
     bound = None
@@ -753,11 +761,13 @@ def _certified(
     ref: Exact,
     fmt: Format,
     target: int | None,
-) -> Exact:
-    """``ref``, computed again at a higher precision until every output's absolute and
-    relative error is certified (:func:`lsmcheck.metrics.error_bits`)."""
+    only: Sequence[int] | None = None,
+) -> tuple[Exact, tuple[Any, ...]]:
+    """``ref``, computed again at a higher precision until the absolute and relative error of
+    every output (of those in ``only``) is certified (:func:`lsmcheck.metrics.error_bits`);
+    and the exact values of ``kind`` it gives (the target's loss or gradient, for those)."""
     c64 = np.asarray(out, np.float64).ravel()
-    computed = c64.tolist()
+    cols = np.arange(c64.size) if only is None else np.asarray(only, np.intp)
     while True:
         bits, bound = ref.bits, ref.rel_bound
         if kind.is_grad and target is not None:  # exact_nll_grad's bound: 4(n + 4)u
@@ -767,18 +777,16 @@ def _certified(
             values = _target_exact(kind, x, ref, fmt, target) or metrics.exact_values(kind, ref)
         # in float64 first: a difference far above both float64's rounding and the reference's
         # bound is certified as it is (a bfloat16 output is some 2**-9 of itself off)
-        v64 = np.array([float(v) for v in values])
+        c = c64[cols]
+        v64 = np.array([float(values[i]) for i in cols.tolist()])
         with np.errstate(all="ignore"):
-            scale = np.maximum(np.abs(c64), np.abs(v64))
+            scale = np.maximum(np.abs(c), np.abs(v64))
             margin = scale * 2.0**-50 + np.abs(v64) * (float(bound) / metrics.ERROR_REL_TOL)
-            easy = np.abs(c64 - v64) > 2 * margin
-        needs = (
-            metrics.error_bits(computed[i], values[i], bound, bits)
-            for i in np.flatnonzero(~easy).tolist()
-        )
+            hard = cols[~(np.abs(c - v64) > 2 * margin)]
+        needs = (metrics.error_bits(float(c64[i]), values[i], bound, bits) for i in hard.tolist())
         more = max((b for b in needs if b is not None), default=None)
         if more is None:
-            return ref
+            return ref, tuple(values)
         ref = exact(x, fmt, more)
 
 
