@@ -48,7 +48,7 @@ from typing import Any
 
 from lsmcheck.dtypes import get_format
 from lsmcheck.errors import UsageError
-from lsmcheck.gate import FAIL_ON_CHOICES, UNAUDITED, Limits, Rule
+from lsmcheck.gate import FAIL_ON_CHOICES, FAIL_ON_NAMES, UNAUDITED, Limits, Rule
 from lsmcheck.sandbox import parse_size
 from lsmcheck.userimpl import parse_spec
 
@@ -413,8 +413,8 @@ class _Checker:
             if not isinstance(fail_on, list) or not all(isinstance(v, str) for v in fail_on):
                 raise bad("fail_on", f"expected an array of strings, got {_type(fail_on)}")
             for name in fail_on:
-                if name not in (*FAIL_ON_CHOICES, UNAUDITED, "all"):
-                    choices = ", ".join((*FAIL_ON_CHOICES, UNAUDITED, "all"))
+                if name not in FAIL_ON_NAMES:
+                    choices = ", ".join(FAIL_ON_NAMES)
                     raise bad("fail_on", f"unknown event {name!r} (choose from {choices})")
                 if name == UNAUDITED:
                     unaudited = True

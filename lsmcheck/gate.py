@@ -42,6 +42,9 @@ FAIL_ON_CHOICES: tuple[str, ...] = ("overflow", "underflow", "nan")
 #: the dtype, or its softmax is undefined) then fails, so a gate never passes unseen inputs.
 UNAUDITED = "unaudited"
 
+#: Every name ``--fail-on`` and a config's ``fail_on`` take (``all``: every event count).
+FAIL_ON_NAMES: tuple[str, ...] = (*FAIL_ON_CHOICES, UNAUDITED, "all")
+
 #: Every check a threshold can set, in the order failures are listed.
 CHECKS: tuple[str, ...] = ("max_ulp", "max_rel_error", *FAIL_ON_CHOICES)
 
@@ -136,7 +139,7 @@ class Thresholds:
     def __post_init__(self) -> None:
         unknown = sorted(set(self.fail_on) - {*FAIL_ON_CHOICES, UNAUDITED})
         if unknown:
-            choices = ", ".join((*FAIL_ON_CHOICES, UNAUDITED, "all"))
+            choices = ", ".join(FAIL_ON_NAMES)
             raise UsageError(f"--fail-on: unknown event {unknown[0]!r} (choose from {choices})")
         if self.max_ulp is not None and not self.max_ulp >= 0:
             raise UsageError(f"--max-ulp: expected a number >= 0, got {self.max_ulp!r}")
@@ -199,7 +202,7 @@ def parse_fail_on(values: tuple[str, ...] | list[str]) -> frozenset[str]:
     """
     names = {n.strip() for v in values for n in v.split(",") if n.strip()}
     if values and not names:  # --fail-on "$EVENTS" with an empty variable: not "no gate"
-        choices = ", ".join((*FAIL_ON_CHOICES, UNAUDITED, "all"))
+        choices = ", ".join(FAIL_ON_NAMES)
         raise UsageError(f"--fail-on: no event given (choose from {choices})")
     if "all" in names:
         names = (names - {"all"}) | set(FAIL_ON_CHOICES)

@@ -90,7 +90,7 @@ def spec_file(spec: str, search: tuple[str, ...] = ()) -> str | None:
     it is not a file found there (not yet importable, built in, a namespace package)."""
     _, module_name, _ = parse_spec(spec)
     if module_name.endswith(".py"):
-        return os.path.abspath(os.path.join(*search[:1], module_name))
+        return _file_path(module_name, search)
     from importlib.machinery import PathFinder
 
     places: list[str] | None = [os.getcwd(), *search, *sys.path]
@@ -101,6 +101,12 @@ def spec_file(spec: str, search: tuple[str, ...] = ()) -> str | None:
             return None
         places = list(found.submodule_search_locations or [])
     return None if found is None or not found.has_location else found.origin
+
+
+def _file_path(file: str, search: tuple[str, ...]) -> str:
+    """The absolute path of a spec's ``.py`` file: relative to the config file's directory
+    (``search[0]``) when the spec comes from one, else to the current directory."""
+    return os.path.abspath(os.path.join(*search[:1], file))
 
 
 def load(
@@ -125,8 +131,8 @@ def load(
         if directory not in sys.path and os.path.abspath(directory) not in sys.path:
             sys.path.insert(0, directory)
     name = f"{module_name}:{function}"
-    if module_name.endswith(".py"):  # a file: relative to the config file's directory
-        module_name = os.path.abspath(os.path.join(*search[:1], module_name))
+    if module_name.endswith(".py"):
+        module_name = _file_path(module_name, search)
         if not os.path.isfile(module_name):
             raise UsageError(f"{where}: no such file: {module_name}")
     if in_process or not sandbox.AVAILABLE:
