@@ -119,6 +119,11 @@ class Config:
         """The directory of the file (implementations may be imported from it)."""
         return None if self.path is None else os.path.dirname(os.path.abspath(self.path))
 
+    @property
+    def search(self) -> tuple[str, ...]:
+        """Where the configured implementations are looked for first: the file's directory."""
+        return () if self.directory is None else (self.directory,)
+
     def where(self, key: str) -> str:
         """``"pyproject.toml: tool.lsmcheck.format"``: a key's location, for messages."""
         return f"{self.path}: {_dotted(self.table, key)}"

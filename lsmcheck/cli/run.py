@@ -85,10 +85,9 @@ def _implementations(
         return []
     if impls:
         return [load(spec, "--impl", limits=limits) for spec in impls]
-    search = () if cfg.directory is None else (cfg.directory,)
     where = cfg.where("implementations")
     return [
-        load(spec, f"{where}[{i}]", search, limits)
+        load(spec, f"{where}[{i}]", cfg.search, limits)
         for i, spec in enumerate(cfg.implementations or ())
     ]
 
@@ -96,9 +95,8 @@ def _implementations(
 def _sources(cfg: Config, impls: tuple[str, ...]) -> list[str]:
     """Files besides the inputs that no report may replace: the config file in use and the
     source files of the user's implementations (``-o pyproject.toml`` is a slip of the hand)."""
-    search = () if cfg.directory is None else (cfg.directory,)
     files = [spec_file(spec) for spec in impls]
-    files += [spec_file(spec, search) for spec in cfg.implementations or ()]
+    files += [spec_file(spec, cfg.search) for spec in cfg.implementations or ()]
     return [f for f in (cfg.path, *files) if f is not None]
 
 
