@@ -73,6 +73,7 @@ def test_the_exploring_commands_bar_shows_on_a_terminal_unless_quiet(
         with explore.progress_bar("hunt", quiet) as progress:
             progress(1, 2)
         assert ("hunt" in tty.getvalue()) is not quiet
+        assert ("left" in tty.getvalue()) is not quiet  # the time left, as run's bar
 
 
 @pytest.mark.parametrize(

@@ -217,54 +217,70 @@ scheduler_option = click.option(
 class ProgressBar:
     """A rich progress bar on stderr that appears once work has taken ``delay`` seconds.
 
-    Silent when stderr is not a terminal or with ``quiet``.  Call it as the engine's
-    ``progress(done, total)`` callback; :meth:`close` removes it.
+    Silent when stderr is not a terminal or with ``quiet``.  Call it as a
+    ``progress(done, total)`` callback; :meth:`close` removes it.  With a ``unit`` (``run``'s
+    elements) it shows the count done and the rate; without one (the exploring commands, whose
+    progress is a fraction of their steps) the percentage.  Both show the time spent and left.
     """
 
-    def __init__(self, quiet: bool, delay: float = 1.0) -> None:
+    def __init__(
+        self,
+        quiet: bool,
+        delay: float = 1.0,
+        label: str = "auditing",
+        unit: str | None = "elements",
+    ) -> None:
         import time
 
         self._now = time.monotonic
         self._start = self._now()
-        self._delay = delay
+        self._delay, self._label, self._unit = delay, label, unit
         self._enabled = not quiet and sys.stderr.isatty()
         self._bar: Any = None
         self._task: Any = None
 
-    def __call__(self, done: int, total: int | None) -> None:
+    def __call__(self, done: float, total: float | None) -> None:
         if not self._enabled:
             return
         if self._bar is None:
             if self._now() - self._start < self._delay:
                 return
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TaskProgressColumn,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self._bar = Progress(
-                TextColumn("auditing"),
-                BarColumn(),
-                TaskProgressColumn(),
-                MofNCompleteColumn(),
-                TextColumn("elements"),
-                TextColumn("{task.fields[rate]}"),
-                TimeElapsedColumn(),
-                TextColumn("left"),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-                transient=True,
-            )
+            self._bar = self._draw()
             self._bar.start()
-            self._task = self._bar.add_task("audit", total=total, rate="")
-        elapsed = max(self._now() - self._start, 1e-9)
-        self._bar.update(self._task, completed=done, total=total, rate=f"{done / elapsed:,.0f}/s")
+            self._task = self._bar.add_task(self._label, total=total, rate="")
+        rate = ""
+        if self._unit is not None:
+            rate = f"{done / max(self._now() - self._start, 1e-9):,.0f}/s"
+        self._bar.update(self._task, completed=done, total=total, rate=rate)
+
+    def _draw(self) -> Any:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            ProgressColumn,
+            TaskProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        counted: list[ProgressColumn] = []
+        if self._unit is not None:
+            rate = TextColumn("{task.fields[rate]}")
+            counted = [MofNCompleteColumn(), TextColumn(self._unit), rate]
+        return Progress(
+            TextColumn(self._label),
+            BarColumn(),
+            TaskProgressColumn(),
+            *counted,
+            TimeElapsedColumn(),
+            TextColumn("left"),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
 
     def close(self) -> None:
         if self._bar is not None:

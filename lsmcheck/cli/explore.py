@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from lsmcheck.algorithms import Algorithm, get_algorithm
 from lsmcheck.cli.common import (
+    ProgressBar,
     algorithm_names,
     algorithm_option,
     check_output,
@@ -42,37 +40,6 @@ from lsmcheck.userimpl import load, spec_file
 PROGRESS_AFTER = 0.5
 
 
-class _Bar:
-    """A rich progress bar on stderr, started on the first update after a delay."""
-
-    def __init__(self, label: str, quiet: bool = False) -> None:
-        self.label = label
-        self.quiet = quiet
-        self.start = time.monotonic()
-        self.bar: Progress | None = None
-        self.task: TaskID | None = None
-
-    def update(self, done: float, total: float) -> None:
-        if self.quiet or not sys.stderr.isatty() or time.monotonic() - self.start < PROGRESS_AFTER:
-            return
-        if self.bar is None or self.task is None:
-            self.bar = Progress(
-                TextColumn(self.label),
-                BarColumn(),
-                TextColumn("{task.percentage:>3.0f}%"),
-                TimeElapsedColumn(),
-                console=Console(stderr=True),
-                transient=True,
-            )
-            self.bar.start()
-            self.task = self.bar.add_task(self.label, total=total)
-        self.bar.update(self.task, completed=done, total=total)
-
-    def stop(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
 @contextmanager
 def progress_bar(label: str, quiet: bool = False) -> Iterator[Callable[[float, float], None]]:
     """A ``progress(done, total)`` callback drawing a rich bar on stderr.
@@ -81,11 +48,11 @@ def progress_bar(label: str, quiet: bool = False) -> Iterator[Callable[[float, f
     :data:`PROGRESS_AFTER` seconds, so quick commands and redirected runs print nothing;
     ``quiet`` (``--quiet``) never shows it.
     """
-    bar = _Bar(label, quiet)
+    bar = ProgressBar(quiet, delay=PROGRESS_AFTER, label=label, unit=None)
     try:
-        yield bar.update
+        yield bar
     finally:
-        bar.stop()
+        bar.close()
 
 
 def _sources(impls: Iterable[str]) -> list[str]:
