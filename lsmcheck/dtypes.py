@@ -103,6 +103,12 @@ class Format:
         return float(self.max + 2.0 ** (self.emax - self.p))
 
     @property
+    def overflow_threshold_exact(self) -> int:
+        """:attr:`overflow_threshold` exactly, an integer in every format.  Float64's,
+        ``2**1024 - 2**970``, is not a float64 itself (it rounds to inf)."""
+        return int(self.max) + (1 << (self.emax - self.p))
+
+    @property
     def overflow_value(self) -> float:
         """What an overflow gives (with the sign of the value): ``inf``, or NaN."""
         return float("inf") if self.has_inf else float("nan")

@@ -277,3 +277,18 @@ def test_the_analytical_length_is_the_first_sum_that_overflows(dtype: str, start
     with np.errstate(over="ignore"):
         first = int(ns[~np.isfinite(ns.astype(fmt.dtype).astype(np.float64))][0])
     assert analytical("length", fmt) == first
+
+
+def test_the_json_overflow_threshold_is_exact_even_where_it_is_not_a_float() -> None:
+    """The magnitude from which values overflow: halfway between max and the next power of 2.
+    Float64's, 2**1024 - 2**970, is not a float64 (it rounds to inf: the JSON said "inf")."""
+    args = ["limits", "-d", "float64,float16,float8_e4m3fn", "-a", "softmax_naive"]
+    res = CliRunner().invoke(main, [*args, "--limit", "overflow", "-f", "json"])
+    assert res.exit_code == 0, res.output
+    got = {d["dtype"]: d["overflow_threshold"] for d in json.loads(res.stdout)["dtypes"]}
+    max64 = (2**53 - 1) * 2**971  # float64's largest: 53 ones, then 971 zeros
+    assert got == {
+        "float64": (max64 + 2**1024) // 2,
+        "float16": (65504 + 65536) // 2,
+        "float8_e4m3fn": 448 + 16,  # no infinity: half of the 32 between 448 and the next step
+    }

@@ -151,7 +151,9 @@ class DtypeFacts:
 
     Attributes:
         dtype: the format.
-        max, smallest_subnormal, overflow_threshold: the format's constants.
+        max, smallest_subnormal: the format's constants.
+        overflow_threshold: the magnitude from which values overflow, exactly (an integer:
+            float64's is not a float64).
         ln_max: ``ln(max)``, the largest argument exp takes without overflowing.
         ln_tiny: ``ln(smallest_subnormal / 2)``, below which exp rounds to 0.
         representable: the largest ``t`` for which the exact probability of the small element
@@ -162,7 +164,7 @@ class DtypeFacts:
     dtype: str
     max: float
     smallest_subnormal: float
-    overflow_threshold: float
+    overflow_threshold: int
     ln_max: float
     ln_tiny: float
     representable: tuple[float, float] | None
@@ -481,7 +483,7 @@ class Explorer:
                 dtype=fmt.name,
                 max=fmt.max,
                 smallest_subnormal=fmt.smallest_subnormal,
-                overflow_threshold=fmt.overflow_threshold,
+                overflow_threshold=fmt.overflow_threshold_exact,
                 ln_max=math.log(fmt.max),
                 ln_tiny=math.log(fmt.smallest_subnormal) - math.log(2),
                 representable=_representable(fmt, evaluate),
