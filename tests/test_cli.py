@@ -318,6 +318,38 @@ def test_output_dash_is_stdout_and_files_follow_the_umask(tmp_path: Path) -> Non
     assert report.stat().st_mode & 0o777 == 0o644
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_pipe_or_device_is_written_into_not_replaced(tmp_path: Path) -> None:
+    """``-o`` onto a named pipe (as onto /dev/null or /dev/stdout) renamed a regular file over
+    it: as root, ``-o /dev/null`` replaced the machine's /dev/null.  (A pipe here, so that a
+    regression cannot do that.)"""
+    import stat
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    code, _, err = invoke("run", "-l", "1,2", "-d", "float64", "-f", "json", "-o", str(fifo))
+    reader.join(timeout=10)  # the run is over: the reader has the whole report, or nothing
+    assert code == 0, err
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    assert strict_json(got[0].decode())["schema"] == "lsmcheck.report/1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]  # no temporary file left
+    # -o /dev/stdout into a pipe (a CI log): "No such file or directory" before
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-m", "lsmcheck", "run", "-l", "1,2", "-f", "csv", "-o", "/dev/stdout"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("source,vector,line,algorithm")
+
+
 def test_a_closed_pipe_is_not_a_crash() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import stat
 import sys
 import tempfile
 import traceback
@@ -65,6 +66,10 @@ def check_output(path: str, flag: str = "--output") -> None:
     target = Path(path)
     if target.is_dir():
         raise UsageError(f"{flag}: {path} is a directory")
+    if _special(path):
+        if not os.access(path, os.W_OK):
+            raise UsageError(f"{flag}: cannot write {path} (permission denied)")
+        return
     directory = target.parent
     if not directory.is_dir():
         raise UsageError(f"{flag}: directory {str(directory)!r} does not exist")
@@ -104,6 +109,16 @@ def _is_input(target: Path, inputs: Iterable[str]) -> bool:
     return False
 
 
+def _special(path: str) -> bool:
+    """Whether ``path`` is a device, a FIFO or a socket (``/dev/null``, ``/dev/stdout``, a
+    named pipe), through any symbolic links: written into, never replaced by a file."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
 def write_atomically(
     path: str, data: str | bytes, inputs: Iterable[str], flag: str = "--output"
 ) -> None:
@@ -113,11 +128,18 @@ def write_atomically(
     The file gets the permissions a plain ``open`` would give it (0666 less the umask);
     ``flag`` names the option that asked for the file in error messages.  Interrupted at any
     point, it leaves either the old file or the new one, and no temporary file.  A symbolic
-    link is written through (its target is replaced, the link stays).
+    link is written through (its target is replaced, the link stays).  A device or a pipe
+    (``-o /dev/null``, ``-o /dev/stdout``) is written into as it is: renaming a file over it
+    would replace it (as root, ``/dev/null`` itself).
     """
     check_output(path, flag)
     if _is_input(Path(path), inputs):
         raise UsageError(f"{flag}: {path} is an input file; refusing to overwrite it")
+    body = data.encode("utf-8") if isinstance(data, str) else data
+    if _special(path):
+        with open(path, "wb") as f:
+            f.write(body)
+        return
     target = Path(os.path.realpath(path))
     if not target.parent.is_dir():  # a dangling link into a missing directory
         raise UsageError(f"{flag}: directory {str(target.parent)!r} does not exist")
@@ -127,7 +149,7 @@ def write_atomically(
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+            f.write(body)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
