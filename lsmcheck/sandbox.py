@@ -571,8 +571,8 @@ class Sandbox:
         return out
 
 
-#: The sandboxes of this process, by target and limits.
-_SANDBOXES: weakref.WeakValueDictionary[tuple[Target, Limits], Sandbox] = (
+#: The sandboxes of this process, by target, limits and role.
+_SANDBOXES: weakref.WeakValueDictionary[tuple[Target, Limits, str], Sandbox] = (
     weakref.WeakValueDictionary()
 )
 _REGISTRY_LOCK = threading.Lock()
@@ -580,12 +580,16 @@ _REGISTRY_LOCK = threading.Lock()
 _INHERITED: list[_Child] = []
 
 
-def sandbox(target: Target, limits: Limits) -> Sandbox:
-    """This process's sandbox for ``target`` with ``limits`` (created, not started)."""
+def sandbox(target: Target, limits: Limits, role: str = "audit") -> Sandbox:
+    """This process's sandbox for ``target`` with ``limits`` (created, not started).
+
+    ``role`` keeps sandboxes apart: ``"probe"`` is the one that measures the implementation's
+    limits for headroom (see :meth:`SandboxedRun.twin`).
+    """
     with _REGISTRY_LOCK:
-        box = _SANDBOXES.get((target, limits))
+        box = _SANDBOXES.get((target, limits, role))
         if box is None:
-            box = _SANDBOXES[target, limits] = Sandbox(target, limits)
+            box = _SANDBOXES[target, limits, role] = Sandbox(target, limits)
         return box
 
 
@@ -607,18 +611,30 @@ class SandboxedRun:
     sandbox of its own on first use.
     """
 
-    def __init__(self, target: Target, limits: Limits, box: Sandbox | None = None) -> None:
-        self.target, self.limits = target, limits
+    def __init__(
+        self, target: Target, limits: Limits, box: Sandbox | None = None, role: str = "audit"
+    ) -> None:
+        self.target, self.limits, self.role = target, limits, role
         self._box = box
+        self._twin: SandboxedRun | None = None
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (SandboxedRun, (self.target, self.limits))
+        return (SandboxedRun, (self.target, self.limits, None, self.role))
 
     @property
     def box(self) -> Sandbox:
         if self._box is None:
-            self._box = sandbox(self.target, self.limits)
+            self._box = sandbox(self.target, self.limits, self.role)
         return self._box
+
+    def twin(self) -> SandboxedRun:
+        """The same implementation in a sandbox process of its own (started on first call),
+        for the probes that measure its limits: a probe that times out, runs out of memory
+        or kills its process then costs that limit, never the audit of the real vectors
+        (whose sandbox would refuse every later call after a timeout)."""
+        if self._twin is None:  # kept: its process serves every probe of this run
+            self._twin = SandboxedRun(self.target, self.limits, role="probe")
+        return self._twin
 
     def __call__(self, x: Array) -> Trace:
         out = self.box.call(x)

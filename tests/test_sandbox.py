@@ -94,6 +94,13 @@ def interrupt(x):
 def generator_exit(x):
     _called()
     raise GeneratorExit("closed")
+
+
+def hangs_when_long(x):
+    """Good on the user's short vectors; hangs on the headroom probes' long ones."""
+    if x.shape[-1] > 100:
+        hang(x)
+    return good(x)
 '''
 
 # Two vectors of length 3 (one batch) and one of length 2 (a second batch).
@@ -212,8 +219,8 @@ def test_a_misbehaving_implementation_is_an_error_result(
         assert [r["status"] for r in results[name]] == ["pass"] * 3
         assert all(isinstance(r["max_ulp"], float) for r in results[name])
     assert len(pids(project, "calls.txt")) == calls
-    started = pids(project)  # the bad implementation's processes, and good's
-    assert len(started) == processes + 1
+    started = pids(project)  # the bad implementation's processes, good's, and the process
+    assert len(started) == processes + 2  # measuring good's limits for headroom
     assert not any(alive(p) for p in started)
 
 
@@ -474,3 +481,33 @@ def test_a_timeout_of_weeks_is_waited_in_slices(project: Path) -> None:
         )  # fmt: skip
         assert res.returncode == 0, res.stderr
         assert ",userk:good," in res.stdout and ",pass," in res.stdout
+
+
+def test_a_headroom_probe_that_times_out_costs_no_real_vector(project: Path) -> None:
+    """The headroom probes call the implementation on vectors of their own (lengths up to
+    1024 among them).  They used its sandbox: a probe that timed out had every later real
+    batch reported "not run: it timed out ... on an earlier call", and the gate failed on
+    data that never misbehaved.  They now run in a sandbox process of their own."""
+    done = lsmcheck(
+        project,
+        *LOGITS,
+        *("-d", "float32", "--impl", "log_softmax=userk:hangs_when_long"),
+        *("--impl-timeout", "2", "--max-ulp", "4", "-f", "json"),
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert [r["status"] for r in report["results"]] == ["pass"] * 3
+    # the probes' own process did time out: the length limit has no headroom entry
+    assert all(h["limit"] != "length" for r in report["results"] for h in r["headroom"])
+
+
+def test_danger_zone_off_makes_no_probe_calls(project: Path) -> None:
+    done = lsmcheck(
+        project,
+        *LOGITS,
+        *("-d", "float32", "--impl", "log_softmax=userk:hangs_when_long"),
+        *("--impl-timeout", "2", "--danger-zone", "off", "-f", "json"),
+    )
+    assert done.returncode == 0, done.stderr
+    assert all(r["headroom"] == [] for r in json.loads(done.stdout)["results"])
+    assert len(pids(project)) == 1  # the audit's sandbox only: no process for probes

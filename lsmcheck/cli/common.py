@@ -375,12 +375,23 @@ def precision_flags(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-#: ``--danger-zone PCT`` of ``run`` and ``explain``.
+def _zone(_ctx: click.Context, _param: click.Parameter, value: str) -> float | None:
+    """``--danger-zone``: a percentage, as a fraction; ``off``: ``None`` (no headroom)."""
+    if value.strip().lower() == "off":
+        return None
+    try:
+        return float(value) / 100
+    except ValueError:
+        raise click.BadParameter(f"expected a percentage or off, got {value!r}") from None
+
+
+#: ``--danger-zone PCT|off`` of ``run`` and ``explain`` (the command gets a fraction or None).
 danger_zone_option = click.option(
     "--danger-zone",
-    type=float,
-    default=10.0,
+    default="10",
     show_default=True,
-    metavar="PCT",
-    help="Warn when a vector is within PCT percent of a measured limit (0: only past it).",
+    callback=_zone,
+    metavar="PCT|off",
+    help="Warn when a vector is within PCT percent of a measured limit (0: only past it; "
+    "off: measure no limits, give no headroom, make no extra calls to --impl code).",
 )

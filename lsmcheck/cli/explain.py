@@ -42,7 +42,7 @@ def explain(
     target: str | None,
     grad: bool,
     bounds: bool,
-    danger_zone: float,
+    danger_zone: float | None,
 ) -> int:
     """Explain one vector element by element: explain "1000,1001,1002" -d float32."""
     options = Options(
@@ -54,7 +54,7 @@ def explain(
         target=target,
         grad=grad,
         bounds=bounds,
-        danger_zone=danger_zone / 100,
+        danger_zone=danger_zone,
     )
     options.validate()
     try:

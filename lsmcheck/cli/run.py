@@ -468,7 +468,7 @@ def run(
     max_elements: int | None,
     max_length: int,
     timeout: float | None,
-    danger_zone: float,
+    danger_zone: float | None,
 ) -> int:
     """Audit the logit vectors in PATHS (CSV, TSV, JSON, .npy, .npz; - for stdin)."""
     cfg = discover(config_path, use_files=not no_config)
@@ -490,7 +490,7 @@ def run(
     baseline = baseline or cfg.baseline
     options = dataclasses.replace(
         options,
-        danger_zone=danger_zone / 100,
+        danger_zone=danger_zone,
         reference=reference,
         keep=keep,
         aggregate=not (baseline or save_baseline),  # a baseline needs every result

@@ -68,10 +68,22 @@ def measured_limit(alg: Algorithm, fmt: Format, name: str, max_length: int = 0) 
             _CACHE[key] = Limit(**stored)
     if key not in _CACHE:
         explorer = _EXPLORERS.setdefault(max_length, Explorer(max_length=max(max_length, 2)))
-        _CACHE[key] = explorer.limit(alg, fmt, name)
+        _CACHE[key] = explorer.limit(_prober(alg), fmt, name)
         if builtin:
             _save("|".join(map(str, key)), dataclasses.asdict(_CACHE[key]))
     return _CACHE[key]
+
+
+def _prober(alg: Algorithm) -> Algorithm:
+    """What is probed to measure ``alg``'s limits: ``alg`` itself, or for an implementation
+    of the user's that runs in a sandbox, a twin in a sandbox process of its own.
+
+    The probes call it on vectors of their own (extreme logits, lengths up to the cap): one
+    that times out or crashes must cost only that limit (a failed probe gives a limit that
+    is not applicable: no headroom entry), not the audit of the user's vectors.
+    """
+    twin = getattr(alg.run, "twin", None)
+    return alg if twin is None else dataclasses.replace(alg, run=twin())
 
 
 _DISK: dict[str, dict[str, Any]] | None = None
