@@ -471,3 +471,22 @@ def test_the_report_writers_are_imported_after_the_first_chunk(
     assert sorted(imported) == ["junit", "table"]
     callback(20, 30)
     assert sorted(imported) == ["junit", "table"] and seen == [(10, 30), (20, 30)]
+
+
+def test_explain_prints_the_exact_values_right_to_every_digit_shown() -> None:
+    """The exact column has 20 digits; it parsed the reference at mpmath's default 53 bits,
+    so only about 16 were right (1/3 read 0.33333333333333331483)."""
+    import mpmath
+
+    x = [1e-15, 2e-15, 3e-15]  # the README's example: is the spread of 1e-15 real?
+    code, out, _ = invoke(
+        "explain", ",".join(map(str, x)), "-d", "float64", "-a", "log_softmax_stable"
+    )
+    assert code == 0
+    with mpmath.workdps(60):  # log_softmax(x)_i = x_i - log(sum(exp(x)))
+        lse = mpmath.log(mpmath.fsum(mpmath.exp(mpmath.mpf(v)) for v in x))
+        want = [mpmath.nstr(mpmath.mpf(v) - lse, 20) for v in x]
+    for w in want:
+        assert w in out, (w, out)
+    code, out, _ = invoke("explain", "2,2,2", "-d", "bfloat16", "-a", "softmax_stable")
+    assert code == 0 and out.count("0.33333333333333333333") == 3

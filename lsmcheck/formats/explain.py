@@ -37,7 +37,8 @@ def _short(exact: str, digits: int = 20) -> str:
     """The reference shortened for the screen (the JSON report keeps 30 digits)."""
     if exact in ("inf", "-inf", "0"):
         return exact
-    return str(mpmath.nstr(mpmath.mpf(exact), digits, min_fixed=-4, max_fixed=6))
+    with mpmath.workdps(len(exact) + 10):  # all its digits (at 53 bits, 16 of 20 were right)
+        return str(mpmath.nstr(mpmath.mpf(exact), digits, min_fixed=-4, max_fixed=6))
 
 
 def _rows(results: list[Result]) -> list[int]:
