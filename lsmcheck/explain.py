@@ -186,15 +186,24 @@ def _exact_at(r: Result) -> str:
 
 
 def _fixes(audited: list[Result], bad: list[Result]) -> str:
-    """Which algorithm gets each kind right where another of the same kind broke."""
+    """Which algorithm gets each kind right where another of the same kind broke.
+
+    The max-shifted ("stable") form is named first when it works, as it is the usual fix; the
+    most accurate one is named too when it is more than twice as accurate and the stable form
+    is off by more than 2 ulp (on some vectors another form is far better, e.g. the log1p
+    form of log-softmax).
+    """
     parts = []
     for kind in dict.fromkeys(r.kind for r in bad):
-        good = [r for r in audited if r.kind == kind and r not in bad]
+        good = [r for r in audited if r.kind == kind and r not in bad and r.max_ulp is not None]
         if not good:
             continue
-        stable = [r for r in good if "stable" in r.algorithm]
-        best = stable[0] if stable else min(good, key=lambda r: r.max_ulp or 0.0)
-        parts.append(f"{best.algorithm} is within {best.max_ulp:.2f} ulp")
+        best = min(good, key=lambda r: r.max_ulp or 0.0)
+        stable = next((r for r in good if "stable" in r.algorithm), best)
+        part = f"{stable.algorithm} is within {stable.max_ulp:.2f} ulp"
+        if (stable.max_ulp or 0.0) > 2 and (best.max_ulp or 0.0) < (stable.max_ulp or 0.0) / 2:
+            part += f" ({best.algorithm}: {best.max_ulp:.2f} ulp)"
+        parts.append(part)
     if not parts:
         return ""
     return "What works: " + _join(parts) + "."

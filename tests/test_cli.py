@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mpmath
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -490,3 +491,19 @@ def test_explain_prints_the_exact_values_right_to_every_digit_shown() -> None:
         assert w in out, (w, out)
     code, out, _ = invoke("explain", "2,2,2", "-d", "bfloat16", "-a", "softmax_stable")
     assert code == 0 and out.count("0.33333333333333333333") == 3
+
+
+def test_explain_names_the_most_accurate_fix_when_the_stable_one_is_far_off() -> None:
+    # log_softmax_stable computes log(1 + e^-3) as log of a rounded sum: a few ulp off on
+    # element 0, while the log1p form is correctly rounded there
+    algorithms = "log_softmax_naive,log_softmax_stable,log_softmax_log1p"
+    code, out, _ = invoke("explain", "1000,997", "-d", "float32", "-a", algorithms)
+    assert code == 0
+    out = " ".join(out.split())
+    x = mpmath.mpf(-3)
+    exact = -mpmath.log1p(mpmath.exp(x))  # log-probability of the top logit
+    stable = np.float32(-np.log(np.float32(1) + np.exp(np.float32(-3))))
+    ulp = float(np.spacing(np.float32(abs(float(exact)))))
+    assert abs(float(stable) - float(exact)) / ulp > 2  # the premise: stable is off here
+    assert "What works: log_softmax_stable is within" in out
+    assert "(log_softmax_log1p: 0." in out
