@@ -7,6 +7,37 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+#: The longest vector audited unless asked for more (``run --max-length``): a vector is audited
+#: whole, and 2**21 logits take about 1 GB (measured: ``/usr/bin/time -f %M lsmcheck run`` on
+#: one 2**21-logit vector, 1.04 GB peak), eight times the largest language-model vocabulary.
+MAX_LENGTH = 1 << 21
+#: Memory the audit of one logit takes at its peak, about: for the messages that refuse a vector.
+BYTES_PER_LOGIT = 500
+
+
+def audit_size(logits: int) -> str:
+    """The memory auditing ``logits`` at once takes, for prose: ``15 MiB``, ``2.0 GiB``."""
+    return _bytes(logits * BYTES_PER_LOGIT)
+
+
+def beyond_memory(logits: int) -> tuple[str, str] | None:
+    """When auditing ``logits`` at once would not fit in memory: the memory it takes and the
+    machine's, for prose; else ``None``.
+
+    The estimate (:data:`BYTES_PER_LOGIT`) leaves out what the caller holds besides, so half
+    the physical memory is the most allowed.
+    """
+    from lsmcheck.sandbox import physical_memory
+
+    memory = physical_memory()
+    if memory is None or logits * BYTES_PER_LOGIT <= memory // 2:
+        return None
+    return audit_size(logits), _bytes(memory)
+
+
+def _bytes(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{max(1, round(n / 2**20))} MiB"
+
 
 @dataclass(frozen=True, eq=False)
 class Vector:

@@ -215,3 +215,17 @@ def test_exploring_an_implementation_that_needs_targets_says_where_to_go(args: l
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 2 and res.stderr.count("\n") == 1
     assert "lsmcheck run --target" in res.stderr and "needs the target class" in res.stderr
+
+
+def test_a_hunt_too_long_for_memory_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # each round audits 32 candidates together: 32 x 200,000 logits (3 GiB) > half of 2 GiB
+    from lsmcheck import sandbox
+
+    monkeypatch.setattr(sandbox, "physical_memory", lambda: 2 << 30)
+    args = ["hunt", "-a", "softmax_naive", "-d", "float16", "--length", "200000"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 2
+    assert res.output == (
+        "lsmcheck: error: --length: 32 candidates of 200,000 logits (audited together) need "
+        "about 3.0 GiB to audit at once, more than half this machine's 2.0 GiB of memory\n"
+    )

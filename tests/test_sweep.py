@@ -220,3 +220,26 @@ def test_bad_outputs_and_empty_name_lists_fail_before_any_work(args: list[str]) 
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 2 and res.stderr.count("\n") == 1, res.output
     assert res.stdout == "" and "lsmcheck: error: " in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["length", "--from", "2", "--to", "4000000"], "--from/--to: vectors of 4,000,000 logits"),
+        (["scale", "--length", "3000000"], "--length: vectors of 3,000,000 logits"),
+    ],
+)
+def test_a_sweep_too_long_for_memory_is_refused_before_any_work(
+    monkeypatch: pytest.MonkeyPatch, args: list[str], flag: str
+) -> None:
+    # a vector is audited whole at about 500 bytes per logit: with 2 GiB of memory, 3 million
+    # logits (1.4 GiB) are more than half of it; the draw is never made
+    from lsmcheck import sandbox
+
+    monkeypatch.setattr(sandbox, "physical_memory", lambda: 2 << 30)
+    res = CliRunner().invoke(main, ["sweep", *args])
+    assert res.exit_code == 2
+    assert res.output.startswith(f"lsmcheck: error: {flag} need about ")
+    assert res.output.endswith("more than half this machine's 2.0 GiB of memory\n")
+    res = CliRunner().invoke(main, ["sweep", "length", "--to", "1000", "-q"])
+    assert res.exit_code == 0

@@ -61,7 +61,7 @@ from lsmcheck.parallel import default_jobs, tune_malloc
 from lsmcheck.sandbox import Limits
 from lsmcheck.sources import count_elements, iter_sources, longest_vectors
 from lsmcheck.userimpl import load, spec_file
-from lsmcheck.vectors import Vector
+from lsmcheck.vectors import BYTES_PER_LOGIT, MAX_LENGTH, Vector, audit_size
 
 
 def _given(name: str) -> bool:
@@ -229,10 +229,8 @@ def _not_nan(value: float | None) -> float | None:
 MAX_TIMEOUT = 1e9
 
 
-#: The longest vector ``run`` audits without ``--max-length``: 2**21 logits take about 1 GB
-#: (measured: ``/usr/bin/time -f %M lsmcheck run`` on one 2**21-logit vector, 1.04 GB peak),
-#: eight times the largest language-model vocabulary.
-DEFAULT_MAX_LENGTH = 1 << 21
+#: The longest vector ``run`` audits without ``--max-length``.
+DEFAULT_MAX_LENGTH = MAX_LENGTH
 
 
 def _check_lengths(inputs: Sequence[str], max_length: int) -> None:
@@ -255,14 +253,9 @@ def _bounded(vectors: Iterable[Vector], max_length: int) -> Iterator[Vector]:
 def _too_long(what: str, n: int, max_length: int) -> str:
     return (
         f"{what} of {n:,} logits {'is' if what == 'a vector' else 'are'} longer than "
-        f"--max-length {max_length:,}: a vector is audited whole, at about 500 bytes per logit "
-        f"({_size(n * 500)} here); raise --max-length to audit it"
+        f"--max-length {max_length:,}: a vector is audited whole, at about {BYTES_PER_LOGIT} "
+        f"bytes per logit ({audit_size(n)} here); raise --max-length to audit it"
     )
-
-
-def _size(n: int) -> str:
-    """Bytes for prose: ``15 MiB``, ``2.0 GiB``."""
-    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{max(1, round(n / 2**20))} MiB"
 
 
 class _Limits:

@@ -38,7 +38,7 @@ from lsmcheck.dtypes import Format, get_format
 from lsmcheck.errors import UsageError
 from lsmcheck.explain import INACCURATE_ULP, verdict
 from lsmcheck.results import Result, repr_float
-from lsmcheck.vectors import Vector
+from lsmcheck.vectors import Vector, beyond_memory
 
 FloatArray = npt.NDArray[np.float64]
 Progress = Callable[[float, float], None]
@@ -287,6 +287,13 @@ def hunt(
     """Hunt for the worst inputs of ``algorithm`` in ``dtype`` (see the module docstring)."""
     if length < 1:
         raise UsageError(f"--length: expected at least 1, got {length}")
+    too_big = beyond_memory(BATCH * length)
+    if too_big is not None:
+        size, memory = too_big
+        raise UsageError(
+            f"--length: {BATCH} candidates of {length:,} logits (audited together) need about "
+            f"{size} to audit at once, more than half this machine's {memory} of memory"
+        )
     if not budget > 0:
         raise UsageError(f"--budget: expected seconds > 0, got {budget}")
     if evals is not None and evals < 1:
