@@ -147,3 +147,26 @@ def test_a_killed_worker_is_one_line_and_exit_2_not_a_bug(tmp_path: Path, long_i
     )
     assert list(tmp_path.iterdir()) == []
     assert not any(alive(pid) for pid in workers)
+
+
+def test_ctrl_c_while_the_program_starts_is_one_line_not_a_traceback() -> None:
+    # the SIGINT lands while lsmcheck's imports run (numpy's extension is being loaded), before
+    # the command line's own handling is in place
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lsmcheck", "run", "-l", "1,2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    maps = Path(f"/proc/{proc.pid}/maps")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if "_multiarray_umath" in maps.read_text():
+                break
+        except (OSError, ProcessLookupError):
+            pass
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert (proc.returncode, err.strip(), out) == (130, "lsmcheck: interrupted", "")

@@ -22,7 +22,7 @@ from typing import Any
 
 import click
 
-from lsmcheck import __version__
+from lsmcheck import __version__, _startup
 
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 
@@ -75,6 +75,7 @@ class Lsmcheck(click.Group):
         main_thread = threading.current_thread() is threading.main_thread()
         previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
         try:
+            _startup.release()  # a Ctrl-C from here on is caught below
             super().main(args, prog_name, standalone_mode=False, **extra)
         except click.exceptions.Exit as e:  # --help, --version
             sys.exit(e.exit_code)
