@@ -151,9 +151,11 @@ def test_spread_limit_checked_by_direct_audit(dtype: str) -> None:
     explorer = Explorer()
     lim = explorer.limit(BUILTINS["log_softmax_stable"], FORMATS[dtype], "spread")
     assert lim.found and lim.bound == 4.0
+    # float64 is sampled (no last_ok); the lead just below its first break was tried, a window
+    before = lim.last_ok if not lim.sampled else float(np.nextafter(lim.first_bad, 0.0))
     opts = Options(dtypes=(dtype,), algorithms=("log_softmax_stable",), danger_zone=None)
     ok, bad = audit(
-        [Vector("t", 0, None, np.array([0.0, -lim.last_ok])),
+        [Vector("t", 0, None, np.array([0.0, -before])),
          Vector("t", 1, None, np.array([0.0, -lim.first_bad]))],
         opts,
     ).results  # fmt: skip
@@ -182,6 +184,102 @@ def test_float16_spread_limit_is_the_first_lead_that_breaks() -> None:
     assert worst(1.263671875) > 4.0
     leads = np.arange(np.float16(1.0).view(np.uint16), np.float16(lim.last_ok).view(np.uint16) + 1)
     assert all(worst(float(t)) <= 4.0 for t in leads.astype(np.uint16).view(np.float16))
+
+
+def _quarter_crossing() -> mpmath.mpf:
+    """The lead where log1p(e^-t) = 1/4 (200 bits): log_softmax[0] = -log1p(e^-t) passes
+    -1/4 there, its ulp halves, and the same rounding error counts twice as many ulp."""
+    with mpmath.workprec(200):
+        return -mpmath.log(mpmath.expm1(mpmath.mpf(1) / 4))
+
+
+def _worst(alg: str, t: float, dtype: str) -> float:
+    """The largest ULP error of ``alg`` on [0, -t] in ``dtype``, against the oracle."""
+    from tests import oracle
+
+    row = np.array([[0.0, -t]], dtype)
+    out = BUILTINS[alg].execute(row, Setup()).out[0]
+    _, ls, _ = oracle.truth([0.0, float(row[0, 1])])
+    return max(oracle.ulp_error(float(c), e, dtype) for c, e in zip(out, ls, strict=True))
+
+
+@pytest.mark.parametrize("alg", ["log_softmax_stable", "log_of_softmax"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_sampled_spread_limit_is_the_first_break_found_and_says_so(alg: str, dtype: str) -> None:
+    """float32 and float64 have too many values to try every lead: the limit is the first
+    break found, not "the last lead that holds" (it once read 2.16 and 1.48 in float32, 2.02
+    and 1.37 in float64, with every smaller lead implied to hold; found by a review).  An
+    exhaustive float32 scan (numpy on an AVX2 machine) and a long-double scan of 2**22 float64
+    leads, both confirmed with mpmath, put the first breaks at 0.43412349 (log_softmax_stable)
+    and 0.43275788 (log_of_softmax) in float32, and 35 and 3 float64 values above the
+    crossing of log1p(e^-t) = 1/4 (t = 1.2586915...).  numpy's float32 exp and log vary with
+    the machine's SIMD, so the test asserts what holds on any: the break is real (by the
+    oracle), the 64 leads below it were tried and hold, and it comes no later than just after
+    that crossing, where the error passes the bound densely."""
+    lim = Explorer().limit(BUILTINS[alg], FORMATS[dtype], "spread")
+    assert lim.first_bad is not None
+    assert _worst(alg, lim.first_bad, dtype) > 4.0
+    t = np.dtype(dtype).type
+    below = [t(lim.first_bad)]
+    for _ in range(64):
+        below.append(np.nextafter(below[-1], t(0)))
+    assert all(_worst(alg, float(b), dtype) <= 4.0 for b in below[1:])
+    crossing = _quarter_crossing()
+    ulp = dtype_ulp(float(crossing), dtype)
+    assert lim.first_bad < crossing + 4096 * ulp, (lim.first_bad, crossing)
+    assert lim.sampled and lim.tried is not None and lim.tried > 0
+    assert lim.last_ok is None and lim.value is None  # not every smaller lead was tried
+
+
+def test_spread_crossings_are_where_the_exact_outputs_cross_powers_of_two() -> None:
+    """Each crossing, against mpmath at 200 bits: the exact output is on either side of the
+    power of two a float64 ulp or two before and after, falling or rising as stated."""
+    from lsmcheck.explore.limits import spread_crossings
+
+    with mpmath.workprec(200):
+
+        def outputs(t: mpmath.mpf) -> list[mpmath.mpf]:
+            s = mpmath.exp(-t)
+            return [mpmath.log1p(s), t + mpmath.log1p(s), 1 / (1 + mpmath.exp(t))]
+
+        crossings = spread_crossings(None, 2.0**-6, 745.2)
+        assert len(crossings) > 1000
+        for t, falling in crossings:
+            a = outputs(mpmath.mpf(t) * (1 - mpmath.mpf(2) ** -50))
+            b = outputs(mpmath.mpf(t) * (1 + mpmath.mpf(2) ** -50))
+            hits = [
+                (x > y) == falling
+                for x, y in zip(a, b, strict=True)
+                if mpmath.floor(mpmath.log(x, 2)) != mpmath.floor(mpmath.log(y, 2))
+            ]
+            assert hits and all(hits), t
+        # the first two where log_softmax[0] falls: -1/2 at 0.4328, -1/4 at 1.2587
+        falls = [t for t, f in spread_crossings(Kind.LOG_SOFTMAX, 2.0**-6, 2.0) if f]
+        assert falls[1] == pytest.approx(float(_quarter_crossing()), rel=1e-15)
+
+
+def test_json_of_a_sampled_spread_limit() -> None:
+    res = CliRunner().invoke(
+        main,
+        ["limits", "-d", "float16,float32", "-a", "log_softmax_stable,softmax_stable",
+         "--limit", "spread", "-f", "json"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    lims = {(x["dtype"], x["algorithm"]): x for x in json.loads(res.stdout)["limits"]}
+    f16 = lims["float16", "log_softmax_stable"]
+    assert not f16["sampled"] and f16["last_ok"] == 1.2626953125
+    f32 = lims["float32", "log_softmax_stable"]
+    assert f32["sampled"] and f32["last_ok"] is None and f32["value"] is None
+    assert f32["first_bad"] < 1.26 and f32["tried"] > 1000
+    none = lims["float32", "softmax_stable"]  # nothing broke among the leads tried
+    assert none["sampled"] and none["first_bad"] is None and none["last_ok"] is None
+    assert none["tried"] > 100_000
+    args = ["limits", "-d", "float32", "-a", "log_softmax_stable", "--limit", "spread"]
+    res = CliRunner().invoke(main, [*args, "-f", "csv"])
+    head, row = res.stdout.splitlines()
+    got = dict(zip(head.split(","), row.replace('"[0, -t]"', "probe").split(","), strict=True))
+    assert got["last_ok"] == "" and got["sampled"] == "True"
+    assert float(got["first_bad"]) == f32["first_bad"]
 
 
 def test_a_shifted_exp_moves_the_measured_limit() -> None:

@@ -21,8 +21,10 @@ The parameter runs over the dtype's values in ``[0, max]`` (``[1, max_length]`` 
 The search first evaluates a grid (four points per binade from 2**-6 to 2**12, sparser above,
 and the format's maximum), then bisects between the last grid point that holds and the first
 that breaks, over the dtype's ordered bit patterns, until the two are adjacent floats.  A
-predicate that is not monotone (the ULP error of ``spread`` is not) is thus reported at its
-first crossing on the grid, refined exactly.
+predicate that is not monotone would thus be reported at its first crossing on the grid: the
+ULP error of ``spread`` is not, so spread runs its own scan (:func:`spread_points`), every
+value of a format of at most 11 bits, a *sample* of float32 and float64, where the result is
+the first break found (:attr:`Limit.sampled`: a smaller lead not tried may break too).
 
 The analytical values beside them follow from the format: ``ln(max)`` (exp overflows),
 ``ln(smallest subnormal / 2)`` (exp, or a probability, rounds to 0) and the overflow threshold
@@ -31,6 +33,7 @@ The analytical values beside them follow from the format: ``ln(max)`` (exp overf
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -38,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from lsmcheck.algorithms import Algorithm, get_algorithm
+from lsmcheck.algorithms import Algorithm, Kind, get_algorithm
 from lsmcheck.dtypes import Format, get_format
 from lsmcheck.errors import UsageError
 from lsmcheck.explore.probe import Prober, Sample
@@ -95,8 +98,11 @@ class Limit:
 
     Attributes:
         algorithm, dtype, name: what it is about.
-        last_ok: the largest ``t`` that holds (``None`` if even ``t = 0`` breaks).
-        first_bad: the adjacent ``t`` that breaks (``None``: nothing broke up to ``searched``).
+        last_ok: the largest ``t`` that holds (``None`` if even ``t = 0`` breaks, and for a
+            :attr:`sampled` limit, where not every smaller ``t`` was tried).
+        first_bad: the adjacent ``t`` that breaks (``None``: nothing broke up to ``searched``);
+            for a :attr:`sampled` limit, the smallest ``t`` found to break, an upper bound of
+            the first that does.
         searched: the largest ``t`` tried (the format's max, or the max length).
         analytical: the analytical value of ``t`` where one exists.
         event: what broke at ``first_bad``, in words ("" when nothing broke).
@@ -106,6 +112,11 @@ class Limit:
         applicable: ``False`` where the limit does not apply (``flush`` of logsumexp, which has
             one output per vector).
         bound: the ULP bound of ``spread``.
+        sampled: ``True`` for a ``spread`` limit measured on a sample of the dtype's values
+            (float32, float64): the error is not monotone in ``t``, so an untried ``t`` below
+            :attr:`first_bad` may break too, and "nothing broke" covers the tried values only.
+        tried: for ``spread``, how many leads below :attr:`first_bad` (or in the whole range,
+            when nothing broke) were run, every one within the bound.
     """
 
     algorithm: str
@@ -120,6 +131,8 @@ class Limit:
     early: bool | None = None
     applicable: bool = True
     bound: float | None = None
+    sampled: bool = False
+    tried: int | None = None
 
     @property
     def spec(self) -> Spec:
@@ -132,7 +145,8 @@ class Limit:
 
     @property
     def value(self) -> float | None:
-        """The signed last value that holds (e.g. ``-17.33`` for underflow)."""
+        """The signed last value that holds (e.g. ``-17.33`` for underflow); ``None`` where
+        it is not known (a :attr:`sampled` limit)."""
         if self.last_ok is None:
             return None
         return self.spec.sign * self.last_ok
@@ -211,10 +225,15 @@ def float_grid(fmt: Format) -> list[float]:
 
 
 #: The spread limit's scan: every value of the dtype from 2**-6 to where exp(-t) flushes when
-#: its precision is at most this many bits (float16, bfloat16, float8), else this many points
-#: per binade.
+#: its precision is at most this many bits (float16, bfloat16, float8), else a sample there:
+#: this many points per binade, and :data:`SPREAD_WINDOW` consecutive values from each of the
+#: first :data:`SPREAD_WINDOWS` leads where an exact output falls below a power of two.
 SPREAD_EXHAUSTIVE_BITS = 11
 SPREAD_PER_BINADE = 64
+SPREAD_WINDOW = 1 << 16
+SPREAD_WINDOWS = 2
+#: Leads per batch of the spread scan; it stops after the first batch with a break.
+SPREAD_CHUNK = 1 << 14
 
 
 def spread_range(fmt: Format) -> tuple[float, float]:
@@ -227,26 +246,80 @@ def spread_range(fmt: Format) -> tuple[float, float]:
     return 2.0**-6, min(2.0**12, fmt.max, math.log(2 / fmt.smallest_subnormal))
 
 
-def spread_points(fmt: Format) -> list[float]:
+def spread_crossings(kind: Kind | None, lo: float, hi: float) -> list[tuple[float, bool]]:
+    """``(t, falling)`` for each lead ``t`` in ``[lo, hi]`` where an exact output of ``[0, -t]``
+    crosses a power of two in magnitude, falling or rising with ``t``, ascending (``kind``
+    ``None``: those of every kind).
+
+    The ulp of a value is smallest relative to it just below a power of two, so the same
+    rounding error counts most ulp there: just after a falling crossing, just before a rising
+    one.  The error of the log-domain algorithms first passes 4 ulp just after a falling one
+    (log_softmax ``-log1p(e^-t)`` passes -0.5 at 0.4328 and -0.25 at 1.2587).  In closed form:
+    ``log1p(e^-t) = 2**-k`` (log_softmax[0], logsumexp; falling) at ``t = -ln(expm1(2**-k))``;
+    ``t + log1p(e^-t) = 2**k`` (log_softmax[1]; rising) at ``t = 2**k + ln(-expm1(-2**k))``;
+    ``1 / (1 + e^t) = 2**-k`` (softmax[1]; falling; softmax[0] stays in [1/2, 1)) at
+    ``t = ln(2**k - 1)``.
+    """
+    log = kind is None or kind in (Kind.LOG_SOFTMAX, Kind.LOGSUMEXP, Kind.CROSS_ENTROPY)
+    ln2 = math.log(2)
+
+    def upto(f: Callable[[int], float], k: int, falling: bool) -> list[tuple[float, bool]]:
+        ts = []
+        while (t := f(k)) <= hi:
+            ts.append((t, falling))
+            k += 1
+        return ts
+
+    out = []
+    if log:  # 2**-k and 2**k beyond 60: the closed forms are k ln 2 to float64's precision
+        out += upto(lambda k: -math.log(math.expm1(2.0**-k)) if k < 60 else k * ln2, 1, True)
+        out += upto(lambda k: 2.0**k + math.log(-math.expm1(-(2.0**k))), 0, False)
+    if kind is None or not log:
+        out += upto(lambda k: math.log(2.0**k - 1) if k < 60 else k * ln2, 2, True)
+    return sorted(c for c in out if lo <= c[0] <= hi)
+
+
+def spread_points(fmt: Format, kind: Kind | None = None, windows: bool = True) -> list[float]:
+    """The ``t`` the spread limit runs (see :func:`_spread_points`; computed once per dtype,
+    kind and ``windows``)."""
+    return list(_spread_points(fmt, kind, windows))
+
+
+@functools.lru_cache(maxsize=16)
+def _spread_points(fmt: Format, kind: Kind | None, windows: bool) -> tuple[float, ...]:
     """The ``t`` the spread limit runs, ascending: every value of the dtype from ``2**-6`` to
     where ``exp(-t)`` flushes (``ln(2 / smallest subnormal)``: 17.33 in float16) for a
-    precision of at most :data:`SPREAD_EXHAUSTIVE_BITS` bits, else :data:`SPREAD_PER_BINADE`
-    points per binade there; outside, those of :func:`float_grid`.
+    precision of at most :data:`SPREAD_EXHAUSTIVE_BITS` bits; else, there,
+    :data:`SPREAD_PER_BINADE` points per binade and (with ``windows``)
+    :data:`SPREAD_WINDOW` consecutive values from just before each of the first
+    :data:`SPREAD_WINDOWS` falling crossings of :func:`spread_crossings` for ``kind`` (there
+    the error jumps up, doubled; at a rising one it drops); outside, those of
+    :func:`float_grid`.
 
     The ULP error of ``[0, -t]`` is a sawtooth (the rounding of ``1 + s`` comes and goes), so
     a coarse grid can step over its first crossing of the bound: float16 log_softmax_stable
     first passes 4 ulp at t = 1.26, between two grid points, and once crossed the grid again
-    only at 2.38.
+    only at 2.38.  In float32 its first break, at t = 0.434, is one of 3 among the 335 544
+    float32 values of [0.43, 0.44); 64 points per binade first found one at 2.16, the windows
+    find it.
     """
     lo, hi = spread_range(fmt)
+    uint = _UINT[fmt.dtype.itemsize]
     if fmt.p <= SPREAD_EXHAUSTIVE_BITS:
         ordinals = np.arange(_ordinal(lo, fmt), _ordinal(hi, fmt) + 1)
-        dense = ordinals.astype(_UINT[fmt.dtype.itemsize]).view(fmt.dtype).astype(np.float64)
     else:
         steps = np.arange(-6 * SPREAD_PER_BINADE, 12 * SPREAD_PER_BINADE + 1)
-        dense = np.asarray(fmt.cast(2.0 ** (steps / SPREAD_PER_BINADE)), np.float64)
-    coarse = [t for t in float_grid(fmt) if not lo <= t <= hi]
-    return sorted({*coarse, *(float(t) for t in dense if t <= hi)})
+        grid = np.asarray(fmt.cast(2.0 ** (steps / SPREAD_PER_BINADE)), fmt.dtype)
+        parts = [grid.view(uint).astype(np.int64)]
+        if windows:
+            # from a few values before each crossing: it is computed in float64
+            crossings = [t for t, falling in spread_crossings(kind, lo, hi) if falling]
+            starts = [_ordinal(t, fmt) - 64 for t in crossings[:SPREAD_WINDOWS]]
+            parts += [np.arange(k, k + SPREAD_WINDOW) for k in starts]
+        ordinals = np.clip(np.concatenate(parts), _ordinal(lo, fmt), _ordinal(hi, fmt))
+    dense = np.unique(ordinals).astype(uint).view(fmt.dtype).astype(np.float64)
+    coarse = np.array([t for t in float_grid(fmt) if not lo <= t <= hi])
+    return tuple(np.unique(np.concatenate([coarse, dense])).tolist())
 
 
 def _ordinal(t: float, fmt: Format) -> int:
@@ -392,6 +465,7 @@ class Explorer:
     def _limit(self, alg: Algorithm, fmt: Format, name: str) -> Limit:
         prober = self.prober(fmt)
         ana = analytical(name, fmt)
+        sampled, tried = False, None  # spread's (see Limit)
         if name == "flush" and alg.kind.per_vector:
             return _not_applicable(alg, fmt, name)
         if name == "length":
@@ -416,7 +490,7 @@ class Explorer:
                     return s.broken or not s.max_ulp <= bound
 
             if name == "spread":
-                last, first, sample = self._spread(alg, fmt, evaluate, bad)
+                last, first, sample, sampled, tried = self._spread(alg, fmt, evaluate, bad)
             else:
                 last, first, sample = search_float(fmt, evaluate, bad)
             searched = fmt.max
@@ -435,38 +509,64 @@ class Explorer:
             event_kind=sample.event_kind() if sample is not None else "",
             early=early,
             bound=self.ulp_bound if name == "spread" else None,
+            sampled=sampled,
+            tried=tried,
         )
 
     def _spread(
         self, alg: Algorithm, fmt: Format, evaluate: Evaluate, bad: Bad
-    ) -> tuple[float | None, float | None, Sample | None]:
+    ) -> tuple[float | None, float | None, Sample | None, bool, int]:
         """The spread limit: the first ``t`` of :func:`spread_points` whose error passes the
-        bound (or that breaks), refined to adjacent values.  The points are measured all at
-        once by the audit's fast tier where it covers the format (each row it cannot settle,
-        and every row of a format it does not cover, by the probes' mpmath reference)."""
-        ts = spread_points(fmt)
-        scan = self.prober(fmt).fast_scan(alg, probe_rows("spread", ts))
-        if scan is None:
-            first, sample = None, None
-            for start in range(0, len(ts), ROUND * 16):
-                samples = evaluate(ts[start : start + ROUND * 16])
+        bound (or that breaks), refined between it and the point before; and whether that was
+        a sample (not every value of the dtype below it was tried), and how many leads below
+        it were run.
+
+        The points are measured in batches of :data:`SPREAD_CHUNK` by the audit's fast tier
+        where it covers the format and kind (each row it cannot settle by the probes' mpmath
+        reference), up to the first batch with a break; otherwise one probe at a time through
+        the mpmath reference, on the points without the windows (that many rows would take
+        minutes there)."""
+        prober = self.prober(fmt)
+        fast = prober.covers(alg)
+        ts = spread_points(fmt, alg.kind, windows=fast)
+        first, sample = None, None
+        step = SPREAD_CHUNK if fast else ROUND * 16
+        for start in range(0, len(ts), step):
+            part = ts[start : start + step]
+            scan = prober.fast_scan(alg, probe_rows("spread", part)) if fast else None
+            if scan is None:
+                samples = evaluate(part)
                 j = _first_bad(samples, bad)
                 if j is not None:
                     first, sample = start + j, samples[j]
-                    break
-        else:
-            worst, broke = scan
-            with np.errstate(invalid="ignore"):
-                suspect = np.flatnonzero(np.isnan(worst) | broke | ~(worst <= self.ulp_bound))
-            # the probes' own measurement decides (one run, measured lazily in order)
-            samples = evaluate([ts[i] for i in suspect.tolist()]) if suspect.size else []
-            j = _first_bad(samples, bad)
-            first, sample = (None, None) if j is None else (int(suspect[j]), samples[j])
+            else:
+                worst, broke = scan
+                with np.errstate(invalid="ignore"):
+                    odd = np.isnan(worst) | broke | ~(worst <= self.ulp_bound)
+                suspect = np.flatnonzero(odd)
+                # the probes' own measurement decides (one run, measured lazily in order)
+                samples = evaluate([part[i] for i in suspect.tolist()]) if suspect.size else []
+                j = _first_bad(samples, bad)
+                if j is not None:
+                    first, sample = start + int(suspect[j]), samples[j]
+            if first is not None:
+                break
+        lo, hi = spread_range(fmt)
+        every = fmt.p <= SPREAD_EXHAUSTIVE_BITS
         if first is None or sample is None:
-            return ts[-1], None, None
+            return (None if not every else ts[-1]), None, None, not every, len(ts)
         if first == 0:
-            return None, ts[0], sample
-        return refine(fmt, evaluate, bad, ts[first - 1], ts[first], sample)  # adjacent: as is
+            return None, ts[0], sample, False, 0
+        tried: list[float] = []
+
+        def recorded(points: list[float]) -> list[Sample]:
+            tried.extend(points)
+            return evaluate(points)
+
+        last, first_bad, sample = refine(fmt, recorded, bad, ts[first - 1], ts[first], sample)
+        sampled = not (every and lo <= first_bad <= hi)
+        below = first + sum(1 for t in tried if t < first_bad)
+        return (None if sampled else last), first_bad, sample, sampled, below
 
     def facts(self, fmt: Format) -> DtypeFacts:
         """The dtype's constants and the reference's representable limit."""
@@ -640,17 +740,21 @@ def _what(lim: Limit, plural: bool) -> str:
         )
     if lim.name == "spread":
         fmt = get_format(lim.dtype)
-        lo, hi = spread_range(fmt)
         first = lim.first_bad or 0.0
-        if not lo <= first <= hi:
-            tried = "the first found on the grid, outside the leads tried one by one"
-        elif fmt.p <= SPREAD_EXHAUSTIVE_BITS:
-            tried = f"every smaller {fmt.name} lead down to 2**-6 holds"
+        if lim.sampled:
+            return (
+                f"{verb('off')} by more than {prose_number(lim.bound or 0.0)} ulp when the top "
+                f"logit leads the rest by {prose_number(first)}, the smallest lead found to "
+                f"break ({lim.tried} smaller {fmt.name} leads tried hold, but not every value; "
+                "an untried one may break too)"
+            )
+        if first == 0:
+            tried = "already with no lead"
         else:
-            tried = f"the first found of {SPREAD_PER_BINADE} leads tried per binade"
+            tried = f"every smaller {fmt.name} lead down to 2**-6 holds"
         return (
             f"{verb('off')} by more than {prose_number(lim.bound or 0.0)} ulp first when the top "
-            f"logit leads the rest by {prose_number(lim.first_bad or 0.0)} ({tried})"
+            f"logit leads the rest by {prose_number(first)} ({tried})"
         )
     return f"{verb(kind)} from a length of {prose_number(lim.first_bad or 0.0)} equal logits"
 

@@ -207,6 +207,12 @@ class Prober:
         self.evaluations += len(values)
         return [Sample(x, alg, trace, r, self) for r, x in enumerate(values)]
 
+    def covers(self, alg: Algorithm) -> bool:
+        """Whether :meth:`fast_scan` measures ``alg`` in this format."""
+        from lsmcheck.fastref import FAST_FORMATS
+
+        return self.fmt.storage.name in FAST_FORMATS and not alg.kind.needs_target
+
     def fast_scan(
         self, alg: Algorithm, rows: npt.NDArray[np.float64]
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]] | None:
@@ -216,9 +222,9 @@ class Prober:
         ``None`` for a format the fast tier does not cover (bfloat16, float8).
         """
         from lsmcheck import fastmetrics
-        from lsmcheck.fastref import FAST_FORMATS, fast_reference
+        from lsmcheck.fastref import fast_reference
 
-        if self.fmt.storage.name not in FAST_FORMATS or alg.kind.needs_target:
+        if not self.covers(alg):
             return None
         batch = self.cast(rows)
         x = np.asarray(batch, np.float64)

@@ -15,7 +15,14 @@ from rich.table import Table
 from rich.text import Text
 
 from lsmcheck.explore.hunt import HuntReport
-from lsmcheck.explore.limits import LIMITS, SPECS, Limit, LimitsReport
+from lsmcheck.explore.limits import (
+    LIMITS,
+    SPECS,
+    SPREAD_PER_BINADE,
+    SPREAD_WINDOW,
+    Limit,
+    LimitsReport,
+)
 from lsmcheck.formats.style import Style
 from lsmcheck.formats.table import to_text
 from lsmcheck.results import json_number, prose_number, repr_float
@@ -32,15 +39,21 @@ _HEADERS = {
 
 
 def _cell(lim: Limit) -> Text:
-    """The measured value: the last that holds (length: the first that breaks)."""
+    """The measured value: the last that holds (length: the first that breaks; a sampled
+    spread: below the first break found)."""
     if not lim.applicable:
         return Text("error", "red") if lim.event.startswith("error") else Text("n/a", "dim")
     if lim.name == "length":
         if lim.first_bad is None:
             return Text(f"> {int(lim.searched)}", "dim")
         return Text(str(int(lim.first_bad)), "red")
+    if lim.sampled and lim.first_bad is None:
+        return Text("none found", "dim")
     if lim.first_bad is None:
         return Text("never", "dim")
+    if lim.sampled and lim.first_bad > 0:
+        # not every smaller lead was tried: the last that holds is below the first found
+        return Text(f"< {repr_float(lim.spec.sign * lim.first_bad, lim.dtype)}", "yellow")
     if lim.last_ok is None:
         return Text(f"breaks at {lim.spec.sign * lim.first_bad:g}", "red")
     text = Text(repr_float(lim.spec.sign * lim.last_ok, lim.dtype))
@@ -95,8 +108,11 @@ def limits_tables(report: LimitsReport) -> list[RenderableType]:
         parts.append(table)
     spread = (
         "Spread: the error jumps from one t to the next, so every value of a 16-bit or "
-        "narrower format from 2**-6 to where exp(-t) flushes is tried, and 64 per binade of "
-        "float32/float64 (where a value in between may break earlier). "
+        "narrower format from 2**-6 to where exp(-t) flushes is tried; float32 and float64 "
+        f"have too many, so {SPREAD_PER_BINADE} per binade and {SPREAD_WINDOW} consecutive "
+        "values where an exact output falls below a power of two are tried: '< t' there is "
+        "the first break found, and a value not tried may break earlier; 'none found' "
+        "covers the values tried. "
         if any(x.name == "spread" for x in report.limits)
         else ""
     )
@@ -137,6 +153,8 @@ def _limit_dict(lim: Limit) -> dict[str, Any]:
         "early": lim.early,
         "event": lim.event,
         "bound": lim.bound,
+        "sampled": lim.sampled,
+        "tried": lim.tried,
     }
 
 
@@ -169,7 +187,7 @@ def limits_json(report: LimitsReport) -> str:
 def limits_csv(report: LimitsReport) -> str:
     buf = io.StringIO()
     fields = ["algorithm", "dtype", "limit", "probe", "last_ok", "first_bad", "analytical"]
-    fields += ["early", "event"]
+    fields += ["early", "event", "sampled"]
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(fields)
     for lim in report.limits:
