@@ -408,14 +408,14 @@ def _measure_batch(
             for r in ok:
                 ran = alg_runs[r]
                 assert not isinstance(ran, str)
-                ref, values = _certified(
+                ref, values, bound = _certified(
                     kind, x64[r], ran[0].out[ran[1]], exact_row(r), fmt, vectors[r].target
                 )
                 exacts[r] = ref
                 n = kind_elements(kind, len(vectors[r].values))
                 tiers["mpmath"] = tiers.get("mpmath", 0) + n
                 res = _measure_row(
-                    vectors[r], x64[r], alg, ran[0], ran[1], ref, values, fmt, options
+                    vectors[r], x64[r], alg, ran[0], ran[1], ref, (values, bound), fmt, options
                 )
                 if options.danger_zone is not None and not kind.needs_target:
                     near = headroom.assess(alg, fmt, x64[r], options.danger_zone)
@@ -458,7 +458,7 @@ def _measure_batch(
         by_row = itertools.groupby(zip(rr.tolist(), ii.tolist(), strict=True), key=_first)
         for r, pairs in by_row:
             cols = [i for _, i in pairs]
-            ref, values = _certified(kind, x64[ok[r]], c[r], exact_row(ok[r]), fmt, None, cols)
+            ref, values, _ = _certified(kind, x64[ok[r]], c[r], exact_row(ok[r]), fmt, None, cols)
             exacts[ok[r]] = ref
             for i in cols:
                 v = values[i]
@@ -496,6 +496,7 @@ def _measure_batch(
                 elements = metrics.elements(
                     dataclasses.replace(m, exact=exact_values),
                     None if kind.per_vector else x64[r],
+                    exact_row(r).rel_bound,
                 )
             room = None if rooms is None else rooms[j]
             out[r, ai] = _result(vectors[r], alg, fmt, found[j], j, rows, elements, room)
@@ -709,17 +710,19 @@ def _measure_row(
     trace: Trace,
     row: int,
     ref: Exact,
-    values: tuple[Any, ...],
+    certified: tuple[tuple[Any, ...], Any],
     fmt: Format,
     options: Options,
 ) -> Result:
     """Row ``row`` of ``trace`` measured element by element against the mpmath reference
-    ``ref`` and the exact values of its kind, ``values`` (from :func:`_certified`).
+    ``ref`` and the exact values of its kind with their relative bound, ``certified`` (from
+    :func:`_certified`).
 
     The path for kinds whose exact values depend on the target class, for ``--bounds``, and for
     the formats without a fast tier.
     """
     over, flush, nan_c = trace.overflow[row], trace.flush[row], trace.nan[row]
+    values, rel_bound = certified
     target = v.target
     m = metrics.measure(alg.kind, trace.out[row], over, flush, ref, fmt, values)
     found = metrics.findings(m, over, flush, nan_c, trace.arg[row], fmt)
@@ -745,7 +748,7 @@ def _measure_row(
         else metrics.argmax_preserved(x, m.computed, bool(m.overflow.any() or m.underflow.any())),
         worst_index=worst,
         findings=found,
-        elements=metrics.elements(m, None if alg.kind.per_vector else x)
+        elements=metrics.elements(m, None if alg.kind.per_vector else x, rel_bound)
         if options.per_element
         else None,
         target=target,
@@ -762,10 +765,11 @@ def _certified(
     fmt: Format,
     target: int | None,
     only: Sequence[int] | None = None,
-) -> tuple[Exact, tuple[Any, ...]]:
+) -> tuple[Exact, tuple[Any, ...], Any]:
     """``ref``, computed again at a higher precision until the absolute and relative error of
     every output (of those in ``only``) is certified (:func:`lsmcheck.metrics.error_bits`);
-    and the exact values of ``kind`` it gives (the target's loss or gradient, for those)."""
+    the exact values of ``kind`` it gives (the target's loss or gradient, for those); and
+    their relative bound."""
     c64 = np.asarray(out, np.float64).ravel()
     cols = np.arange(c64.size) if only is None else np.asarray(only, np.intp)
     while True:
@@ -786,7 +790,7 @@ def _certified(
         needs = (metrics.error_bits(float(c64[i]), values[i], bound, bits) for i in hard.tolist())
         more = max((b for b in needs if b is not None), default=None)
         if more is None:
-            return ref, tuple(values)
+            return ref, tuple(values), bound
         ref = exact(x, fmt, more)
 
 

@@ -394,6 +394,20 @@ def _max_and_shift(x: F64) -> tuple[F64, I64, F64, F64, Bools]:
     return m, k, dh, dl, finite
 
 
+def _exact_ties(dh: F64, dl: F64, finite: Bools) -> Bools:
+    """The elements whose softmax is exactly a power of two: those of rows whose finite logits
+    all equal their maximum, 2**k of them (a tie, or one finite logit), where it is ``2**-k``.
+
+    Their bound is then 0, as it must be for the fast tier to settle an exact 0 error (a row
+    of 32,768 zeros otherwise went to mpmath element by element, at some 1,800 bits).
+    """
+    count = finite.sum(axis=1)
+    at_max = (dh == 0) & (dl == 0)
+    rows = (at_max | ~finite).all(axis=1) & ((count & (count - 1)) == 0)
+    ties: Bools = rows[:, None] & finite
+    return ties
+
+
 def _zeros_int(shape: tuple[int, ...]) -> I64:
     return np.zeros(shape, np.int64)
 
@@ -436,9 +450,9 @@ def _float64_tier(x: F64) -> FastReference:
     lb = sb + REL_LIBM * log_l + TINY_NORMAL  # |log1p(s_true) - L|: log1p is 1-Lipschitz on s >= 0
 
     def softmax() -> Values:
-        p = e / one_s[:, None]
+        p = e / one_s[:, None]  # 1 / n exactly for a tie of n = 2**k: exp(0) and the sum exact
         pb = 1.01 * (eb / one_s[:, None] + p * (sb / one_s + 4 * U)[:, None]) + TINY_NORMAL
-        pb = np.where(finite, pb, 0.0)
+        pb = np.where(finite & ~_exact_ties(d, dl, finite), pb, 0.0)
         return Values(p, np.zeros_like(x), pb, _zeros_int(x.shape), np.zeros(x.shape, bool))
 
     def log_softmax() -> Values:
@@ -522,7 +536,11 @@ def _dd_tier(x: F64) -> FastReference:
     ph, pl = np.where(deep, 0.5, ph), np.where(deep, 0.0, pl)  # 0 < p < 2**-1100
     p_scale = np.where(deep, -1099, p_scale)
     p_err = np.where(deep, 0.5, p_err)
-    p_err = np.where(finite, p_err, 0.0)
+    ties = _exact_ties(dh, dl, finite)
+    if ties.any():  # exactly 1 / n: 1 / (1 + s) with s = n - 1 exact
+        ph = np.where(ties, 1.0 / finite.sum(axis=1)[:, None], ph)
+        pl, p_scale = np.where(ties, 0.0, pl), np.where(ties, 0, p_scale)
+    p_err = np.where(finite & ~ties, p_err, 0.0)
     ph = np.where(finite, ph, 0.0)
     pl = np.where(finite, pl, 0.0)
     # log_softmax_i = d_i - L; where d_i = 0 it is -L with L's exponent

@@ -291,9 +291,12 @@ def findings(
 
 
 def elements(
-    m: Measured, inputs: npt.NDArray[np.float64] | None, digits: int = 30
+    m: Measured, inputs: npt.NDArray[np.float64] | None, rel_bound: Any, digits: int = 30
 ) -> tuple[Element, ...]:
-    """Per-element detail for ``--per-element`` and ``explain``."""
+    """Per-element detail for ``--per-element`` and ``explain``: each exact value with the
+    digits its bound ``rel_bound`` (relative, see :class:`lsmcheck.reference.Exact`) makes
+    right, at most ``digits``."""
+    digits = certified_digits(rel_bound, digits)
     rows = []
     for i, (c, v) in enumerate(zip(m.computed.tolist(), m.exact, strict=True)):
         flags = tuple(
@@ -317,6 +320,18 @@ def elements(
             )
         )
     return tuple(rows)
+
+
+def certified_digits(rel_bound: Any, most: int = 30) -> int:
+    """How many significant digits of a value known to within ``rel_bound`` of itself a print
+    may show (at most ``most``): rounded to them, it is within 0.6 of a unit in the last digit
+    of the true value.  A 113-bit reference that cancellation left certified to 2**-80 holds
+    23; printed to 30, its last five digits were noise."""
+    import mpmath
+
+    if rel_bound == 0:
+        return most
+    return max(1, min(most, int(mpmath.floor(-mpmath.log10(rel_bound))) - 1))
 
 
 def format_exact(v: Mpf, digits: int = 30) -> str:
