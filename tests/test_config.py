@@ -292,3 +292,30 @@ def test_a_config_s_inputs_keep_their_names_from_any_directory(
     rows = list(csv.DictReader(io.StringIO(out)))
     assert rows and all(row["source"] == "logits.csv" for row in rows)
     assert all(row["baseline"] == "unchanged" for row in rows)
+
+
+def test_save_baseline_creates_the_baseline_the_config_names(project: Path) -> None:
+    """A config's ``baseline`` that does not exist yet does not block ``--save-baseline``
+    (it was an error, and the file could not be created without editing the config); only
+    comparing with a missing baseline is an error."""
+    pyproject(project, 'inputs = ["logits.csv"]\ndtypes = ["float32"]\nbaseline = "b.json"\n')
+    args = ("-a", "softmax_stable", "-q", "-f", "csv")
+    code, _, err = invoke(*args, "--save-baseline", "b.json")
+    assert code == 0, err
+    assert (
+        err == "lsmcheck: no baseline b.json yet: nothing to compare with\nlsmcheck: wrote b.json\n"
+    )
+    assert (project / "b.json").is_file()
+    code, out, err = invoke(*args)
+    assert (code, err) == (0, "")
+    assert {row["baseline"] for row in csv.DictReader(io.StringIO(out))} == {"unchanged"}
+    (project / "b.json").unlink()
+    code, out, err = invoke(*args)  # comparing only: the missing file is an error
+    assert (code, out) == (2, "")
+    assert (
+        err == "lsmcheck: error: b.json: no such baseline file (create one with --save-baseline)\n"
+    )
+    # a --baseline typed on the command line and saved elsewhere is a typo, not a new file
+    code, _, err = invoke(*args, "--baseline", "typo.json", "--save-baseline", "new.json")
+    assert code == 2 and "typo.json: no such baseline file" in err
+    assert not (project / "new.json").exists()

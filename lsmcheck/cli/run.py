@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import signal
 import sys
 import threading
@@ -216,6 +217,22 @@ def _write(path: str, text: str, inputs: list[str], flag: str) -> None:
     except OSError as e:
         raise UsageError(f"{flag}: cannot write {path}: {e.strerror}") from None
     click.echo(f"lsmcheck: wrote {path}", err=True)
+
+
+def _to_compare(baseline: str | None, save_baseline: str | None) -> str | None:
+    """The baseline to compare with: ``None`` when this run creates it.
+
+    With ``--save-baseline``, a baseline that does not exist yet is recorded, not compared
+    with, when it is the config's ``baseline`` or the very file being saved: the first run
+    of a project must be able to create the file its config names.  A missing ``--baseline``
+    saved elsewhere stays an error (a typo must not pass the gate unseen).
+    """
+    if not (baseline and save_baseline) or os.path.lexists(baseline):
+        return baseline
+    if _given("baseline") and os.path.abspath(baseline) != os.path.abspath(save_baseline):
+        return baseline
+    click.echo(f"lsmcheck: no baseline {baseline} yet: nothing to compare with", err=True)
+    return None
 
 
 def _not_nan(value: float | None) -> float | None:
@@ -480,7 +497,7 @@ def run(
         cfg, user, dtypes, algorithms, precision, per_element, thresholds, **precisions
     )
     inputs = paths if paths or logits else (cfg.inputs or ())
-    baseline = baseline or cfg.baseline
+    baseline = _to_compare(baseline or cfg.baseline, save_baseline)
     options = dataclasses.replace(
         options,
         danger_zone=danger_zone,
