@@ -32,6 +32,7 @@ from lsmcheck.results import (
     Report,
     Result,
     Status,
+    source_key,
     summarise,
 )
 
@@ -266,13 +267,14 @@ def check_tolerance(tolerance: float) -> None:
 def compare(report: Report, baseline: Baseline, tolerance: float = DEFAULT_TOLERANCE) -> Report:
     """``report`` judged against a baseline: only regressions fail.
 
-    Results are matched by (source, vector, algorithm, dtype).  A matched result *regresses*
-    when its ``max_ulp`` grew by more than ``tolerance`` ulp, when it has more overflowing,
-    underflowing or NaN elements than recorded, or when it breaks a threshold its recorded
-    figures did not break.  Thresholds it breaks as the baseline already did are *known* and
-    do not fail it.  A result that is not in the baseline is *new* and judged by the
-    thresholds alone; a recorded result this run did not produce has *vanished*, which fails
-    the report.  An ``error`` result fails whatever the baseline says.
+    Results are matched by (source, vector, algorithm, dtype), the source's path normalised
+    (``./data/x.csv`` is ``data/x.csv``).  A matched result *regresses* when its ``max_ulp``
+    grew by more than ``tolerance`` ulp, when it has more overflowing, underflowing or NaN
+    elements than recorded, or when it breaks a threshold its recorded figures did not break.
+    Thresholds it breaks as the baseline already did are *known* and do not fail it.  A result
+    that is not in the baseline is *new* and judged by the thresholds alone; a recorded result
+    this run did not produce has *vanished*, which fails the report.  An ``error`` result
+    fails whatever the baseline says.
     """
     check_tolerance(tolerance)
     if report.aggregated is not None:
@@ -284,7 +286,7 @@ def compare(report: Report, baseline: Baseline, tolerance: float = DEFAULT_TOLER
     remaining = {r.key: r for r in baseline.results}
     results = []
     for r in report.results:
-        old = remaining.pop((r.source, r.vector, r.algorithm, r.dtype), None)
+        old = remaining.pop((source_key(r.source), r.vector, r.algorithm, r.dtype), None)
         results.append(_against(r, old, path, tolerance))
     states = [r.baseline for r in results]
     summary = BaselineSummary(

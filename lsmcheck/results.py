@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import operator
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import MISSING, dataclass, field, fields
@@ -412,6 +413,12 @@ class Aggregate:
     skipped: int
 
 
+def source_key(source: str) -> str:
+    """A source as a baseline matches it: ``./data/x.csv``, ``data//x.csv`` and ``data/x.csv``
+    name one file (``os.path.normpath``), whichever way a run and its baseline were typed."""
+    return source if source == "-" else os.path.normpath(source)
+
+
 @dataclass(frozen=True)
 class Recorded:
     """One result as a baseline file records it (see :mod:`lsmcheck.baseline`).
@@ -437,8 +444,9 @@ class Recorded:
 
     @property
     def key(self) -> tuple[str, int, str, str]:
-        """What identifies a result across runs: (source, vector, algorithm, dtype)."""
-        return (self.source, self.vector, self.algorithm, self.dtype)
+        """What identifies a result across runs: (source, vector, algorithm, dtype), the
+        source as :func:`source_key` spells it."""
+        return (source_key(self.source), self.vector, self.algorithm, self.dtype)
 
     @property
     def label(self) -> str:

@@ -330,6 +330,27 @@ def test_missing_baseline_is_exit_2_before_the_audit(tmp_path: Path) -> None:
     assert "no such baseline file (create one with --save-baseline)" in result_.stderr
 
 
+@pytest.mark.parametrize(
+    ("saved", "compared"),
+    [("./data/x.csv", "data/x.csv"), ("data/x.csv", "./data/x.csv"), ("data//x.csv", "data/x.csv")],
+)
+def test_a_baseline_matches_however_the_path_was_spelt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, saved: str, compared: str
+) -> None:
+    """A baseline saved from ``lsmcheck run ./data/x.csv`` matches ``lsmcheck run data/x.csv``
+    (and the reverse); before, every result was "new" and every recorded one "vanished"."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "x.csv").write_text("1,2,3\n10,11\n")
+    args = ["run", "--no-config", "-a", "softmax_stable", "-d", "float32", "-q", "-f", "json"]
+    first = CliRunner().invoke(main, [*args, saved, "--save-baseline", "b.json"])
+    assert first.exit_code == 0, first.output
+    again = CliRunner().invoke(main, [*args, compared, "--baseline", "b.json"])
+    assert again.exit_code == 0, again.output
+    summary = json.loads(again.stdout)["baseline"]
+    assert (summary["unchanged"], summary["new"], summary["vanished"]) == (2, 0, [])
+
+
 def test_a_baseline_run_keeps_every_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Past the automatic aggregation threshold a baseline run still keeps (and records, and
     compares) every result: an unchanged input passes against its own baseline.  Before, the
