@@ -319,6 +319,32 @@ def test_output_dash_is_stdout_and_files_follow_the_umask(tmp_path: Path) -> Non
     assert report.stat().st_mode & 0o777 == 0o644
 
 
+def test_output_format_dash_is_stdout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--output-format FORMAT:-`` writes FORMAT to standard output, as ``-o -`` does (it
+    wrote a file named ``-``); standard output holds one report, so a second is an error."""
+    monkeypatch.chdir(tmp_path)
+    run = ("run", "-l", "1,2", "-d", "float64", "-a", "softmax_stable", "--no-config")
+    code, out, err = invoke(*run, "--output-format", "json:-", "--output-format", "csv:r.csv")
+    assert (code, err) == (0, "lsmcheck: wrote r.csv\n")
+    assert strict_json(out)["schema"] == "lsmcheck.report/1"  # instead of the table
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv"]
+    code, out, _ = invoke(*run, "-o", "r.json", "-f", "json", "--output-format", "csv:-")
+    assert code == 0 and out.startswith("source,vector,line,")
+    assert strict_json((tmp_path / "r.json").read_text())["schema"] == "lsmcheck.report/1"
+    for extra, other in [
+        (["-f", "json"], "-f json"),
+        (["-o", "-"], "-o -"),
+        (["--output-format", "csv:-"], "--output-format csv:-"),
+    ]:
+        code, out, err = invoke(*run, *extra, "--output-format", "junit:-")
+        assert (code, out) == (2, "")
+        assert err == (
+            f"lsmcheck: error: --output-format: junit:- writes standard output, and so does "
+            f"{other}\n"
+        )
+    assert not (tmp_path / "-").exists()
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
 def test_a_pipe_or_device_is_written_into_not_replaced(tmp_path: Path) -> None:
     """``-o`` onto a named pipe (as onto /dev/null or /dev/stdout) renamed a regular file over

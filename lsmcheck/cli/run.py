@@ -170,18 +170,31 @@ def _named(vectors: Iterable[Vector], names: dict[str, str]) -> Iterator[Vector]
 
 def _outputs(
     cfg: Config, fmt: str, output: str | None, output_format: tuple[str, ...]
-) -> tuple[str, list[tuple[str, str, str]]]:
-    """The standard-output format and the files to write: (format, path, flag)."""
-    if not _given("fmt") and cfg.format is not None:
+) -> tuple[str | None, list[tuple[str, str, str]]]:
+    """The format written to standard output (``None``: nothing is) and the files to write:
+    (format, path, flag).
+
+    ``-`` is standard output, for ``-o -`` as for ``--output-format FORMAT:-``; standard output
+    holds one report, so a ``FORMAT:-`` replaces the default table there, and two reports
+    meant for it (``-f json --output-format junit:-``) are an error.
+    """
+    typed = _given("fmt")
+    if not typed and cfg.format is not None:
         if cfg.format not in FORMAT_MODULES:
             choices = ", ".join(FORMAT_MODULES)
             raise ConfigError(
                 f"{cfg.where('format')}: unknown format {cfg.format!r} (choose from {choices})"
             )
         fmt = cfg.format
+    claim = None  # who asked for standard output: -o -, -f, the config's format (no flag)
     if output == "-":  # -o - is standard output
-        output = None
+        output, claim = None, "-o -"
+    elif output is None and typed:
+        claim = f"-f {fmt}"
+    elif output is None and cfg.format is not None and not output_format:
+        claim = cfg.where("format")
     files = [(fmt, output, "--output")] if output is not None else []
+    stdout: str | None = None if files else fmt
     flag = "--output-format" if output_format else cfg.where("output_format")
     for spec in output_format or cfg.output_format or ():
         name, _, path = spec.partition(":")
@@ -190,8 +203,13 @@ def _outputs(
                 f"{flag}: expected FORMAT:PATH with FORMAT one of {', '.join(FORMAT_MODULES)}, "
                 f"got {spec!r}"
             )
-        files.append((name, path, flag))
-    return fmt, files
+        if path != "-":
+            files.append((name, path, flag))
+            continue
+        if claim is not None:
+            raise UsageError(f"{flag}: {spec} writes standard output, and so does {claim}")
+        stdout, claim = name, f"{flag} {spec}"
+    return stdout, files
 
 
 def _loading(writers: list[str], progress: Progress) -> Progress:
@@ -381,7 +399,8 @@ class _Limits:
     "--output-format",
     multiple=True,
     metavar="FORMAT:PATH",
-    help="Also write the report in FORMAT to PATH (repeatable): --output-format junit:r.xml.",
+    help="Also write the report in FORMAT to PATH (repeatable): --output-format junit:r.xml; "
+    "a PATH of - is standard output (instead of -f's report).",
 )
 @click.option("--max-ulp", type=float, metavar="N", help="Fail a result whose max ULP error > N.")
 @click.option(
@@ -488,7 +507,7 @@ def run(
         fail_on=parse_fail_on(fail_on),
         rules=cfg.rules,
     )
-    fmt, files = _outputs(cfg, fmt, output, output_format)
+    stdout, files = _outputs(cfg, fmt, output, output_format)
     user = _implementations(impls, cfg, impl_timeout, impl_memory)
     _check_rule_names(cfg, user)
     precisions = {"accumulate": accumulate, "block": block, "target": target, "grad": grad}
@@ -526,7 +545,7 @@ def run(
     limits = _Limits(max_elements, timeout)
     limits.total = None if total is None else total * len(options.formats())
     limits.check_total()
-    writers = [fmt, *(name for name, _, _ in files)]
+    writers = [*([stdout] if stdout else []), *(name for name, _, _ in files)]
     try:
         with limits.alarm():
             report = audit(
@@ -545,6 +564,6 @@ def run(
         _write(save_baseline, baseline_file.dumps(report), [*inputs, *sources], "--save-baseline")
     for name, path, flag in files:
         _write(path, render(name, report, Style(color=False)), protected, flag)
-    if not any(flag == "--output" for _, _, flag in files):
-        sys.stdout.write(render(fmt, report, style_for(sys.stdout)))
+    if stdout is not None:
+        sys.stdout.write(render(stdout, report, style_for(sys.stdout)))
     return 0 if exit_zero else report.exit_code
