@@ -191,7 +191,7 @@ def audit(
             its algorithms (or to ``algorithms`` when given).
         dtypes: dtype names (default float16, float32, float64).
         max_ulp, max_rel_error, fail_on: the gate (``fail_on`` names overflow, underflow,
-            nan or all); or pass ``thresholds``.
+            nan, unaudited, or all of them); or pass ``thresholds``.
         precision_bits: the reference's first mpmath precision (default 113).
         per_element: keep per-element detail in the results.
         baseline: a baseline file (or a loaded :class:`~lsmcheck.baseline.Baseline`); then

@@ -421,8 +421,9 @@ class _Checker:
                 if name not in FAIL_ON_NAMES:
                     choices = ", ".join(FAIL_ON_NAMES)
                     raise bad("fail_on", f"unknown event {name!r} (choose from {choices})")
-                if name == UNAUDITED:
+                if name in (UNAUDITED, "all"):  # all: the event counts and unaudited
                     unaudited = True
+                if name == UNAUDITED:
                     continue
                 for kind in FAIL_ON_CHOICES if name == "all" else (name,):
                     if f"max_{kind}" in limits and limits[f"max_{kind}"] != 0:

@@ -43,7 +43,8 @@ FAIL_ON_CHOICES: tuple[str, ...] = ("overflow", "underflow", "nan")
 #: the dtype, or its softmax is undefined) then fails, so a gate never passes unseen inputs.
 UNAUDITED = "unaudited"
 
-#: Every name ``--fail-on`` and a config's ``fail_on`` take (``all``: every event count).
+#: Every name ``--fail-on`` and a config's ``fail_on`` take (``all``: every one of them, the
+#: event counts and ``unaudited``: whatever a CI user would expect "fail on all" to fail).
 FAIL_ON_NAMES: tuple[str, ...] = (*FAIL_ON_CHOICES, UNAUDITED, "all")
 
 #: Every check a threshold can set, in the order failures are listed.
@@ -199,14 +200,14 @@ def _resolve(thresholds: Thresholds, algorithm: str, dtype: str) -> dict[str, tu
 def parse_fail_on(values: tuple[str, ...] | list[str]) -> frozenset[str]:
     """Comma-separated or repeated ``--fail-on`` values as a set.
 
-    ``all`` means every event (overflow, underflow, nan); ``unaudited`` must be named.
+    ``all`` means every one: overflow, underflow, nan and unaudited.
     """
     names = {n.strip() for v in values for n in v.split(",") if n.strip()}
     if values and not names:  # --fail-on "$EVENTS" with an empty variable: not "no gate"
         choices = ", ".join(FAIL_ON_NAMES)
         raise UsageError(f"--fail-on: no event given (choose from {choices})")
     if "all" in names:
-        names = (names - {"all"}) | set(FAIL_ON_CHOICES)
+        names = (names - {"all"}) | {*FAIL_ON_CHOICES, UNAUDITED}
     return frozenset(names)
 
 

@@ -19,7 +19,15 @@ from click.testing import CliRunner
 from lsmcheck.baseline import Baseline, dumps, load, loads, record
 from lsmcheck.cli import main
 from lsmcheck.errors import InputError, UsageError
-from lsmcheck.gate import DEFAULT_TOLERANCE, Limits, Rule, Thresholds, compare, judge
+from lsmcheck.gate import (
+    DEFAULT_TOLERANCE,
+    Limits,
+    Rule,
+    Thresholds,
+    compare,
+    judge,
+    parse_fail_on,
+)
 from lsmcheck.results import ReferenceInfo, Report, Result, Status, summarise
 from tests import oracle
 
@@ -240,6 +248,24 @@ def test_a_config_can_fail_unaudited_vectors_for_every_result_or_per_table(
     assert statuses(lifted)[0] == 1  # an empty list lifts nothing: the lower level holds
     t = Thresholds(rules=(Rule(Limits(unaudited=True)), Rule(Limits(unaudited=False), dtype="a")))
     assert t.fails_unaudited("x", "b") and not t.fails_unaudited("x", "a")
+
+
+def test_fail_on_all_fails_unaudited_vectors_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--fail-on all`` (and a config's ``fail_on = ["all"]``) fails on every condition it
+    can name, ``unaudited`` included: it passed a gate with an input it never audited."""
+    assert parse_fail_on(["all"]) == {"overflow", "underflow", "nan", "unaudited"}
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in.csv").write_text("1,2\n1e10,0\n")  # line 2 overflows float16
+    args = ["run", "in.csv", "-d", "float16", "-a", "softmax_stable", "-f", "json"]
+    done = CliRunner().invoke(main, [*args, "--no-config", "--fail-on", "all"])
+    assert done.exit_code == 1, done.output
+    assert [r["status"] for r in json.loads(done.stdout)["results"]] == ["pass", "fail"]
+    (tmp_path / "lsmcheck.toml").write_text('[thresholds]\nfail_on = ["all"]\n')
+    done = CliRunner().invoke(main, args)
+    assert done.exit_code == 1, done.output
+    assert [r["status"] for r in json.loads(done.stdout)["results"]] == ["pass", "fail"]
 
 
 @pytest.mark.parametrize("value", ["", ",", " , "])

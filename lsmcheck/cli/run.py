@@ -410,8 +410,8 @@ class _Limits:
     "--fail-on",
     multiple=True,
     metavar="EVENTS",
-    help=f"Fail a result with any of these ({', '.join(FAIL_ON_CHOICES)}, or all), and with "
-    "'unaudited' fail inputs that cannot be audited (undefined or unrepresentable).",
+    help=f"Fail a result with any of these ({', '.join(FAIL_ON_CHOICES)}); with 'unaudited' "
+    "fail inputs that cannot be audited (undefined or unrepresentable); 'all' is every one.",
 )
 @click.option(
     "--baseline",
