@@ -61,8 +61,12 @@ class SpecError(Exception):
 def one_line(error: BaseException | str) -> str:
     """The exception's message on one line, shortened to :data:`MAX_MESSAGE` characters, with
     what a terminal or an encoder must not see escaped (``\\x1b``, a lone ``\\ud800``): the
-    user's text reaches terminals, UTF-8 files and CI logs."""
-    text = " ".join(str(error).split())
+    user's text reaches terminals, UTF-8 files and CI logs.  An exception whose ``__str__``
+    itself raises is ``<unprintable NAME>``."""
+    try:
+        text = " ".join(str(error).split())
+    except _caught(sandboxed=False):  # the user's __str__ failed: not lsmcheck's error
+        text = f"<unprintable {type(error).__name__}>"
     if not text.isprintable():
         text = "".join(
             c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text

@@ -269,6 +269,38 @@ def test_a_message_with_escape_codes_or_a_lone_surrogate_is_shown_escaped(
     assert r"bad \ud800 \x1b[31mred" in out.replace("\\\\", "\\")
 
 
+UNPRINTABLE = """\
+class Weird(ValueError):
+    def __str__(self):
+        raise RuntimeError("no message for you")
+
+
+def raising(x):
+    raise Weird("boom")
+"""
+
+
+def test_an_exception_whose_str_raises_is_an_error_result_not_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Formatting ``str(error)`` raised in lsmcheck's code: a traceback in the sandbox (every
+    result "exited with code 1") and, in process, an internal error (exit 3)."""
+    (tmp_path / "weird.py").write_text(UNPRINTABLE + "\nraise Weird('at import')\n")
+    (tmp_path / "weirdcall.py").write_text(UNPRINTABLE)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = invoke("-l", "1,2", "-d", "float32", "--impl", "softmax=weirdcall:raising")
+    assert (code, err) == (1, "")
+    assert "weirdcall:raising float32 --logits[0]: raised Weird: <unprintable Weird>" in out
+    code, out, err = invoke("-l", "1,2", "-d", "float32", "--impl", "softmax=weird:raising")
+    assert (code, out) == (2, "")
+    assert err == ("lsmcheck: error: --impl: importing 'weird' raised Weird: <unprintable Weird>\n")
+    namespace: dict[str, Any] = {}
+    exec(UNPRINTABLE, namespace)  # in process, as the Python API runs a callable
+    opts = Options(dtypes=("float64",), algorithms=(wrap(namespace["raising"], "softmax", "w"),))
+    (r,) = engine_audit([vec([0.0, 3.0])], opts).results
+    assert r.status is Status.ERROR and r.reason == "raised Weird: <unprintable Weird>"
+
+
 def test_two_implementations_with_one_name_are_an_error(in_fixtures: Path) -> None:
     a = load("softmax=mysoftmax:stable_softmax")
     b = wrap(lambda x: x, "softmax", "mysoftmax:stable_softmax")
