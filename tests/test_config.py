@@ -278,8 +278,8 @@ def test_a_config_s_inputs_keep_their_names_from_any_directory(
 ) -> None:
     """Run from a subdirectory, the config's ``logits.csv`` is read as ``../logits.csv`` but
     still named ``logits.csv``: a baseline saved at the root matches (every result had
-    'vanished' and the gate failed), and annotations point at the file as the config names
-    it."""
+    'vanished' and the gate failed).  (Annotations point at ``../logits.csv``, the file from
+    where lsmcheck runs: see the monorepo test below.)"""
     settings = 'inputs = ["./logits.csv"]\ndtypes = ["float32"]\n'
     pyproject(project, settings)
     code, _, err = invoke("-a", "softmax_stable", "--save-baseline", "b.json", "-q", "-f", "csv")
@@ -319,3 +319,27 @@ def test_save_baseline_creates_the_baseline_the_config_names(project: Path) -> N
     code, _, err = invoke(*args, "--baseline", "typo.json", "--save-baseline", "new.json")
     assert code == 2 and "typo.json: no such baseline file" in err
     assert not (project / "new.json").exists()
+
+
+def test_annotations_point_at_a_config_s_inputs_from_the_current_directory(
+    project: Path,
+) -> None:
+    """A monorepo: the config in ``sub/``, lsmcheck run from the repository root.  GitHub
+    places ``file=`` relative to the checkout, so the annotations (and JUnit's ``file``) must
+    say ``sub/logits.csv``; they said ``logits.csv``, the config's name for it, and landed on
+    the wrong file.  Reports and baselines keep the config's name."""
+    sub = project / "sub"
+    sub.mkdir()
+    shutil.move(project / "logits.csv", sub / "logits.csv")
+    shutil.move(project / "mysoftmax", sub / "mysoftmax")
+    pyproject(sub, GATE)
+    code, out, err = invoke(
+        "--config", "sub/pyproject.toml", "-f", "github", "-q", "--output-format", "junit:r.xml"
+    )
+    assert code == 1 and err == "lsmcheck: wrote r.xml\n"
+    errors = [line for line in out.splitlines() if line.startswith("::error ")]
+    assert errors and all(line.startswith("::error file=sub/logits.csv,line=") for line in errors)
+    assert "worst logits.csv:" in errors[0]  # the name the config gives it, as in a baseline
+    junit = (project / "r.xml").read_text()
+    assert 'file="sub/logits.csv"' in junit and 'file="logits.csv"' not in junit
+    assert 'name="float16 logits.csv"' in junit

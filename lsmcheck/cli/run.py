@@ -212,6 +212,16 @@ def _outputs(
     return stdout, files
 
 
+def _files(cfg: Config, named: bool) -> tuple[tuple[str, str], ...]:
+    """(name, path) of the config's inputs, when the report names them (relative to the
+    config file) other than the path they are read from (relative to the current
+    directory): annotations must point at the file from where lsmcheck runs."""
+    if not (named and cfg.inputs and cfg.input_names):
+        return ()
+    pairs = zip(cfg.input_names, cfg.inputs, strict=True)
+    return tuple((name, path) for name, path in pairs if name != path)
+
+
 def _loading(writers: list[str], progress: Progress) -> Progress:
     """``progress``, which first imports the modules that will write the report.
 
@@ -533,7 +543,8 @@ def run(
     check_outputs(outputs)  # before the audit: a refused file wastes no work
     _check_lengths(inputs, max_length)
     vectors = _bounded(iter_sources(inputs, logits, stdin=sys.stdin), max_length)  # streamed
-    if not (paths or logits) and cfg.inputs and cfg.input_names:
+    named = not (paths or logits)
+    if named and cfg.inputs and cfg.input_names:
         vectors = _named(vectors, dict(zip(cfg.inputs, cfg.input_names, strict=True)))
     tolerance = next(
         t for t in (baseline_tolerance, cfg.baseline_tolerance, DEFAULT_TOLERANCE) if t is not None
@@ -562,8 +573,10 @@ def run(
     keep_until_exit()
     if save_baseline:
         _write(save_baseline, baseline_file.dumps(report), [*inputs, *sources], "--save-baseline")
+    located = _files(cfg, named)  # where github and junit point, relative to the cwd
     for name, path, flag in files:
-        _write(path, render(name, report, Style(color=False)), protected, flag)
+        _write(path, render(name, report, Style(color=False, files=located)), protected, flag)
     if stdout is not None:
-        sys.stdout.write(render(stdout, report, style_for(sys.stdout)))
+        style = dataclasses.replace(style_for(sys.stdout), files=located)
+        sys.stdout.write(render(stdout, report, style))
     return 0 if exit_zero else report.exit_code

@@ -7,8 +7,10 @@ improved against the baseline.  The last line is the verdict in plain text.
 
 Escaping follows the Actions toolkit (``@actions/core``, ``command.ts``): in the message
 ``%``, ``\\r`` and ``\\n`` become ``%25``, ``%0D`` and ``%0A``; in property values ``:`` and
-``,`` also become ``%3A`` and ``%2C``.  File paths are written as the inputs were named, so
-run lsmcheck from the repository root for the annotations to land on the files.
+``,`` also become ``%3A`` and ``%2C``.  ``file=`` is the input's path relative to the current
+directory (:meth:`Style.file`: a config's inputs too, which reports name relative to the
+config file), so run lsmcheck from the repository root for the annotations to land on the
+files.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def render(report: Report, style: Style) -> str:
     """The annotations, one per line, then the verdict."""
     lines = []
     for case in cases(report):
-        file = None if not case.source or case.source in NOT_FILES else case.source
+        file = None if not case.source or case.source in NOT_FILES else style.file(case.source)
         title = f"lsmcheck: {case.algorithm} {case.dtype}"
         if case.n_failed or case.n_errors:
             worst = case.worst
@@ -54,7 +56,7 @@ def render(report: Report, style: Style) -> str:
             lines.append(command("notice", message, file=file, title=title))
     for (algorithm, dtype, source), gone in vanished(report).items():
         assert report.baseline is not None
-        file = None if source in NOT_FILES else source
+        file = None if source in NOT_FILES else style.file(source)
         message = (
             f"{len(gone)} result{'s' if len(gone) != 1 else ''} recorded in "
             f"{report.baseline.path} vanished from this run: "

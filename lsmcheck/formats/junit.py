@@ -6,6 +6,7 @@ names the broken threshold and the worst vector, and whose text lists every fail
 case whose implementation raised or returned the wrong thing carries an ``<error>``; a case in
 which no vector could be audited (undefined or unrepresentable in that dtype) is
 ``<skipped>``.  Against a baseline, results that vanished become failing cases of their own.
+A case's ``file`` is its input's path relative to the current directory (:meth:`Style.file`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def _clean(text: str) -> str:
     return _NOT_XML.sub("\ufffd", text)
 
 
-def _testcase(suite: ET.Element, case: Case) -> dict[str, int]:
+def _testcase(suite: ET.Element, case: Case, style: Style) -> dict[str, int]:
     element = ET.SubElement(
         suite,
         "testcase",
@@ -39,7 +40,7 @@ def _testcase(suite: ET.Element, case: Case) -> dict[str, int]:
     )
     worst = case.worst
     if case.source and case.source not in NOT_FILES:
-        element.set("file", _clean(case.source))
+        element.set("file", _clean(style.file(case.source)))
         if worst is not None and worst.line is not None:
             element.set("line", str(worst.line))
     counts = {"tests": 1, "failures": 0, "errors": 0, "skipped": 0}
@@ -97,7 +98,7 @@ def render(report: Report, style: Style) -> str:
         return suites[algorithm]
 
     for case in cases(report):
-        counts = _testcase(suite_for(case.algorithm), case)
+        counts = _testcase(suite_for(case.algorithm), case, style)
         for k, v in counts.items():
             totals[case.algorithm][k] += v
     for (algorithm, dtype, source), gone in vanished(report).items():

@@ -17,10 +17,19 @@ class Style:
     Attributes:
         color: whether to emit terminal colours.
         width: the line width to lay tables out for.
+        files: (source, path) pairs for the sources whose file is not where their name says,
+            relative to the current directory: a config's inputs are named as the config
+            writes them (relative to itself), and the formats that point CI at files (github,
+            junit) need the file from where lsmcheck runs, the repository root.
     """
 
     color: bool = False
     width: int = 120
+    files: tuple[tuple[str, str], ...] = ()
+
+    def file(self, source: str) -> str:
+        """Where the file of ``source`` is, relative to the current directory."""
+        return dict(self.files).get(source, source)
 
 
 def reference_text(report: Report) -> str:
