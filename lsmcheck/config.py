@@ -32,7 +32,9 @@ Keys (every one optional)::
     max_ulp = 8
 
 An unknown key or a value of the wrong type is a :class:`ConfigError` (exit 2) that names the
-file and the key.  Command-line flags override the file (see :mod:`lsmcheck.cli.run`).
+file, the line and column of the key (``pyproject.toml:12:1: tool.lsmcheck.thresholds.max_ulp:
+expected a number ...``; :mod:`lsmcheck.tomlpos` finds them, as tomllib does not say) and the
+key.  Command-line flags override the file (see :mod:`lsmcheck.cli.run`).
 """
 
 from __future__ import annotations
@@ -40,9 +42,10 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import re
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +53,7 @@ from lsmcheck.dtypes import get_format
 from lsmcheck.errors import UsageError
 from lsmcheck.gate import FAIL_ON_CHOICES, FAIL_ON_NAMES, UNAUDITED, Limits, Rule
 from lsmcheck.sandbox import parse_size
+from lsmcheck.tomlpos import locate
 from lsmcheck.userimpl import parse_spec
 
 __all__ = ["Config", "ConfigError", "discover", "find", "load"]
@@ -78,6 +82,13 @@ def _name(text: str) -> str:
     return text if text == "-" else os.path.normpath(text)
 
 
+def _at(shown: str, text: str | None, dotted: str) -> str:
+    """``FILE:LINE:COL`` of the key ``dotted`` in the file's ``text``; ``FILE`` where it is not
+    found (or the file was not read)."""
+    found = None if text is None else locate(text, dotted)
+    return shown if found is None else f"{shown}:{found[0]}:{found[1]}"
+
+
 class ConfigError(UsageError):
     """A config file is unreadable, not TOML, or has an unknown key or a wrong value."""
 
@@ -96,6 +107,7 @@ class Config:
             their vectors in reports, the same from any directory, so that a baseline made in
             one directory matches a run from another.
         rules: the thresholds, one :class:`~lsmcheck.gate.Rule` per table.
+        text: the file's text, to locate keys in messages.
     """
 
     path: str | None = None
@@ -113,6 +125,7 @@ class Config:
     baseline: str | None = None
     baseline_tolerance: float | None = None
     rules: tuple[Rule, ...] = ()
+    text: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def directory(self) -> str | None:
@@ -125,8 +138,12 @@ class Config:
         return () if self.directory is None else (self.directory,)
 
     def where(self, key: str) -> str:
-        """``"pyproject.toml: tool.lsmcheck.format"``: a key's location, for messages."""
-        return f"{self.path}: {_dotted(self.table, key)}"
+        """``"pyproject.toml:7:1: tool.lsmcheck.format"``: a key's location, for messages."""
+        return self.at(_dotted(self.table, key))
+
+    def at(self, dotted: str) -> str:
+        """``"pyproject.toml:7:1: tool.lsmcheck.format"`` for a key's full dotted name."""
+        return f"{_at(str(self.path), self.text, dotted)}: {dotted}"
 
     def algorithm_names(self) -> set[str]:
         """The ``module:function`` names of the configured implementations."""
@@ -145,20 +162,38 @@ def _show(path: Path) -> str:
         return str(path)
 
 
-def _read(path: Path) -> dict[str, Any]:
+_TOML_POSITION = re.compile(r"^(.*) \(at line (\d+), column (\d+)\)$", re.DOTALL)
+_AT_END = " (at end of document)"
+
+
+def _read(path: Path) -> tuple[dict[str, Any], str]:
+    """The parsed file and its text."""
     try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
+        text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"--config: {path}: no such file") from None
     except IsADirectoryError:
         raise ConfigError(f"--config: {path}: is a directory") from None
     except OSError as e:
         raise ConfigError(f"{_show(path)}: cannot read: {e.strerror}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{_show(path)}: invalid TOML: {e}") from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"{_show(path)}: not UTF-8 text: {e.reason}") from None
+    try:
+        return tomllib.loads(text), text
+    except tomllib.TOMLDecodeError as e:
+        position, message = _toml_position(str(e), text)
+        raise ConfigError(f"{_show(path)}{position}: invalid TOML: {message}") from None
+
+
+def _toml_position(message: str, text: str) -> tuple[str, str]:
+    """(``":LINE:COL"``, the message without it) for a tomllib error, which ends its message
+    with ``(at line 3, column 7)`` or ``(at end of document)``; ``""`` if it says neither."""
+    if at := _TOML_POSITION.match(message):
+        return f":{at[2]}:{at[3]}", at[1]
+    if message.endswith(_AT_END):
+        line, last = text.count("\n") + 1, text.rpartition("\n")[2]
+        return f":{line}:{len(last) + 1}", message.removesuffix(_AT_END)
+    return "", message
 
 
 def _section(path: Path, document: dict[str, Any]) -> tuple[str, Any] | None:
@@ -179,7 +214,7 @@ def find(start: Path | None = None) -> Path | None:
         if candidate.is_file():
             return candidate
         candidate = directory / "pyproject.toml"
-        if candidate.is_file() and _section(candidate, _read(candidate)) is not None:
+        if candidate.is_file() and _section(candidate, _read(candidate)[0]) is not None:
             return candidate
     return None
 
@@ -196,19 +231,19 @@ def discover(explicit: str | None = None, use_files: bool = True) -> Config:
 
 def load(path: Path) -> Config:
     """Read and check one config file."""
-    document = _read(path)
+    document, text = _read(path)
     section = _section(path, document)
     shown = _show(path)
     if section is None:
         raise ConfigError(f"{shown}: no [tool.lsmcheck] table")
     table, values = section
-    check = _Checker(shown, table, path.resolve().parent)
+    check = _Checker(shown, table, path.resolve().parent, text)
     if not isinstance(values, dict):
-        raise ConfigError(f"{shown}: {table}: expected a table, got {_type(values)}")
+        raise ConfigError(f"{check.at(table)}: {table}: expected a table, got {_type(values)}")
     check.keys(values, _TOP_KEYS, table)
     implementations = check.strings(values, "implementations")
     for i, spec in enumerate(implementations or ()):
-        parse_spec(spec, where=f"{shown}: {_dotted(table, 'implementations')}[{i}]")
+        parse_spec(spec, where=f"{check.where('implementations')}[{i}]")
     precision = check.integer(values, "precision")
     impl_timeout = check.number(values, "impl_timeout", finite=True)
     impl_memory = values.get("impl_memory")
@@ -216,7 +251,7 @@ def load(path: Path) -> Config:
         if isinstance(impl_memory, bool) or not isinstance(impl_memory, str | int):
             raise check.error("impl_memory", f'expected a size like "2G", got {_type(impl_memory)}')
         try:
-            parse_size(impl_memory, where=f"{shown}: {_dotted(table, 'impl_memory')}")
+            parse_size(impl_memory, where=check.where("impl_memory"))
         except UsageError as e:
             raise ConfigError(str(e)) from None
     tolerance = check.number(values, "baseline_tolerance", finite=True)
@@ -242,6 +277,7 @@ def load(path: Path) -> Config:
         baseline=None if baseline is None else check.path(baseline),
         baseline_tolerance=tolerance,
         rules=check.thresholds(values.get("thresholds")),
+        text=text,
     )
 
 
@@ -263,11 +299,20 @@ def _type(value: object) -> str:
 class _Checker:
     """Type checks that name the file and the key of whatever is wrong."""
 
-    def __init__(self, shown: str, table: str, directory: Path) -> None:
-        self.shown, self.table, self.directory = shown, table, directory
+    def __init__(self, shown: str, table: str, directory: Path, text: str) -> None:
+        self.shown, self.table, self.directory, self.text = shown, table, directory, text
+
+    def at(self, dotted: str) -> str:
+        """``FILE:LINE:COL`` of a key (its full dotted name), or ``FILE``."""
+        return _at(self.shown, self.text, dotted)
+
+    def where(self, key: str) -> str:
+        """``FILE:LINE:COL: table.key`` for a key of the lsmcheck table."""
+        dotted = _dotted(self.table, key)
+        return f"{self.at(dotted)}: {dotted}"
 
     def error(self, key: str, message: str) -> ConfigError:
-        return ConfigError(f"{self.shown}: {_dotted(self.table, key)}: {message}")
+        return ConfigError(f"{self.where(key)}: {message}")
 
     def keys(self, values: Mapping[str, Any], allowed: Iterable[str], prefix: str) -> None:
         allowed = list(allowed)
@@ -276,7 +321,7 @@ class _Checker:
                 close = difflib.get_close_matches(key.replace("-", "_"), allowed, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 where = _dotted(prefix, key) if prefix else key
-                raise ConfigError(f"{self.shown}: {where}: unknown key{hint}")
+                raise ConfigError(f"{self.at(where)}: {where}: unknown key{hint}")
 
     def strings(
         self, values: Mapping[str, Any], key: str, empty: bool = True
@@ -353,17 +398,19 @@ class _Checker:
             return ()
         table = _dotted(self.table, "thresholds")
         if not isinstance(value, dict):
-            raise ConfigError(f"{self.shown}: {table}: expected a table, got {_type(value)}")
+            raise ConfigError(f"{self.at(table)}: {table}: expected a table, got {_type(value)}")
         rules = [self.rule(value, table, None, None, ("dtype", "algorithm"))]
         rules += self.per_dtype(value, table, None)
         algorithms = value.get("algorithm", {})
         where = _dotted(table, "algorithm")
         if not isinstance(algorithms, dict):
-            raise ConfigError(f"{self.shown}: {where}: expected a table, got {_type(algorithms)}")
+            raise ConfigError(
+                f"{self.at(where)}: {where}: expected a table, got {_type(algorithms)}"
+            )
         for name, limits in algorithms.items():
             sub = f"{where}.{_quote(name)}"
             if not isinstance(limits, dict):
-                raise ConfigError(f"{self.shown}: {sub}: expected a table, got {_type(limits)}")
+                raise ConfigError(f"{self.at(sub)}: {sub}: expected a table, got {_type(limits)}")
             rules.append(self.rule(limits, sub, name, None, ("dtype",)))
             rules += self.per_dtype(limits, sub, name)
         return tuple(r for r in rules if r.limits != Limits())
@@ -372,7 +419,7 @@ class _Checker:
         dtypes = value.get("dtype", {})
         where = f"{table}.dtype"
         if not isinstance(dtypes, dict):
-            raise ConfigError(f"{self.shown}: {where}: expected a table, got {_type(dtypes)}")
+            raise ConfigError(f"{self.at(where)}: {where}: expected a table, got {_type(dtypes)}")
         rules = []
         for name, limits in dtypes.items():
             sub = f"{where}.{_quote(name)}"
@@ -380,9 +427,9 @@ class _Checker:
                 get_format(name)
             except UsageError as e:
                 message = str(e).removeprefix("--dtype: ")
-                raise ConfigError(f"{self.shown}: {sub}: {message}") from None
+                raise ConfigError(f"{self.at(sub)}: {sub}: {message}") from None
             if not isinstance(limits, dict):
-                raise ConfigError(f"{self.shown}: {sub}: expected a table, got {_type(limits)}")
+                raise ConfigError(f"{self.at(sub)}: {sub}: expected a table, got {_type(limits)}")
             rules.append(self.rule(limits, sub, algorithm, name, ()))
         return rules
 
@@ -397,7 +444,7 @@ class _Checker:
         self.keys(value, (*_LIMIT_KEYS, *nested), table)
 
         def bad(key: str, message: str) -> ConfigError:
-            return ConfigError(f"{self.shown}: {table}.{key}: {message}")
+            return ConfigError(f"{self.at(f'{table}.{key}')}: {table}.{key}: {message}")
 
         limits: dict[str, float | None] = {}
         for key in _LIMIT_KEYS[:-1]:

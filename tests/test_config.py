@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import shutil
 from pathlib import Path
 
@@ -179,7 +180,7 @@ max_overflow = inf
             '[tool.lsmcheck.thresholds.algorithm."softmax_stabel"]\nmax_ulp = 1\n',
             "thresholds.algorithm.softmax_stabel: unknown algorithm 'softmax_stabel'",
         ),
-        ("inputs = [\n", "pyproject.toml: invalid TOML: "),
+        ("inputs = [\n", ": invalid TOML: "),
         # values the engine checks (they once named the flag, --precision, not the key)
         ("precision = 3\n", "tool.lsmcheck.precision: expected bits between 64 and 4096"),
         ('algorithms = ["nope"]\n', "tool.lsmcheck.algorithms: unknown algorithm 'nope'"),
@@ -187,11 +188,57 @@ max_overflow = inf
     ],
 )
 def test_errors_name_the_file_and_key(project: Path, body: str, message: str) -> None:
+    """Each error is one line ``FILE:LINE:COL: key: message`` (value errors once said only
+    ``FILE: key``: tomllib gives no positions)."""
     pyproject(project, body)
     code, out, err = invoke("-l", "1,2")
     assert (code, out) == (2, "")
-    assert err.startswith("lsmcheck: error: pyproject.toml") and err.count("\n") == 1
+    assert re.match(r"lsmcheck: error: pyproject\.toml:\d+:\d+: ", err), err
+    assert err.count("\n") == 1
     assert message in err
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ('inputs = "a.csv"\n', "pyproject.toml:5:1: tool.lsmcheck.inputs: expected an array"),
+        (
+            "[tool.lsmcheck.thresholds]\n# the gate\n  max_ulp = 'abc'  # four\n",
+            "pyproject.toml:7:3: tool.lsmcheck.thresholds.max_ulp: expected a number, got 'abc'",
+        ),
+        (  # a key inside an inline table: located at the key that holds it
+            'thresholds = { max_ulp = "4" }\n',
+            "pyproject.toml:5:1: tool.lsmcheck.thresholds.max_ulp: expected a number",
+        ),
+        (  # an element of a multi-line array: at its key; strings with = are not keys
+            'implementations = [\n  "softmax=mysoftmax:stable_softmax",\n  "oops = x",\n]\n',
+            "pyproject.toml:5:1: tool.lsmcheck.implementations[1]: expected KIND=",
+        ),
+        (
+            '[tool.lsmcheck.thresholds.algorithm."mysoftmax:nope"]\nmax_ulp = 1\n',
+            'pyproject.toml:5:1: tool.lsmcheck.thresholds.algorithm."mysoftmax:nope": unknown',
+        ),
+        ("[tool.lsmcheck.thresholds]\nmax-ulp = 4\n", "pyproject.toml:6:1: tool.lsmcheck."),
+        ('precision = 3\ndtypes = ["float17"]\n', "pyproject.toml:6:1: tool.lsmcheck.dtypes"),
+        ("inputs = [\n", "pyproject.toml:6:1: invalid TOML: "),
+    ],
+)
+def test_errors_give_the_line_and_column_of_the_key(
+    project: Path, body: str, expected: str
+) -> None:
+    pyproject(project, body)
+    code, _, err = invoke("-l", "1,2")
+    assert code == 2 and err.startswith(f"lsmcheck: error: {expected}"), err
+
+
+def test_an_lsmcheck_toml_error_is_located_too(project: Path) -> None:
+    (project / "lsmcheck.toml").write_text('dtypes = ["float16"]\n\n[thresholds]\nmax_ulp = "x"\n')
+    code, _, err = invoke("-l", "1,2")
+    assert (code, err) == (
+        2,
+        "lsmcheck: error: lsmcheck.toml:4:1: thresholds.max_ulp: expected a number, got 'x' "
+        "(a string)\n",
+    )
 
 
 def test_config_file_errors(project: Path) -> None:

@@ -110,10 +110,10 @@ def _check_rule_names(cfg: Config, user: list[Algorithm]) -> None:
         try:
             get_algorithm(rule.algorithm)
         except UsageError:
-            file, _, table = rule.origin.rpartition(" [")
+            table = rule.origin.rpartition(" [")[2].rstrip("]")
             raise ConfigError(
-                f"{file}: {table.rstrip(']')}: unknown algorithm {rule.algorithm!r} (neither "
-                "built in nor one of the implementations)"
+                f"{cfg.at(table)}: unknown algorithm {rule.algorithm!r} (neither built in nor "
+                "one of the implementations)"
             ) from None
 
 
