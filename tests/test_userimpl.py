@@ -318,6 +318,18 @@ def test_cli_impl_only_audits_the_users_code(in_fixtures: Path) -> None:
     assert out.rstrip().endswith("PASS: 9 results")
 
 
+def test_cli_the_same_impl_twice_is_audited_once(in_fixtures: Path, tmp_path: Path) -> None:
+    """As ``-a x,x`` is; it was an error that called the two "different"."""
+    spec = "softmax=mysoftmax:stable_softmax"
+    code, out, err = invoke(LOGITS, "-d", "float32", "--impl", spec, "--impl", spec, "-f", "csv")
+    assert (code, err) == (0, "")
+    assert len(out.splitlines()) == 1 + 3  # the header and one row per vector
+    config = tmp_path / "lsmcheck.toml"
+    config.write_text(f'implementations = ["{spec}", "{spec}"]\n')
+    code, out, err = invoke(LOGITS, "-d", "float32", "-f", "csv", "--config", str(config))
+    assert (code, err) == (0, "") and len(out.splitlines()) == 1 + 3
+
+
 def test_cli_impl_next_to_builtins(in_fixtures: Path) -> None:
     code, out, _ = invoke(
         LOGITS, "--impl", "softmax=mysoftmax:stable_softmax", "-a", "softmax_stable", "-f", "csv"

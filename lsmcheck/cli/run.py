@@ -84,12 +84,13 @@ def _implementations(
     )
     if not (impls or cfg.implementations):
         return []
-    if impls:
-        return [load(spec, "--impl", limits=limits) for spec in impls]
-    where = cfg.where("implementations")
+    if impls:  # one named twice is audited once, as -a x,x is
+        return [load(spec, "--impl", limits=limits) for spec in dict.fromkeys(impls)]
+    where, named = cfg.where("implementations"), cfg.implementations or ()
     return [
         load(spec, f"{where}[{i}]", cfg.search, limits)
-        for i, spec in enumerate(cfg.implementations or ())
+        for i, spec in enumerate(named)
+        if spec not in named[:i]
     ]
 
 
