@@ -241,7 +241,8 @@ def load(path: Path) -> Config:
     if not isinstance(values, dict):
         raise ConfigError(f"{check.at(table)}: {table}: expected a table, got {_type(values)}")
     check.keys(values, _TOP_KEYS, table)
-    implementations = check.strings(values, "implementations")
+    # [] would audit only the built-ins: a gate that checks nothing of the user's, silently
+    implementations = check.strings(values, "implementations", empty=False)
     for i, spec in enumerate(implementations or ()):
         parse_spec(spec, where=f"{check.where('implementations')}[{i}]")
     precision = check.integer(values, "precision")

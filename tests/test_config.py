@@ -146,6 +146,8 @@ max_overflow = inf
         ("dtypes = []\n", "tool.lsmcheck.dtypes: an empty array names nothing; leave the key"),
         ("algorithms = []\n", "tool.lsmcheck.algorithms: an empty array names nothing"),
         ("inputs = []\n", "tool.lsmcheck.inputs: an empty array names nothing"),
+        # an empty one audited the built-ins alone: a gate that checked nothing of the user's
+        ("implementations = []\n", "tool.lsmcheck.implementations: an empty array names"),
         ("inputs = [1]\n", "tool.lsmcheck.inputs: expected an array of strings, got an array"),
         ('dtypes = ["float8"]\n', "tool.lsmcheck.dtypes: unknown dtype 'float8'"),
         ("precision = 1.5\n", "tool.lsmcheck.precision: expected an integer, got 1.5 (a float)"),
