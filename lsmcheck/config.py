@@ -240,6 +240,13 @@ def load(path: Path) -> Config:
     check = _Checker(shown, table, path.resolve().parent, text)
     if not isinstance(values, dict):
         raise ConfigError(f"{check.at(table)}: {table}: expected a table, got {_type(values)}")
+    tool = values.get("tool") if not table else None
+    if isinstance(tool, dict) and "lsmcheck" in tool:  # a pyproject.toml table pasted in
+        raise ConfigError(
+            f"{check.at('tool.lsmcheck')}: tool.lsmcheck: {path.name} takes its keys at the top "
+            "level; drop the 'tool.lsmcheck' prefix from its tables ([thresholds], not "
+            "[tool.lsmcheck.thresholds]), or move them to pyproject.toml"
+        )
     check.keys(values, _TOP_KEYS, table)
     # [] would audit only the built-ins: a gate that checks nothing of the user's, silently
     implementations = check.strings(values, "implementations", empty=False)

@@ -233,6 +233,19 @@ def test_errors_give_the_line_and_column_of_the_key(
     assert code == 2 and err.startswith(f"lsmcheck: error: {expected}"), err
 
 
+def test_a_tool_lsmcheck_table_in_lsmcheck_toml_says_where_its_keys_go(project: Path) -> None:
+    """lsmcheck.toml takes its keys at the top level; a ``[tool.lsmcheck]`` table pasted from
+    a pyproject.toml was only 'tool: unknown key'."""
+    (project / "lsmcheck.toml").write_text('[tool.lsmcheck]\ndtypes = ["float32"]\n')
+    code, _, err = invoke("-l", "1,2")
+    assert (code, err) == (
+        2,
+        "lsmcheck: error: lsmcheck.toml:1:1: tool.lsmcheck: lsmcheck.toml takes its keys at the "
+        "top level; drop the 'tool.lsmcheck' prefix from its tables ([thresholds], not "
+        "[tool.lsmcheck.thresholds]), or move them to pyproject.toml\n",
+    )
+
+
 def test_an_lsmcheck_toml_error_is_located_too(project: Path) -> None:
     (project / "lsmcheck.toml").write_text('dtypes = ["float16"]\n\n[thresholds]\nmax_ulp = "x"\n')
     code, _, err = invoke("-l", "1,2")
