@@ -51,7 +51,7 @@ from typing import Any
 
 from lsmcheck.dtypes import get_format
 from lsmcheck.errors import UsageError
-from lsmcheck.gate import FAIL_ON_CHOICES, FAIL_ON_NAMES, UNAUDITED, Limits, Rule
+from lsmcheck.gate import FAIL_ON_CHOICES, FAIL_ON_NAMES, UNAUDITED, Limits, Rule, nonnegative
 from lsmcheck.sandbox import parse_size
 from lsmcheck.tomlpos import locate
 from lsmcheck.userimpl import parse_spec
@@ -351,7 +351,7 @@ class _Checker:
             return None
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.error(key, f"expected a number, got {_type(value)}")
-        if not value >= 0 or (finite and math.isinf(value)):
+        if not nonnegative(value) or (finite and math.isinf(value)):
             bound = "a finite number >= 0" if finite else "a number >= 0 (or inf: no limit)"
             raise self.error(key, f"expected {bound}, got {value!r}")
         return float(value)
@@ -463,7 +463,7 @@ class _Checker:
                 raise bad(key, f"expected a number, got {_type(v)}")
             count = key not in ("max_ulp", "max_rel_error")
             whole = not count or math.isinf(v) or float(v).is_integer()
-            if not v >= 0 or not whole:
+            if not nonnegative(v) or not whole:
                 what = "a whole number" if count else "a number"
                 raise bad(key, f"expected {what} >= 0 (or inf: no limit), got {v!r}")
             limits[key] = float(v)

@@ -54,6 +54,12 @@ CHECKS: tuple[str, ...] = ("max_ulp", "max_rel_error", *FAIL_ON_CHOICES)
 DEFAULT_TOLERANCE = 1.0
 
 
+def nonnegative(value: float) -> bool:
+    """Whether ``value`` is a number >= 0: not NaN, and not ``-0.0`` (a limit written with a
+    minus sign is a slip, and failures would read ``max_ulp 0.5 > -0``)."""
+    return value >= 0 and math.copysign(1.0, value) > 0
+
+
 @dataclass(frozen=True)
 class Limits:
     """One level of thresholds.  ``None`` inherits the level below; ``math.inf`` lifts a limit.
@@ -77,7 +83,7 @@ class Limits:
     def __post_init__(self) -> None:
         for name in _LIMIT_FIELDS.values():
             value = getattr(self, name)
-            if value is not None and not value >= 0:
+            if value is not None and not nonnegative(value):
                 raise UsageError(f"{name}: expected a number >= 0, got {value!r}")
 
     def get(self, check: str) -> float | None:
@@ -143,9 +149,9 @@ class Thresholds:
         if unknown:
             choices = ", ".join(FAIL_ON_NAMES)
             raise UsageError(f"--fail-on: unknown event {unknown[0]!r} (choose from {choices})")
-        if self.max_ulp is not None and not self.max_ulp >= 0:
+        if self.max_ulp is not None and not nonnegative(self.max_ulp):
             raise UsageError(f"--max-ulp: expected a number >= 0, got {self.max_ulp!r}")
-        if self.max_rel_error is not None and not self.max_rel_error >= 0:
+        if self.max_rel_error is not None and not nonnegative(self.max_rel_error):
             raise UsageError(f"--max-rel-error: expected a number >= 0, got {self.max_rel_error!r}")
 
     @property
@@ -259,7 +265,7 @@ def judge(result: Result, thresholds: Thresholds) -> Result:
 
 def check_tolerance(tolerance: float) -> None:
     """A UsageError unless ``tolerance`` is a finite number of ulp >= 0."""
-    if not (math.isfinite(tolerance) and tolerance >= 0):
+    if not (math.isfinite(tolerance) and nonnegative(tolerance)):
         raise UsageError(
             f"--baseline-tolerance: expected a finite number of ulp >= 0, got {tolerance:g}"
         )

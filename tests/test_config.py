@@ -164,6 +164,10 @@ max_overflow = inf
         ("[tool.lsmcheck.thresholds]\nmax_ulp = '4'\n", "thresholds.max_ulp: expected a number"),
         ("[tool.lsmcheck.thresholds]\nmax_ulp = -1\n", "thresholds.max_ulp: expected a number >="),
         ("[tool.lsmcheck.thresholds]\nmax_ulp = nan\n", "thresholds.max_ulp: expected a number >="),
+        (
+            "[tool.lsmcheck.thresholds]\nmax_ulp = -0.0\n",
+            "thresholds.max_ulp: expected a number >=",
+        ),
         ("[tool.lsmcheck.thresholds]\nmax_nan = 0.5\n", "thresholds.max_nan: expected a whole"),
         ("[tool.lsmcheck.thresholds]\nmaxulp = 1\n", "thresholds.maxulp: unknown key (did you"),
         ("[tool.lsmcheck.thresholds]\nfail_on = 'nan'\n", "thresholds.fail_on: expected an array"),

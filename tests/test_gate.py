@@ -145,6 +145,23 @@ def test_invalid_thresholds() -> None:
         Limits(max_ulp=math.nan)
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--max-rel-error", "-0.0"], "--max-rel-error: expected a number >= 0, got -0.0"),
+        (["--max-ulp", "-0"], "--max-ulp: expected a number >= 0, got -0.0"),
+        (["--baseline-tolerance", "-0.0"], "--baseline-tolerance: expected a finite number"),
+    ],
+)
+def test_a_negative_zero_limit_is_refused(args: list[str], message: str) -> None:
+    """``--max-rel-error -0.0`` was accepted and failures read ``max_rel_error 4e-08 > -0``."""
+    done = CliRunner().invoke(main, ["run", "--no-config", "-l", "1,2", *args])
+    assert done.exit_code == 2 and done.stdout == ""
+    assert done.stderr.startswith(f"lsmcheck: error: {message}") and done.stderr.count("\n") == 1
+    with pytest.raises(UsageError, match="max_ulp: expected a number >= 0"):
+        Limits(max_ulp=-0.0)
+
+
 # --- comparison with a baseline ---------------------------------------------------------------
 
 
