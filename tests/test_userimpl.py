@@ -330,6 +330,22 @@ def test_cli_the_same_impl_twice_is_audited_once(in_fixtures: Path, tmp_path: Pa
     assert (code, err) == (0, "") and len(out.splitlines()) == 1 + 3
 
 
+def test_cli_mixed_precision_says_it_does_not_reach_an_impl(in_fixtures: Path) -> None:
+    """A black box computes as it does: ``--accumulate`` (or ``-d X/acc=Y``) cannot apply to
+    it, and its results came back in the storage dtype without a word."""
+    spec = "softmax=mysoftmax:stable_softmax"
+    for mixed in (["-d", "float16", "--accumulate", "float32"], ["-d", "float16/acc=float32"]):
+        code, out, err = invoke(LOGITS, *mixed, "--impl", spec, "-f", "csv")
+        assert code == 0
+        assert err == (
+            "lsmcheck: float16/acc=float32: the accumulation dtype does not apply to "
+            "mysoftmax:stable_softmax (your code computes as it does); audited in float16\n"
+        )
+        assert {row.split(",")[5] for row in out.splitlines()[1:]} == {"float16"}
+    code, _, err = invoke(LOGITS, "-d", "float16", "--impl", spec, "-f", "csv")
+    assert (code, err) == (0, "")
+
+
 def test_cli_impl_next_to_builtins(in_fixtures: Path) -> None:
     code, out, _ = invoke(
         LOGITS, "--impl", "softmax=mysoftmax:stable_softmax", "-a", "softmax_stable", "-f", "csv"
