@@ -460,12 +460,15 @@ def _measure_batch(
             cols = [i for _, i in pairs]
             ref, values, _ = _certified(kind, x64[ok[r]], c[r], exact_row(ok[r]), fmt, None, cols)
             exacts[ok[r]] = ref
-            for i in cols:
-                v = values[i]
-                ulp[r, i], abs_e[r, i], rel_e[r, i] = metrics.element_error(
-                    float(c[r, i]), v, fmt, ref.bits
-                )
-                rounded[r, i] = round_to_format(v, fmt)
+            done: dict[tuple[float, Any], tuple[float, float, float, float]] = {}
+            for i in cols:  # equal outputs of equal logits (a mask) are measured once
+                v, ci = values[i], float(c[r, i])
+                if (ci, v) not in done:
+                    done[ci, v] = (
+                        *metrics.element_error(ci, v, fmt, ref.bits),
+                        round_to_format(v, fmt),
+                    )
+                ulp[r, i], abs_e[r, i], rel_e[r, i], rounded[r, i] = done[ci, v]
                 exact_zero[r, i] = v == 0 or v == -math.inf  # an mpf
         n_slow = len(rr)
         n_fast = c.size - n_slow - n_dd
@@ -787,7 +790,8 @@ def _certified(
             scale = np.maximum(np.abs(c), np.abs(v64))
             margin = scale * 2.0**-50 + np.abs(v64) * (float(bound) / metrics.ERROR_REL_TOL)
             hard = cols[~(np.abs(c - v64) > 2 * margin)]
-        needs = (metrics.error_bits(float(c64[i]), values[i], bound, bits) for i in hard.tolist())
+        distinct = dict.fromkeys((float(c64[i]), values[i]) for i in hard.tolist())
+        needs = (metrics.error_bits(ci, v, bound, bits) for ci, v in distinct)
         more = max((b for b in needs if b is not None), default=None)
         if more is None:
             return ref, tuple(values), bound

@@ -217,8 +217,10 @@ def exact(values: npt.NDArray[np.float64], fmt: Format, start_bits: int = 113) -
     bits = start_bits
     while bits <= MAX_BITS:
         result, bounds, sides = _evaluate(values, bits)
-        values_and_bounds = zip(_flat(result), bounds, sides, strict=True)
-        if all(_settled(v, b, fmt, side) for v, b, side in values_and_bounds):
+        # a vector of many equal logits (a mask of -1e9s) has as many equal values: each
+        # distinct one is checked once
+        checks = dict.fromkeys(zip(_flat(result), bounds, sides, strict=True))
+        if all(_settled(v, b, fmt, side) for v, b, side in checks):
             return dataclasses.replace(result, rel_bound=_largest(_flat(result), bounds))
         bits *= 2
     raise RuntimeError(f"reference not certified at {MAX_BITS} bits: {values!r}")
@@ -254,10 +256,12 @@ def _evaluate(values: npt.NDArray[np.float64], bits: int) -> tuple[Exact, list[M
     with mpmath.workprec(bits):
         u = mpf(2) ** (1 - bits)
         m = mpf(m_float)
-        d = [
-            mpmath.fsub(mpf(float(x)), m, exact=True) if math.isfinite(x) else mpf("-inf")
-            for x in values
-        ]
+        # each distinct logit once: a masked vector repeats one value thousands of times
+        d_of = {
+            x: mpmath.fsub(mpf(x), m, exact=True) if math.isfinite(x) else mpf("-inf")
+            for x in dict.fromkeys(values.tolist())
+        }
+        d = [d_of[x] for x in values.tolist()]
         ties_only = all(dj == 0 for dj in d if mpmath.isfinite(dj))
         if ties_only:
             # Every finite logit equals the maximum: s is the integer count - 1.
@@ -272,12 +276,15 @@ def _evaluate(values: npt.NDArray[np.float64], bits: int) -> tuple[Exact, list[M
             rel_l = mpf(0) if n == 1 else 2 * u
             rel_lse = mpf(0) if n == 1 else _lse_bound(m, log_c, 2 * u, u, lse)
         else:
-            e = [mpmath.exp(dj) if j != k else mpf(1) for j, dj in enumerate(d)]
+            exp_of = {dj: mpmath.exp(dj) for dj in d_of.values()}
+            e = [exp_of[dj] if j != k else mpf(1) for j, dj in enumerate(d)]
             s = mpmath.fsum(ej for j, ej in enumerate(e) if j != k)
             log1p_s = mpmath.log1p(s)
             denom = 1 + s
-            sm = tuple(ej / denom if ej != 0 else mpf(0) for ej in e)
-            ls = tuple(dj - log1p_s for dj in d)
+            p_of = {ej: ej / denom if ej != 0 else mpf(0) for ej in dict.fromkeys(e)}
+            sm = tuple(p_of[ej] for ej in e)
+            l_of = {dj: dj - log1p_s for dj in d_of.values()}
+            ls = tuple(l_of[dj] for dj in d)
             lse = m + log1p_s
             rel_p = rel_l = 4 * (n + 4) * u
             rel_lse = _lse_bound(m, log1p_s, 4 * (n + 2) * u, u, lse)
