@@ -232,6 +232,8 @@ def measure_batch(c: F64, prep: Prepared, flagged: Bools) -> Batch:
         if ez.any():
             rel[ez] = np.where(ulp[ez] == 0, 0.0, np.inf)
         rel_unknown = (prep.qe > q * 2.0**-20) & ~prep.exact_zero & ~czero
+        # c = 0 against an exact value the bound does not keep off 0: 1, or 0 if it is 0
+        rel_unknown |= czero & ~prep.exact_zero & (prep.qe >= q)
         special = inf | nan | prep.minf
         if special.any():
             minf = prep.minf

@@ -447,7 +447,9 @@ def _float64_tier(x: F64) -> FastReference:
     sb = (eb_sum + (depth + 2) * U * s) * (1 + 4 * n * U)  # |s_true - s|
     one_s = 1.0 + s
     log_l = np.log1p(s)
-    lb = sb + REL_LIBM * log_l + TINY_NORMAL  # |log1p(s_true) - L|: log1p is 1-Lipschitz on s >= 0
+    lone = (s == 0) & (sb == 0)  # one finite logit: L = log1p(0) = 0 exactly
+    # |log1p(s_true) - L|: log1p is 1-Lipschitz on s >= 0
+    lb = np.where(lone, 0.0, sb + REL_LIBM * log_l + TINY_NORMAL)
 
     def softmax() -> Values:
         p = e / one_s[:, None]  # 1 / n exactly for a tie of n = 2**k: exp(0) and the sum exact
@@ -463,7 +465,7 @@ def _float64_tier(x: F64) -> FastReference:
 
     def logsumexp() -> Values:
         lse = m + log_l
-        lseb = 1.01 * (lb + U * np.abs(lse))
+        lseb = np.where(lone, 0.0, 1.01 * (lb + U * np.abs(lse)))  # m + 0 is m
         zero = np.zeros((b, 1))
         return Values(lse[:, None], zero, lseb[:, None], _zeros_int((b, 1)), zero != 0)
 

@@ -52,6 +52,8 @@ ADVERSARIAL: list[list[float]] = [
     [0.0, 0.0, -30.0],
     [-17.5, -17.5],
     [3.0],
+    [3.0, -INF, -INF],
+    [0.0, -INF],
     [0.0] * 16,  # exactly 1/16: the fast tier's bound is 0 there
     [2.5, -INF, 2.5, 2.5, -INF, 2.5],
     # exp overflow / underflow thresholds of float16, float32, float64
@@ -144,6 +146,14 @@ def agree(ra: Result, rb: Result) -> None:
         assert abs(ra.max_abs_error - rb.max_abs_error) <= tol, where
     else:
         assert ra.max_abs_error == rb.max_abs_error
+    # relative errors are certified to 0.1% of themselves (an exact 0 output of an exact 0
+    # said 1.0 in the fast tier: a lone finite logit's log-probability)
+    a_rel, b_rel = ra.max_rel_error, rb.max_rel_error
+    assert a_rel is not None and b_rel is not None
+    if math.isfinite(b_rel):
+        assert abs(a_rel - b_rel) <= b_rel * 2.0**-9 + 1e-300, (where, a_rel, b_rel)
+    else:
+        assert a_rel == b_rel, where
 
 
 def agree_reports(auto: Report, slow: Report) -> None:

@@ -15,8 +15,8 @@ from typing import Any, TextIO
 
 import click
 
-from lsmcheck.algorithms import DEFAULT_ALGORITHMS, DEFAULT_BLOCK
-from lsmcheck.dtypes import DEFAULT_FORMATS, FORMATS
+from lsmcheck.algorithms import DEFAULT_ALGORITHMS, DEFAULT_BLOCK, Algorithm
+from lsmcheck.dtypes import DEFAULT_FORMATS, FORMATS, Format
 from lsmcheck.errors import LsmcheckError, UsageError
 from lsmcheck.formats import Style
 from lsmcheck.sandbox import DEFAULT_TIMEOUT
@@ -395,3 +395,19 @@ danger_zone_option = click.option(
     help="Warn when a vector is within PCT percent of a measured limit (0: only past it; "
     "off: measure no limits, give no headroom, make no extra calls to --impl code).",
 )
+
+
+def note_black_boxes(formats: Iterable[Format], user: Sequence[Algorithm]) -> None:
+    """Say on stderr that mixed precision (``--accumulate``, ``-d float16/acc=float32``) does
+    not reach the user's implementations: a black box computes as it does, and is audited once
+    in the storage dtype.  Without a word, the option seemed to skip them."""
+    mixed = [f for f in formats if f.accumulate is not None]
+    if not (mixed and user):
+        return
+    storage = ", ".join(dict.fromkeys(f.storage.name for f in mixed))
+    click.echo(
+        f"lsmcheck: {', '.join(f.name for f in mixed)}: the accumulation dtype does not apply "
+        f"to {', '.join(a.name for a in user)} (your code computes as it does); audited in "
+        f"{storage}",
+        err=True,
+    )

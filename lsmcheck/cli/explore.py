@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,11 +20,13 @@ from lsmcheck.cli.common import (
     dtype_option,
     guard,
     impl_limit_options,
+    note_black_boxes,
     precision_option,
     quiet_option,
     style_for,
     write_atomically,
 )
+from lsmcheck.dtypes import get_format
 from lsmcheck.errors import UsageError
 from lsmcheck.explore.generators import FAMILIES, get_family
 from lsmcheck.explore.hunt import hunt as run_hunt
@@ -86,11 +88,14 @@ def _algorithms(
     impls: tuple[str, ...],
     timeout: float | None,
     memory: str | None,
+    dtypes: Sequence[str],
 ) -> tuple[str | Algorithm, ...]:
     """``-a`` names and ``--impl`` implementations (in sandboxes with the ``--impl-timeout``
-    and ``--impl-memory`` limits); with ``--impl`` alone, only those."""
+    and ``--impl-memory`` limits); with ``--impl`` alone, only those.  ``dtypes``: the
+    precisions they run in, for the note that mixed precision does not reach an ``--impl``."""
     limits = Limits.make(timeout, memory)  # checked even when unused, as in run
     user = [load(spec, "--impl", limits=limits) for spec in impls]
+    note_black_boxes([get_format(d) for d in dtypes], user)
     builtin = algorithm_names(algorithms) if algorithms or not user else ()
     chosen: tuple[str | Algorithm, ...] = (*builtin, *user)
     for item in chosen:
@@ -178,7 +183,7 @@ def limits(
     names = [n.strip() for v in limit_names for n in v.split(",") if n.strip()] or list(LIMITS)
     with progress_bar("limits", quiet) as progress:
         report = measure_limits(
-            _algorithms(algorithms, impls, impl_timeout, impl_memory),
+            _algorithms(algorithms, impls, impl_timeout, impl_memory, dtype_names(dtypes)),
             dtype_names(dtypes),
             names,
             ulp_bound=ulp_bound,
@@ -279,7 +284,9 @@ def sweep(
             length=length,
             samples=samples,
             seed=seed,
-            algorithms=_algorithms(algorithms, impls, impl_timeout, impl_memory),
+            algorithms=_algorithms(
+                algorithms, impls, impl_timeout, impl_memory, dtype_names(dtypes)
+            ),
             dtypes=dtype_names(dtypes),
             precision_bits=precision,
             progress=progress,
@@ -437,7 +444,7 @@ def hunt(
     target = (
         algorithm
         if algorithm is not None
-        else _algorithms((), (str(impl),), impl_timeout, impl_memory)[0]
+        else _algorithms((), (str(impl),), impl_timeout, impl_memory, (dtype,))[0]
     )
     with progress_bar("hunt", quiet) as progress:
         report = run_hunt(

@@ -40,6 +40,7 @@ from lsmcheck.cli.common import (
     guard,
     impl_limit_options,
     jobs_option,
+    note_black_boxes,
     precision_flags,
     precision_option,
     quiet_option,
@@ -159,22 +160,6 @@ def _options(
             raise
         raise ConfigError(f"{cfg.where(key)}: {rest}") from None
     return options
-
-
-def _note_black_boxes(options: Options, user: list[Algorithm]) -> None:
-    """Say on stderr that mixed precision (``--accumulate``, ``-d float16/acc=float32``) does
-    not reach the user's implementations: a black box computes as it does, and is audited once
-    in the storage dtype.  Without a word, the option seemed to skip them."""
-    mixed = [f for f in options.formats() if f.accumulate is not None]
-    if not (mixed and user):
-        return
-    storage = ", ".join(dict.fromkeys(f.storage.name for f in mixed))
-    click.echo(
-        f"lsmcheck: {', '.join(f.name for f in mixed)}: the accumulation dtype does not apply "
-        f"to {', '.join(a.name for a in user)} (your code computes as it does); audited in "
-        f"{storage}",
-        err=True,
-    )
 
 
 def _named(vectors: Iterable[Vector], names: dict[str, str]) -> Iterator[Vector]:
@@ -542,7 +527,7 @@ def run(
     options = _options(
         cfg, user, dtypes, algorithms, precision, per_element, thresholds, **precisions
     )
-    _note_black_boxes(options, user)
+    note_black_boxes(options.formats(), user)
     inputs = paths if paths or logits else (cfg.inputs or ())
     baseline = _to_compare(baseline or cfg.baseline, save_baseline)
     options = dataclasses.replace(

@@ -144,9 +144,21 @@ def run_sweep(
     for r in report.results:
         by_step.setdefault((r.vector // samples, r.algorithm, r.dtype), []).append(r)
     algs = tuple(a.name for a in options.implementations())
-    fmts = tuple(f.name for f in options.formats())
+    # the dtypes as results name them: an --impl runs in a mixed-precision dtype's storage one
+    labels = {r.dtype for r in report.results}
+    fmts = tuple(
+        name
+        for f in options.formats()
+        for name in dict.fromkeys((f.name, f.storage.name))
+        if name in labels
+    )
+    fmts = tuple(dict.fromkeys(fmts))
     points = tuple(
-        _point(v, a, d, by_step[i, a, d]) for i, v in enumerate(values) for a in algs for d in fmts
+        _point(v, a, d, by_step[i, a, d])
+        for i, v in enumerate(values)
+        for a in algs
+        for d in fmts
+        if (i, a, d) in by_step
     )
     return Sweep(
         fam, seed, longest, samples, tuple(values), log, algs, fmts, points, _onsets(points)

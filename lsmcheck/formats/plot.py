@@ -193,10 +193,13 @@ def sweep_plots(sweep: Sweep) -> list[Plot]:
         series = []
         for a in sweep.algorithms:
             pts = sweep.series(a, d)
+            if not pts:  # not audited in d (an --impl in a mixed-precision dtype's storage)
+                continue
             onsets = [sweep.onset(a, d, e) for e in ("overflow", "underflow", "nan")]
             note = "; ".join(f"{o.event} from {p}={o.value:.4g}" for o in onsets if o)
             series.append(Series(a, [pt.value for pt in pts], [pt.max_ulp for pt in pts], note))
-        skipped = sweep.onset(sweep.algorithms[0], d, "unrepresentable")
+        onsets_d = (sweep.onset(a, d, "unrepresentable") for a in sweep.algorithms)
+        skipped = next((o for o in onsets_d if o is not None), None)
         notes = (
             [f"from {p}={skipped.value:.4g} the vectors overflow {d} itself (not audited)"]
             if skipped
