@@ -533,3 +533,41 @@ def test_explain_names_the_most_accurate_fix_when_the_stable_one_is_far_off() ->
     assert abs(float(stable) - float(exact)) / ulp > 2  # the premise: stable is off here
     assert "What works: log_softmax_stable is within" in out
     assert "(log_softmax_log1p: 0." in out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", "-l", "1,2", "--no-config", "--save-baseline", "-"],
+        ["sweep", "scale", "--steps", "2", "--png", "-"],
+        ["hunt", "-a", "softmax_naive", "-d", "float16", "--evals", "32", "--save", "-"],
+    ],
+)
+def test_dash_where_it_cannot_mean_standard_output_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    # each wrote a file named '-'
+    monkeypatch.chdir(tmp_path)
+    code, _, err = invoke(*args, "-q")
+    flag = args[-2]
+    assert (code, err) == (
+        2,
+        f"lsmcheck: error: {flag}: - is standard output, which this cannot go to; name a file\n",
+    )
+    assert not (tmp_path / "-").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["limits", "--limit", "overflow", "-d", "float16", "-a", "softmax_naive"],
+        ["sweep", "scale", "--steps", "2", "-d", "float16", "-a", "softmax_naive"],
+    ],
+)
+def test_dash_o_is_standard_output_for_limits_and_sweep(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = invoke(*args, "-q", "-o", "-", "-f", "json")
+    assert code == 0 and json.loads(out)
+    assert not (tmp_path / "-").exists()

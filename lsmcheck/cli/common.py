@@ -63,6 +63,8 @@ def check_output(path: str, flag: str = "--output") -> None:
     """Fail early (before any work) when ``path`` cannot be written as a report file."""
     if not path:
         raise UsageError(f"{flag}: empty path")
+    if path == "-":  # where - means standard output, the command has taken it before this
+        raise UsageError(f"{flag}: - is standard output, which this cannot go to; name a file")
     target = Path(path)
     if target.is_dir():
         raise UsageError(f"{flag}: {path} is a directory")

@@ -178,6 +178,7 @@ def limits(
 ) -> int:
     """Measure where each algorithm breaks in each dtype, beside the analytical values."""
     sources = _sources(impls)
+    output = None if output == "-" else output  # -o - is standard output, as in run
     if output:  # before the work: a file that cannot be written wastes none
         check_outputs([(output, "--output", sources)])
     names = [n.strip() for v in limit_names for n in v.split(",") if n.strip()] or list(LIMITS)
@@ -271,6 +272,7 @@ def sweep(
     if height < 4:
         raise UsageError(f"--height: expected at least 4 rows, got {height}")
     sources = _sources(impls)
+    output = None if output == "-" else output  # -o - is standard output, as in run
     files = ((output, "--output"), (png, "--png"), (svg, "--svg"))
     # before the work: a file that cannot be written (or is named twice) wastes none
     check_outputs([(path, flag, sources) for path, flag in files if path])
@@ -325,6 +327,8 @@ CASE_SUFFIXES = (".csv", ".txt")
 
 def check_case_file(path: str) -> Path:
     """``path`` as a case file ``--save`` can append to, or a UsageError."""
+    if path == "-":  # the cases are on standard output already
+        check_output(path, "--save")
     target = Path(path)
     if target.is_dir():
         raise UsageError(f"--save: {path} is a directory")
