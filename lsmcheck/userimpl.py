@@ -103,6 +103,17 @@ def spec_file(spec: str, search: tuple[str, ...] = ()) -> str | None:
     return None if found is None or not found.has_location else found.origin
 
 
+def same_code(spec: str, search: tuple[str, ...] = ()) -> tuple[str, str, str]:
+    """What ``spec`` loads, however it is spelt (``ops.py:f``, ``./ops.py:f``, an absolute
+    path): its kind, its module's file (or, not found, its name) and its function."""
+    kind, module_name, function = parse_spec(spec)
+    try:
+        file = spec_file(spec, search)
+    except (ImportError, ValueError):  # a parent package that fails: judged when loaded
+        file = None
+    return kind.value, os.path.realpath(file) if file else module_name, function
+
+
 def _file_path(file: str, search: tuple[str, ...]) -> str:
     """The absolute path of a spec's ``.py`` file: relative to the config file's directory
     (``search[0]``) when the spec comes from one, else to the current directory."""

@@ -62,7 +62,7 @@ from lsmcheck.gate import (
 from lsmcheck.parallel import default_jobs, tune_malloc
 from lsmcheck.sandbox import Limits
 from lsmcheck.sources import count_elements, iter_sources, longest_vectors
-from lsmcheck.userimpl import load, spec_file
+from lsmcheck.userimpl import load, same_code, spec_file
 from lsmcheck.vectors import BYTES_PER_LOGIT, MAX_LENGTH, Vector, audit_size
 
 
@@ -85,14 +85,19 @@ def _implementations(
     )
     if not (impls or cfg.implementations):
         return []
-    if impls:  # one named twice is audited once, as -a x,x is
-        return [load(spec, "--impl", limits=limits) for spec in dict.fromkeys(impls)]
-    where, named = cfg.where("implementations"), cfg.implementations or ()
-    return [
-        load(spec, f"{where}[{i}]", cfg.search, limits)
-        for i, spec in enumerate(named)
-        if spec not in named[:i]
+    where = cfg.where("implementations")
+    none: tuple[str, ...] = ()
+    named = [(spec, "--impl", none) for spec in impls] or [
+        (spec, f"{where}[{i}]", cfg.search) for i, spec in enumerate(cfg.implementations or ())
     ]
+    seen: set[tuple[str, str, str]] = set()
+    loaded = []
+    for spec, flag, search in named:  # one named twice (however spelt: ops.py:f, ./ops.py:f)
+        code = same_code(spec, search)  # is audited once, as -a x,x is
+        if code not in seen:
+            seen.add(code)
+            loaded.append(load(spec, flag, search, limits))
+    return loaded
 
 
 def _sources(cfg: Config, impls: tuple[str, ...]) -> list[str]:
