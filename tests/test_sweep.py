@@ -247,17 +247,10 @@ def test_a_sweep_too_long_for_memory_is_refused_before_any_work(
 
 
 def test_an_impl_in_a_mixed_precision_sweep_is_plotted_in_the_storage_dtype(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ops_module: Path,
 ) -> None:
     # a black box runs in float16 whatever the accumulation dtype: sweep looked its results up
     # under float16/acc=float32 and died with a KeyError (exit 3)
-    (tmp_path / "ops.py").write_text(
-        "import numpy as np\n"
-        "def sm(x):\n"
-        "    e = np.exp(x - x.max(-1, keepdims=True))\n"
-        "    return e / e.sum(-1, keepdims=True)\n"
-    )
-    monkeypatch.chdir(tmp_path)
     args = ["sweep", "scale", "-q", "--steps", "3", "-d", "float16/acc=float32"]
     res = CliRunner().invoke(main, [*args, "-a", "softmax_naive", "--impl", "softmax=ops.py:sm"])
     assert res.exit_code == 0, res.output

@@ -486,19 +486,10 @@ def test_api_accepts_the_same_objects(in_fixtures: Path) -> None:
     assert {r.algorithm for r in rep.results} == {"mysoftmax:stable_softmax"}
 
 
-def test_one_implementation_spelt_three_ways_is_audited_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_one_implementation_spelt_three_ways_is_audited_once(ops_module: Path) -> None:
     # ops.py:sm, ./ops.py:sm and /abs/ops.py:sm load the same function: it was audited three
     # times under three names (and a baseline keyed them apart)
-    (tmp_path / "ops.py").write_text(
-        "import numpy as np\n"
-        "def sm(x):\n"
-        "    e = np.exp(x - x.max(-1, keepdims=True))\n"
-        "    return e / e.sum(-1, keepdims=True)\n"
-    )
-    monkeypatch.chdir(tmp_path)
-    specs = ["softmax=ops.py:sm", "softmax=./ops.py:sm", f"softmax={tmp_path}/ops.py:sm"]
+    specs = ["softmax=ops.py:sm", "softmax=./ops.py:sm", f"softmax={ops_module}/ops.py:sm"]
     args = ["run", "--no-config", "-l", "1,2", "-d", "float32", "-f", "json", "-j", "1"]
     for spec in specs:
         args += ["--impl", spec]
