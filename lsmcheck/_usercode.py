@@ -65,7 +65,7 @@ def one_line(error: BaseException | str) -> str:
     itself raises is ``<unprintable NAME>``."""
     try:
         text = " ".join(str(error).split())
-    except _caught(sandboxed=False):  # the user's __str__ failed: not lsmcheck's error
+    except _caught(_SANDBOXED):  # the user's __str__ failed: not lsmcheck's error
         text = f"<unprintable {type(error).__name__}>"
     if not text.isprintable():
         text = "".join(
@@ -74,10 +74,17 @@ def one_line(error: BaseException | str) -> str:
     return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
 
 
+#: Whether this process is a sandbox (:func:`main`), where all that runs is the user's code.
+_SANDBOXED = False
+
+
 def _caught(sandboxed: bool) -> tuple[type[BaseException], ...]:
-    """What the user's code may raise that is its own error, not lsmcheck's to act on."""
-    caught: tuple[type[BaseException], ...] = (Exception, SystemExit, GeneratorExit)
-    return (*caught, KeyboardInterrupt) if sandboxed else caught
+    """What the user's code may raise that is its own error, not lsmcheck's to act on: in its
+    sandbox process, anything (a class of its own derived from BaseException too); in this
+    process, not Ctrl-C's KeyboardInterrupt nor lsmcheck's own signals' exceptions."""
+    if sandboxed:
+        return (BaseException,)
+    return (Exception, SystemExit, GeneratorExit)
 
 
 def raised(error: BaseException) -> str:
@@ -334,6 +341,8 @@ def _serve(fd_in: int, fd_out: int, fn: Callable[[Any], Any], per_vector: bool) 
 
 def main() -> None:
     """The sandbox child: set itself up, import the callable, serve calls."""
+    global _SANDBOXED
+    _SANDBOXED = True
     # The protocol keeps the original standard input and output; the user's code gets
     # /dev/null as standard input and standard error as standard output.
     fd_in, fd_out = os.dup(0), os.dup(1)

@@ -496,3 +496,29 @@ def test_one_implementation_spelt_three_ways_is_audited_once(ops_module: Path) -
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
     assert [r["algorithm"] for r in json.loads(res.stdout)["results"]] == ["ops.py:sm"]
+
+
+def test_a_base_exception_of_the_users_own_is_an_error_result_in_its_sandbox(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # an exception class derived from BaseException (not Exception) escaped the sandbox's
+    # handling: a traceback and "the process running it exited with code 1"
+    (tmp_path / "bex.py").write_text(
+        "class Mine(BaseException):\n"
+        "    pass\n"
+        "class Worse(BaseException):\n"
+        "    def __str__(self):\n"
+        "        raise Worse()\n"
+        "def mine(x):\n"
+        "    raise Mine('boom')\n"
+        "def worse(x):\n"
+        "    raise Worse()\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    for spec, reason in (
+        ("bex:mine", "raised Mine: boom"),
+        ("bex:worse", "raised Worse: <unprintable Worse>"),
+    ):
+        code, out, err = invoke("-l", "1,2", "-d", "float32", "--impl", f"softmax={spec}")
+        assert (code, err) == (1, "")
+        assert f"{spec} float32 --logits[0]: {reason}" in out
