@@ -18,6 +18,7 @@ from typing import Any
 from lsmcheck.results import (
     ULP_BINS,
     Aggregate,
+    ExactSum,
     FindingTotal,
     Group,
     Result,
@@ -80,40 +81,6 @@ def _bin(x: float | None) -> str:
     return "inf"
 
 
-class _ExactSum:
-    """The correctly rounded sum of many floats, added one at a time (Shewchuk's partials,
-    as ``math.fsum``: the result is ``math.fsum`` of all of them, whatever their order)."""
-
-    def __init__(self) -> None:
-        self.partials: list[float] = []
-        self.count = 0
-        self.special: list[float] = []
-
-    def add(self, x: float) -> None:
-        self.count += 1
-        if not math.isfinite(x):
-            self.special.append(x)
-            return
-        i = 0
-        for y in self.partials:
-            if abs(x) < abs(y):
-                x, y = y, x
-            hi = x + y
-            lo = y - (hi - x)
-            if lo:
-                self.partials[i] = lo
-                i += 1
-            x = hi
-        self.partials[i:] = [x]
-
-    def total(self) -> float:
-        if any(math.isnan(x) for x in self.special):
-            return math.nan
-        if self.special:
-            return self.special[0] if len(set(self.special)) == 1 else math.nan
-        return math.fsum(self.partials)
-
-
 @dataclass
 class _GroupTotals:
     kind: str
@@ -123,7 +90,7 @@ class _GroupTotals:
     errors: int = 0
     skipped: int = 0
     worst: Result | None = None
-    means: _ExactSum = field(default_factory=_ExactSum)
+    means: ExactSum = field(default_factory=ExactSum)
     overflow: int = 0
     underflow: int = 0
     underflow_benign: int = 0
@@ -258,7 +225,7 @@ class Accumulator:
                     errors=g.errors,
                     skipped=g.skipped,
                     max_ulp=None if g.worst is None else g.worst.max_ulp,
-                    mean_ulp=g.means.total() / g.means.count if g.means.count else None,
+                    mean_ulp=g.means.mean(),
                     worst=g.worst,
                     overflow=g.overflow,
                     underflow=g.underflow,

@@ -118,3 +118,36 @@ def test_npy_streams_in_blocks(tmp_path: object, monkeypatch: pytest.MonkeyPatch
     first = [next(it) for _ in range(4)]
     assert reads == 1 and [v.index for v in first] == [0, 1, 2, 3]
     assert len(list(it)) == 60 and reads == 16
+
+
+def test_exact_sum_of_huge_ulp_errors_is_the_exact_mean_not_nan() -> None:
+    # a ULP error against an exact 0 is counted in subnormal ulps (1e307 for an output of
+    # 1e-16): two of them made the partials inf and nan, and every later addition appended one
+    from fractions import Fraction
+
+    from lsmcheck.results import ExactSum
+
+    rng = np.random.default_rng(3)
+    values = [*(rng.uniform(1, 2, 500) * 1.1e307), *rng.uniform(0, 5, 500), 2.0**1000, -3.0]
+    s = ExactSum()
+    for v in values:
+        s.add(float(v))
+    truth = sum(Fraction(float(v)) for v in values) / len(values)
+    assert s.mean() == float(truth) or abs(Fraction(s.mean()) - truth) <= truth * 2**-52
+    assert s.total() == math.inf  # the sum itself is beyond float64
+    assert len(s.partials) + len(s.big) < 20
+    small = ExactSum()
+    for v in (0.1, 0.2, 0.3):
+        small.add(v)
+    assert small.total() == math.fsum([0.1, 0.2, 0.3]) and small.mean() == small.total() / 3
+    assert ExactSum().mean() is None
+
+
+def test_the_mean_ulp_of_one_logit_vectors_is_finite_streamed_or_not() -> None:
+    x = np.random.default_rng(0).standard_normal((300, 1))
+    kw = {"algorithms": ["log_softmax_naive"], "dtypes": ["float64"]}
+    whole = audit(x, **kw)
+    streamed = audit(x, keep=5, **kw)
+    (g,) = whole.groups
+    assert g.mean_ulp is not None and math.isfinite(g.mean_ulp) and g.mean_ulp > 1e300
+    assert streamed.groups[0].mean_ulp == g.mean_ulp
