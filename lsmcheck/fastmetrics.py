@@ -151,9 +151,13 @@ def _prepare(v: Values, fmt: Format) -> Prepared:
     m = _multiplier(shift)
     qh = _ldexp(a, shift, m)
     ql = _ldexp(b, shift, m)
-    # rounded up (a subnormal qe may round down: 2**-50 ulp of slack covers it; no subnormal
-    # constant is added, as subnormal operands cost x86 a microcode assist per element)
-    qe = _ldexp(err, shift, m) * (1 + 2.0**-50) + (err > 0) * 2.0**-50
+    # rounded up: the product by (1 + 2**-50) covers a normal result's rounding, and 2**-1022
+    # ulp (the smallest normal, far above the 2**-1075 a subnormal result can lose; no
+    # subnormal constant, as subnormal operands cost x86 a microcode assist per element) a
+    # subnormal one's.  A slack of 2**-50 ulp was too coarse where the ulp is huge: the
+    # log-probability -3.4e38 of a class masked with float32's lowest, in float32, has an ulp
+    # of 2**104, and 2**54 of slack hid its error of about 12 (every such element went to mpmath)
+    qe = _ldexp(err, shift, m) * (1 + 2.0**-50) + (err > 0) * 2.0**-1022
     qh[minf] = 0.0
     ql[minf] = 0.0
     qe[minf | exact_zero] = 0.0
@@ -232,8 +236,6 @@ def measure_batch(c: F64, prep: Prepared, flagged: Bools) -> Batch:
         if ez.any():
             rel[ez] = np.where(ulp[ez] == 0, 0.0, np.inf)
         rel_unknown = (prep.qe > q * 2.0**-20) & ~prep.exact_zero & ~czero
-        # c = 0 against an exact value the bound does not keep off 0: 1, or 0 if it is 0
-        rel_unknown |= czero & ~prep.exact_zero & (prep.qe >= q)
         special = inf | nan | prep.minf
         if special.any():
             minf = prep.minf

@@ -38,8 +38,8 @@ def truth(values: list[float]) -> tuple[list[Any], list[Any], Any]:
         s = mpmath.fsum(terms)
         log1p_s = mpmath.log1p(s)
         softmax = [mpmath.exp(dj) / (1 + s) for dj in d]
+    with mpmath.workprec(BITS + 2200):  # d_i exact: a tiny log1p(s) beside it is kept
         log_softmax = [dj - log1p_s for dj in d]
-    with mpmath.workprec(BITS + 2200):
         lse = m + log1p_s
     return softmax, log_softmax, lse
 
