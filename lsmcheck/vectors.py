@@ -20,9 +20,9 @@ def audit_size(logits: int) -> str:
     return _bytes(logits * BYTES_PER_LOGIT)
 
 
-def beyond_memory(logits: int) -> tuple[str, str] | None:
-    """When auditing ``logits`` at once would not fit in memory: the memory it takes and the
-    machine's, for prose; else ``None``.
+def beyond_memory(logits: int, per_logit: int = BYTES_PER_LOGIT) -> tuple[str, str] | None:
+    """When auditing ``logits`` at once (or holding them, at ``per_logit`` bytes each) would
+    not fit in memory: the memory it takes and the machine's, for prose; else ``None``.
 
     The estimate (:data:`BYTES_PER_LOGIT`) leaves out what the caller holds besides, so half
     the physical memory is the most allowed.
@@ -30,9 +30,9 @@ def beyond_memory(logits: int) -> tuple[str, str] | None:
     from lsmcheck.sandbox import physical_memory
 
     memory = physical_memory()
-    if memory is None or logits * BYTES_PER_LOGIT <= memory // 2:
+    if memory is None or logits * per_logit <= memory // 2:
         return None
-    return audit_size(logits), _bytes(memory)
+    return _bytes(logits * per_logit), _bytes(memory)
 
 
 def _bytes(n: int) -> str:

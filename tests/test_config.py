@@ -409,3 +409,24 @@ def test_annotations_point_at_a_config_s_inputs_from_the_current_directory(
     junit = (project / "r.xml").read_text()
     assert 'file="sub/logits.csv"' in junit and 'file="logits.csv"' not in junit
     assert 'name="float16 logits.csv"' in junit
+
+
+def test_a_missing_baseline_the_config_names_is_located_in_the_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "x.csv").write_text("1,2,3\n")
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.lsmcheck]\ninputs = ["x.csv"]\nbaseline = "nob.json"\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    code, out, err = invoke("-q")
+    assert (code, out) == (2, "")
+    assert err == (
+        "lsmcheck: error: pyproject.toml:3:1: tool.lsmcheck.baseline: nob.json: no such "
+        "baseline file (create one with --save-baseline)\n"
+    )
+    code, _, err = invoke("-q", "--baseline", "typo.json")  # typed: the flag's own file
+    assert (code, err) == (
+        2,
+        "lsmcheck: error: typo.json: no such baseline file (create one with --save-baseline)\n",
+    )

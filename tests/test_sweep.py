@@ -262,3 +262,19 @@ def test_an_impl_in_a_mixed_precision_sweep_is_plotted_in_the_storage_dtype(
     assert sweep["dtypes"] == ["float16/acc=float32", "float16"]
     audited = {(p["algorithm"], p["dtype"]) for p in sweep["points"]}
     assert audited == {("softmax_naive", "float16/acc=float32"), ("ops.py:sm", "float16")}
+
+
+def test_a_sweep_holding_too_many_logits_is_refused_before_the_draw(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # each vector fits, but 41 steps x 1000 samples x 100,000 logits (33 GB) do not
+    from lsmcheck import sandbox
+
+    monkeypatch.setattr(sandbox, "physical_memory", lambda: 2 << 30)
+    res = CliRunner().invoke(main, ["sweep", "scale", "--length", "100000", "--samples", "1000"])
+    assert res.exit_code == 2
+    assert res.output == (
+        "lsmcheck: error: --steps/--samples/--length: the sweep holds 4,100,000,000 logits at "
+        "once (steps x samples x length), about 30.5 GiB, more than half this machine's 2.0 GiB "
+        "of memory\n"
+    )

@@ -542,7 +542,12 @@ def run(
         keep=keep,
         aggregate=not (baseline or save_baseline),  # a baseline needs every result
     )
-    recorded = baseline_file.load(baseline) if baseline else None  # fail before the audit
+    try:  # fail before the audit
+        recorded = baseline_file.load(baseline) if baseline else None
+    except InputError as e:  # the config's baseline: say where the config names it
+        if baseline is None or baseline != cfg.baseline or _given("baseline"):
+            raise
+        raise ConfigError(f"{cfg.where('baseline')}: {e}") from None
     sources = _sources(cfg, impls)
     protected = [*inputs, *sources, *([baseline] if baseline else [])]
     outputs = [(path, flag, protected) for _, path, flag in files]

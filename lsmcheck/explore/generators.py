@@ -98,12 +98,12 @@ def steps(family: Family, start: float, stop: float, count: int, log: bool) -> l
         t = np.linspace(0.0, 1.0, count)
         values = start * (1 - t) + stop * t
     if family.integer:
-        _check_length("--from/--to", round(max(values)))
+        check_length("--from/--to", round(max(values)))
         return [float(v) for v in dict.fromkeys(round(v) for v in values)]
     return [float(v) for v in values]
 
 
-def _check_length(flag: str, n: int) -> None:
+def check_length(flag: str, n: int) -> None:
     """Refuse vectors too long to audit in this machine's memory (each is audited whole)."""
     too_big = beyond_memory(n)
     if too_big is not None:
@@ -120,7 +120,7 @@ def draw(seed: int, samples: int, length: int) -> FloatArray:
         raise UsageError(f"--samples: expected at least 1, got {samples}")
     if length < 1:
         raise UsageError(f"--length: expected at least 1, got {length}")
-    _check_length("--length", length)
+    check_length("--length", length)
     rng = np.random.default_rng(seed)
     return rng.standard_normal((samples, length))
 

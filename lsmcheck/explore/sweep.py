@@ -14,9 +14,17 @@ from dataclasses import dataclass
 
 from lsmcheck.algorithms import Algorithm
 from lsmcheck.audit import Options, audit
-from lsmcheck.explore.generators import Family, draw, get_family, steps, vectors
+from lsmcheck.errors import UsageError
+from lsmcheck.explore.generators import (
+    Family,
+    check_length,
+    draw,
+    get_family,
+    steps,
+    vectors,
+)
 from lsmcheck.results import Result, Status, json_number
-from lsmcheck.vectors import Vector
+from lsmcheck.vectors import Vector, beyond_memory
 
 Progress = Callable[[int, int], None]
 
@@ -134,6 +142,15 @@ def run_sweep(
     options.validate()
     values = steps(fam, start, stop, count, log)
     longest = int(max(values)) if fam.integer else length
+    check_length("--length", longest)  # one vector first: the more telling refusal
+    held = len(values) * samples * longest  # every step's vectors, audited in one call
+    too_big = beyond_memory(held, 8)
+    if too_big is not None:
+        size, memory = too_big
+        raise UsageError(
+            f"--steps/--samples/--length: the sweep holds {held:,} logits at once (steps x "
+            f"samples x length), about {size}, more than half this machine's {memory} of memory"
+        )
     z = draw(seed, samples, longest)
     batch: list[Vector] = []
     for i, v in enumerate(values):
