@@ -378,8 +378,9 @@ def test_save_baseline_creates_the_baseline_the_config_names(project: Path) -> N
     (project / "b.json").unlink()
     code, out, err = invoke(*args)  # comparing only: the missing file is an error
     assert (code, out) == (2, "")
-    assert (
-        err == "lsmcheck: error: b.json: no such baseline file (create one with --save-baseline)\n"
+    assert err == (
+        "lsmcheck: error: pyproject.toml:7:1: tool.lsmcheck.baseline: b.json: no such baseline "
+        "file (create one with --save-baseline)\n"
     )
     # a --baseline typed on the command line and saved elsewhere is a typo, not a new file
     code, _, err = invoke(*args, "--baseline", "typo.json", "--save-baseline", "new.json")
