@@ -215,6 +215,17 @@ def dd_add_d(ah: Any, al: Any, b: Any) -> tuple[Any, Any]:
     return fast_two_sum(sh, al + sl)
 
 
+def dd_add_d_err(ah: Any, al: Any, b: Any) -> tuple[Any, Any, Any]:
+    """Double-double plus double, and a bound on its error: the one rounding, of
+    ``al + sl``.  A logsumexp ``m + L`` of a confident row (m = 80, L = 1e-32) is then known
+    to some 1e-48, not to :func:`dd_add_d`'s 2u**2 of 80 (4e-30, which cannot tell the error
+    of an output equal to m, L itself, to 0.1%)."""
+    sh, sl = two_sum(ah, b)
+    w = al + sl
+    hi, lo = two_sum(sh, w)
+    return hi, lo, 2 * U * np.abs(w)
+
+
 def dd_mul(ah: Any, al: Any, bh: Any, bl: Any) -> tuple[Any, Any]:
     """Double-double product (at most 7u**2 relative without FMA)."""
     p, e = two_prod(ah, bh)
@@ -576,8 +587,8 @@ def _dd_tier(x: F64) -> FastReference:
     ql = np.where(finite, ql, 0.0)
     q_err = np.where(finite, q_err, 0.0)
     # lse = m + L: may cancel for m < 0; the bound is absolute and judged relative later
-    zh, zl = dd_add_d(l0h, l0l, m)
-    z_err = l0_err + np.abs(zh) * 4 * U * U
+    zh, zl, z_rounding = dd_add_d_err(l0h, l0l, m)
+    z_err = l0_err + z_rounding
     m_zero = m == 0
     zh, zl = np.where(m_zero, lh, zh), np.where(m_zero, ll, zl)
     z_scale = np.where(m_zero, l_scale, 0)

@@ -448,3 +448,15 @@ def test_masks_of_huge_finite_values_and_confident_rows_settle_in_the_fast_tier(
     auto, slow = both(vectors, dtypes=("float32", "float64"))
     agree_reports(auto, slow)
     assert "mpmath" not in auto.reference.settled
+
+
+def test_a_confident_rows_logsumexp_settles_in_the_fast_tier() -> None:
+    # m + L with L = 1e-32 beside m = 80: the output m is off by L itself, which the bound
+    # 2u**2 |m| (4e-30) could not tell to 0.1%; the sum's one rounding is bounded instead
+    rng = np.random.default_rng(9)
+    rows = rng.standard_normal((6, 64))
+    rows[:, 0] += np.array([40.0, 60.0, 80.0, 120.0, 300.0, 700.0])
+    vectors = [Vector("c", i, None, row) for i, row in enumerate(rows)]
+    auto, slow = both(vectors, algorithms=("logsumexp_stable", "logsumexp_naive"))
+    agree_reports(auto, slow)
+    assert "mpmath" not in auto.reference.settled
