@@ -120,7 +120,6 @@ def draw(seed: int, samples: int, length: int) -> FloatArray:
         raise UsageError(f"--samples: expected at least 1, got {samples}")
     if length < 1:
         raise UsageError(f"--length: expected at least 1, got {length}")
-    check_length("--length", length)
     rng = np.random.default_rng(seed)
     return rng.standard_normal((samples, length))
 

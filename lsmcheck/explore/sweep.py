@@ -142,7 +142,8 @@ def run_sweep(
     options.validate()
     values = steps(fam, start, stop, count, log)
     longest = int(max(values)) if fam.integer else length
-    check_length("--length", longest)  # one vector first: the more telling refusal
+    if not fam.integer:  # (steps checked the length family's --to) one vector first: the
+        check_length("--length", length)  # more telling refusal, before any draw
     held = len(values) * samples * longest  # every step's vectors, audited in one call
     too_big = beyond_memory(held, 8)
     if too_big is not None:
@@ -164,12 +165,10 @@ def run_sweep(
     # the dtypes as results name them: an --impl runs in a mixed-precision dtype's storage one
     labels = {r.dtype for r in report.results}
     fmts = tuple(
-        name
-        for f in options.formats()
-        for name in dict.fromkeys((f.name, f.storage.name))
-        if name in labels
+        dict.fromkeys(
+            name for f in options.formats() for name in (f.name, f.storage.name) if name in labels
+        )
     )
-    fmts = tuple(dict.fromkeys(fmts))
     points = tuple(
         _point(v, a, d, by_step[i, a, d])
         for i, v in enumerate(values)
