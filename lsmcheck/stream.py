@@ -15,10 +15,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from lsmcheck.exactsum import ExactSum
 from lsmcheck.results import (
     ULP_BINS,
     Aggregate,
-    ExactSum,
     FindingTotal,
     Group,
     Result,

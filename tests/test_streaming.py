@@ -125,7 +125,7 @@ def test_exact_sum_of_huge_ulp_errors_is_the_exact_mean_not_nan() -> None:
     # 1e-16): two of them made the partials inf and nan, and every later addition appended one
     from fractions import Fraction
 
-    from lsmcheck.results import ExactSum
+    from lsmcheck.exactsum import ExactSum
 
     rng = np.random.default_rng(3)
     values = [*(rng.uniform(1, 2, 500) * 1.1e307), *rng.uniform(0, 5, 500), 2.0**1000, -3.0]
