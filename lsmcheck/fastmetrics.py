@@ -31,8 +31,9 @@ import numpy as np
 import numpy.typing as npt
 
 from lsmcheck.algorithms import Event, describe_event
+from lsmcheck.ddarith import fast_two_sum, two_sum
 from lsmcheck.dtypes import Format
-from lsmcheck.fastref import Values, fast_two_sum, two_sum
+from lsmcheck.fastref import Values
 from lsmcheck.metrics import ERROR_REL_TOL
 from lsmcheck.results import Finding
 
