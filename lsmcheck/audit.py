@@ -388,6 +388,7 @@ def _measure_batch(
             exacts[r] = exact(x64[r], fmt, options.precision_bits)
         return exacts[r]
 
+    partial_bits = options.precision_bits  # the most any reference of a few values needed
     tiered = options.reference == "auto" and fmt.storage.name in FAST_FORMATS
     fast = fast_reference(x64, fmt) if tiered else None
     prepared: dict[Kind, fastmetrics.Prepared] = {}
@@ -458,8 +459,17 @@ def _measure_batch(
         by_row = itertools.groupby(zip(rr.tolist(), ii.tolist(), strict=True), key=_first)
         for r, pairs in by_row:
             cols = [i for _, i in pairs]
-            ref, values, _ = _certified(kind, x64[ok[r]], c[r], exact_row(ok[r]), fmt, None, cols)
-            exacts[ok[r]] = ref
+            x = x64[ok[r]]
+            only = _only(kind, len(x), cols, ok[r] in exacts or tier == "mpmath")
+            if only is None:  # the whole vector's reference, shared by the implementations
+                start = exact_row(ok[r])
+            else:  # a few elements: those values alone (the row's sum is still computed)
+                start = exact(x, fmt, options.precision_bits, only)
+            ref, values, _ = _certified(kind, x, c[r], start, fmt, None, cols, only)
+            if only is None:
+                exacts[ok[r]] = ref
+            else:
+                partial_bits = max(partial_bits, ref.bits)
             done: dict[tuple[float, Any], tuple[float, float, float, float]] = {}
             for i in cols:  # equal outputs of equal logits (a mask) are measured once
                 v, ci = values[i], float(c[r, i])
@@ -503,8 +513,27 @@ def _measure_batch(
                 )
             room = None if rooms is None else rooms[j]
             out[r, ai] = _result(vectors[r], alg, fmt, found[j], j, rows, elements, room)
-    max_bits = max((e.bits for e in exacts.values()), default=options.precision_bits)
-    return _Measured(out, max_bits)
+    max_bits = max((e.bits for e in exacts.values()), default=partial_bits)
+    return _Measured(out, max(max_bits, partial_bits))
+
+
+#: A fallback for more than this share of a vector's elements computes its whole reference.
+_FEW = 1 / 8
+
+
+def _only(kind: Kind, n: int, cols: list[int], whole: bool) -> list[int] | None:
+    """The values of :func:`lsmcheck.reference.exact` that elements ``cols`` of ``kind`` need
+    (numbered as its ``only``), or ``None`` for the whole reference: when ``whole`` (it exists
+    already, or every element takes the mpmath path) or for more than a few elements."""
+    if whole or len(cols) > max(1, n * _FEW):
+        return None
+    if kind is Kind.SOFTMAX:
+        return cols
+    if kind is Kind.LOG_SOFTMAX:
+        return [n + i for i in cols]
+    if kind is Kind.LOGSUMEXP:
+        return [2 * n]
+    return None
 
 
 def _first(pair: tuple[int, int]) -> int:
@@ -768,11 +797,13 @@ def _certified(
     fmt: Format,
     target: int | None,
     only: Sequence[int] | None = None,
+    values_only: Sequence[int] | None = None,
 ) -> tuple[Exact, tuple[Any, ...], Any]:
     """``ref``, computed again at a higher precision until the absolute and relative error of
     every output (of those in ``only``) is certified (:func:`lsmcheck.metrics.error_bits`);
     the exact values of ``kind`` it gives (the target's loss or gradient, for those); and
-    their relative bound."""
+    their relative bound.  ``values_only``: ``ref`` holds only these values (see
+    :func:`lsmcheck.reference.exact`), and so do its recomputations."""
     c64 = np.asarray(out, np.float64).ravel()
     cols = np.arange(c64.size) if only is None else np.asarray(only, np.intp)
     while True:
@@ -786,16 +817,37 @@ def _certified(
         # bound is certified as it is (a bfloat16 output is some 2**-9 of itself off)
         c = c64[cols]
         v64 = np.array([float(values[i]) for i in cols.tolist()])
+        # each value's own bound where the reference has them (a confident vector's top
+        # probability 1 - e**-3000 is known to e**-3000 times 2**-100, not to 2**-100)
+        own = _value_bounds(kind, len(x), ref, target)
+        at = [bound if own is None else own[i] for i in cols.tolist()]
         with np.errstate(all="ignore"):
             scale = np.maximum(np.abs(c), np.abs(v64))
-            margin = scale * 2.0**-50 + np.abs(v64) * (float(bound) / metrics.ERROR_REL_TOL)
-            hard = cols[~(np.abs(c - v64) > 2 * margin)]
-        distinct = dict.fromkeys((float(c64[i]), values[i]) for i in hard.tolist())
-        needs = (metrics.error_bits(ci, v, bound, bits) for ci, v in distinct)
+            rel = np.array([float(b) for b in at]) / metrics.ERROR_REL_TOL
+            margin = scale * 2.0**-50 + np.abs(v64) * rel
+            hard = ~(np.abs(c - v64) > 2 * margin)
+        distinct = dict.fromkeys(
+            (float(c64[i]), values[i], b)
+            for i, b, h in zip(cols.tolist(), at, hard.tolist(), strict=True)
+            if h
+        )
+        needs = (metrics.error_bits(ci, v, b, bits) for ci, v, b in distinct)
         more = max((b for b in needs if b is not None), default=None)
         if more is None:
             return ref, tuple(values), bound
-        ref = exact(x, fmt, more)
+        ref = exact(x, fmt, more, values_only)
+
+
+def _value_bounds(kind: Kind, n: int, ref: Exact, target: int | None) -> list[Any] | None:
+    """The relative bound of each value of ``kind`` in ``ref``, where it has them."""
+    own = ref.value_bounds
+    if own is None or kind.needs_target or kind.is_grad:
+        return None
+    if kind is Kind.SOFTMAX:
+        return list(own[:n])
+    if kind is Kind.LOG_SOFTMAX:
+        return list(own[n : 2 * n])
+    return [own[2 * n]]
 
 
 def _target_exact(

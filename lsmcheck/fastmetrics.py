@@ -62,6 +62,14 @@ class Prepared:
         minf: the exact value is ``-inf``.
         unit: ``2.0**ue``, and ``to_units``: ``sign * 2.0**-ue``, where every ``ue`` makes them
             normal numbers (multiplying by them is then ``ldexp``), else ``None``.
+        err, scale: the reference's own bound, ``err * 2**scale`` (from :class:`Values`).
+        other: where the rounding is not settled (a rounding boundary within the bound), the
+            value on the other side of that boundary, else ``rounded``; ``None`` when every
+            rounding is settled.  The exact value rounds to ``rounded`` or to ``other``.
+        straddle: the values whose bound straddles a power of two ``B`` (``None``: none).
+            They are counted in ``settled`` with ``ue`` the binade below ``B``:
+            :func:`measure_batch` settles those whose ULP error is at most ``2**-8`` off
+            whichever side is true.
     """
 
     ue: npt.NDArray[np.int64]
@@ -76,6 +84,10 @@ class Prepared:
     minf: Bools
     unit: F64 | None = None
     to_units: F64 | None = None
+    err: F64 | None = None
+    scale: npt.NDArray[np.int64] | None = None
+    other: F64 | None = None
+    straddle: Bools | None = None
 
 
 def prepare(v: Values, fmt: Format) -> Prepared:
@@ -138,6 +150,13 @@ def _prepare(v: Values, fmt: Format) -> Prepared:
     in_binade = ((low > slack) & (high > slack)) | exact
     floor_log2 = big_e + v.scale
     emin, p = fmt.emin, fmt.p
+    # a value within its bound of a power of two B (a confident softmax's 1 - e**-3000, a
+    # log-probability of -1024 - e**-900): measured in the ulps of the binade below B, and
+    # settled by measure_batch where the ULP error is small enough not to care which side
+    straddle = ~in_binade & ((low > slack) != (high > slack)) & ~zero
+    straddle_down = straddle & (low <= slack)  # near the binade's bottom: the one below
+    floor_log2 = floor_log2 - straddle_down
+    straddle &= floor_log2 >= emin  # both sides normal (2**emin is no ulp boundary)
     # below 2**emin the ulp is the fixed subnormal quantum: only 2**emin itself is a boundary
     binade_ok = in_binade
     low_values = floor_log2 <= emin - 1
@@ -146,6 +165,7 @@ def _prepare(v: Values, fmt: Format) -> Prepared:
         edge_sub = (floor_log2 == emin - 1) & ((high > slack) | exact)
         zero_sub = zero & (np.ldexp(err, v.scale) < 2.0**emin)
         binade_ok = ((in_binade | deep_sub | edge_sub) & ~zero) | zero_sub
+    binade_ok = binade_ok | straddle
     ue = np.maximum(floor_log2, emin) - p + 1
     ue[zero | minf] = emin - p + 1
     shift = v.scale - ue
@@ -173,17 +193,29 @@ def _prepare(v: Values, fmt: Format) -> Prepared:
     if tie.any():
         r = np.where(tie, 2 * np.rint(0.5 * (qh + ql)), r)  # ties to even (exact q only)
     round_settled = ((dist > qe + qh * _SLACK) | tie) & settled
-    rounded = sign * _ldexp(r, ue)
-    rounded[np.abs(rounded) > fmt.max] = np.inf
-    rounded = np.copysign(rounded, sign)
+    rounded = _to_format(r, sign, ue, fmt)
     rounded[minf] = -np.inf
     round_settled |= minf | (exact_zero & settled)
+    other = None
+    open_ = settled & ~round_settled
+    if open_.any():  # the boundary near q is the one on t's side: rint(q) +- 1 beyond it
+        other = rounded.copy()
+        other[open_] = _to_format(r[open_] + np.sign(t[open_]), sign[open_], ue[open_], fmt)
     unit = _multiplier(ue)
     to_units = _multiplier(-ue)
     return Prepared(
         ue, qh, ql, sign, qe, settled, rounded, round_settled, exact_zero, minf,
-        unit, None if to_units is None else sign * to_units,
+        unit, None if to_units is None else sign * to_units, err, v.scale, other,
+        straddle if straddle.any() else None,
     )  # fmt: skip
+
+
+def _to_format(r: F64, sign: F64, ue: npt.NDArray[np.int64], fmt: Format) -> F64:
+    """``sign * r * 2**ue`` (``r`` an integer number of ulps), as the format holds it: ``inf``
+    beyond its largest finite value (``r * 2**ue`` is then at least ``max + ulp``)."""
+    value = sign * _ldexp(r, ue)
+    value[np.abs(value) > fmt.max] = np.inf
+    return np.copysign(value, sign)
 
 
 def take(prep: Prepared, rows: npt.NDArray[np.intp]) -> Prepared:
@@ -244,7 +276,19 @@ def measure_batch(c: F64, prep: Prepared, flagged: Bools) -> Batch:
             bad = np.where(inf & ~minf & (prep.rounded == c), 0.0, bad)
             for arr in (ulp, abs_error, rel):
                 arr[special] = bad[special]
-        unsettled = ~prep.settled | ((flagged | inf) & ~prep.round_settled)
+        # the classification looks at the rounded exact value only through whether it is c,
+        # 0 or infinite: a rounding left open (the exact value next to a rounding boundary,
+        # e.g. -895.25 - 1e-300 in float16) settles it when both sides answer alike
+        open_ = (flagged | inf) & ~prep.round_settled
+        if prep.other is not None and open_.any():
+            r, o = prep.rounded, prep.other
+            alike = ((r == c) == (o == c)) & ((r == 0) == (o == 0)) & (np.isinf(r) == np.isinf(o))
+            open_ &= ~alike
+        unsettled = ~prep.settled | open_
+        if prep.straddle is not None:
+            # the error in ulps of B's binade is half that in ulps of the binade below: the
+            # figure (below) is within U/2 + qe of both when U + 2 qe <= 2**-7
+            unsettled |= prep.straddle & ~(ulp + 2 * prep.qe <= 2.0**-7)
         unsettled |= rel_unknown & ~inf & ~prep.minf
         unsettled |= np.isinf(cs) & ~inf  # c / ulp(exact) beyond float64
         unsettled &= ~nan
@@ -256,21 +300,41 @@ def measure_batch(c: F64, prep: Prepared, flagged: Bools) -> Batch:
         d_abs = _ldexp(qe, prep.ue, prep.unit)
         d_rel = np.where(exact_err, 0.0, qe * (1 + rel) / q * (1 + 2.0**-40))
         known = ~unsettled & ~nan
+        # an absolute error below 2**-1076 is 0 as a float64, whatever it is exactly: the
+        # log-probability -e**-1e9 of a one-hot row's class computed as 0, or -1e9 - e**-1e9
+        # of a masked one computed as -1e9
+        maybe = known & (d_abs < 2.0**-1000)
+        if maybe.any():
+            negligible = _negligible(ulp[maybe], prep, maybe)
+            abs_error[maybe] = np.where(negligible, 0.0, abs_error[maybe])
+            d_abs[maybe] = np.where(negligible, 0.0, d_abs[maybe])
         unsettled |= _maybe_largest(abs_error, d_abs, known)
         unsettled |= _maybe_largest(rel, d_rel, known)
         return Batch(ulp, abs_error, rel, prep.rounded, prep.exact_zero.copy(), unsettled)
 
 
+def _negligible(ulp: F64, prep: Prepared, where: Bools) -> Bools:
+    """Whether ``|c - exact|`` is certainly below ``2**-1076`` at the elements ``where``,
+    given their ULP errors ``ulp`` as computed: both the computed part, ``ulp * 2**ue``, and
+    the reference's bound, ``err * 2**scale``, below ``2**-1077``."""
+    assert prep.err is not None and prep.scale is not None
+    err, scale, ue = prep.err[where], prep.scale[where], prep.ue[where]
+    computed = (ulp == 0) | (_exponent(ulp * (1 + 2.0**-40)) + 1 + ue <= -1077)
+    reference = (err == 0) | (_exponent(err) + 1 + scale <= -1077)
+    return np.asarray(computed & reference & np.isfinite(ulp))
+
+
 def _maybe_largest(e: F64, d: F64, known: Bools) -> Bools:
     """The ``known`` elements that may hold the largest ``e`` of their row (each within ``d``
     of the truth), in the rows where that largest is not certified to ``ERROR_REL_TOL`` of
-    itself: they go to the mpmath path, which certifies each."""
+    itself, and whose own ``e`` is not: they go to the mpmath path, which certifies each."""
     lo = np.where(known, e - d, -np.inf).max(axis=1, initial=-np.inf, keepdims=True)
     hi_each = np.where(known, e + d, -np.inf)
     hi = hi_each.max(axis=1, initial=-np.inf, keepdims=True)
     with np.errstate(invalid="ignore"):
         certain = (hi <= lo * (1 + ERROR_REL_TOL)) | (hi == lo)  # (inf, or no known element)
-    return np.asarray(known & ~certain & (hi_each >= lo))
+        own = d <= e * ERROR_REL_TOL  # this element's e is certified (0 when d = e = 0)
+    return np.asarray(known & ~certain & (hi_each >= lo) & ~own)
 
 
 def findings_batch(

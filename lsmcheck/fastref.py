@@ -486,6 +486,10 @@ def _dd_tier(x: F64) -> FastReference:
     ql = np.where(at_max, -ll[:, None], ql)
     q_scale = np.where(at_max, l_scale[:, None], q_scale)
     q_err = np.where(at_max, l_err[:, None], q_err)
+    l_max, lost = _deep_bound(lh, ll, l_err, l_scale)
+    if lost.any():
+        qh, ql, q_err, q_scale = _beside_deep(dh, dl, (qh, ql, q_err, q_scale), l_max, lost)
+        ph, pl, p_err, p_scale = _top_beside_deep((ph, pl, p_err, p_scale), rows, k, l_max, lost)
     q_err = np.where(overflowed, np.inf, q_err)
     qh = np.where(finite, qh, -np.inf)
     ql = np.where(finite, ql, 0.0)
@@ -501,6 +505,50 @@ def _dd_tier(x: F64) -> FastReference:
     ls = Values(qh, ql, q_err, q_scale, ~finite)
     lse = Values(zh[:, None], zl[:, None], z_err[:, None], z_scale[:, None], np.zeros((b, 1), bool))
     return FastReference(DD_TIER, lambda: sm, lambda: ls, lambda: lse)
+
+
+def _deep_bound(lh: F64, ll: F64, l_err: F64, l_scale: I64) -> tuple[I64, Bools]:
+    """Per row, ``l_max`` with ``L < 2**l_max``, and whether that is below ``2**-1075``: every
+    other logit far below the maximum (a one-hot row with the rest at -1e9), where at scale 0
+    only a ``TINY`` bound survives of ``L`` (and of ``s``), and ``|computed - exact|`` for a
+    log-probability ``d - L`` or the top probability ``1 - t`` (``t = s / (1 + s) <= L``)
+    could not be told from ``2**-1070``."""
+    _, l_exp = np.frexp((np.abs(lh) + np.abs(ll) + l_err) * (1 + 2.0**-50))
+    l_max = l_exp.astype(np.int64) + l_scale
+    return l_max, (l_scale < 0) & (l_max <= -1075)
+
+
+def _beside_deep(
+    dh: F64, dl: F64, q: tuple[F64, F64, F64, I64], l_max: I64, lost: Bools
+) -> tuple[F64, F64, F64, I64]:
+    """``log_softmax = d - L`` in the rows where ``L`` is ``lost`` (see :func:`_deep_bound`):
+    ``d`` exactly with an error below ``L``'s bound, carried at a scale ``2**-t`` that keeps
+    that bound a normal number.  ``q``: the values at scale 0, returned elsewhere."""
+    qh, ql, q_err, q_scale = q
+    t = np.maximum(-1022 - l_max, 0)[:, None]
+    _, d_exp = np.frexp(dh)
+    sel = lost[:, None] & (dh != 0) & np.isfinite(dh) & (d_exp + t <= 1020) & (q_scale == 0)
+    if not sel.any():
+        return q
+    ts = np.where(sel, t, 0)
+    return (
+        np.where(sel, np.ldexp(dh, ts), qh),
+        np.where(sel, np.ldexp(dl, ts), ql),
+        np.where(sel, np.ldexp(1.0, np.minimum(l_max[:, None] + ts, 1023)), q_err),
+        np.where(sel, -ts, q_scale),
+    )
+
+
+def _top_beside_deep(
+    p: tuple[F64, F64, F64, I64], rows: I64, k: I64, l_max: I64, lost: Bools
+) -> tuple[F64, F64, F64, I64]:
+    """The top probability ``1 / (1 + s) = 1 - t`` in the rows where ``L`` is ``lost``:
+    ``0 < t <= L < 2**l_max``, so 1 with that error, at a scale that keeps it normal."""
+    ph, pl, p_err, p_scale = p[0].copy(), p[1].copy(), p[2].copy(), p[3].copy()
+    r, kk = rows[lost], k[lost]
+    t = -1022 - l_max[lost]  # >= 53: the error 2**-1022 at scale 2**-t
+    ph[r, kk], pl[r, kk], p_err[r, kk], p_scale[r, kk] = np.ldexp(1.0, t), 0.0, 2.0**-1022, -t
+    return ph, pl, p_err, p_scale
 
 
 __all__ = [

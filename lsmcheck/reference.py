@@ -17,10 +17,12 @@ At working precision ``P`` every mpmath operation has relative error at most
 ``u = 2**(1-P)`` (basic arithmetic is correctly rounded; exp/log carry guard bits).  Summing the
 bounds gives a relative error of at most ``4(n+4)u`` for every softmax and log-softmax element
 (the factor 4 is a margin over the first-order sum), and for logsumexp an absolute error of at
-most ``4(n+2)u|L| + u|m + L|``.  A value is *certified* for a target format when its bound is
-below ``2**-80`` relative and the whole interval it allows rounds to the same value of the format
-with the same ulp; otherwise the precision is doubled and everything recomputed (as Herbie's
-ground truth does).  ``x = [710, 0]`` shows why: ``log_softmax[0] = -log1p(e**-710)`` is
+most ``4(n+2)u|L| + u|m + L|`` (``m + L`` is formed unrounded where that takes at most
+:data:`MAX_BITS` bits: the second term is then 0; likewise the top probability ``1 - t``).
+A value is *certified* for a target format when its bound is below ``2**-80`` relative and the
+whole interval it allows rounds to the same value of the format with the same ulp; otherwise
+the precision is doubled and everything recomputed (as Herbie's ground truth does).
+``x = [710, 0]`` shows why: ``log_softmax[0] = -log1p(e**-710)`` is
 ``-4.476e-309``, which ``x - logsumexp(x)`` evaluated at 200 digits returns as 0.
 
 Vectors whose softmax is not a number follow a policy and get no reference values:
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -75,6 +78,8 @@ class Exact:
         rel_bound: every value is within this relative distance of the true value (0: every
             value is exact); at most :data:`TARGET_REL_ERROR` once certified (an mpmath
             number: at a few thousand bits it is below float64's range).
+        value_bounds: each value's own relative bound (at most ``rel_bound``), numbered as
+            :func:`exact`'s ``only``; ``None``: ``rel_bound`` for each.
     """
 
     softmax: tuple[Mpf, ...]
@@ -83,6 +88,7 @@ class Exact:
     bits: int
     undefined: str | None = None
     rel_bound: Mpf = TARGET_REL_ERROR
+    value_bounds: tuple[Mpf, ...] | None = None
 
 
 def undefined_reason(values: npt.NDArray[np.float64]) -> str | None:
@@ -191,7 +197,12 @@ def _nudge(v: Mpf, side: int, bits: int) -> Mpf:
         return v * (1 + side * mpf(2) ** -(bits + 16))
 
 
-def exact(values: npt.NDArray[np.float64], fmt: Format, start_bits: int = 113) -> Exact:
+def exact(
+    values: npt.NDArray[np.float64],
+    fmt: Format,
+    start_bits: int = 113,
+    only: Collection[int] | None = None,
+) -> Exact:
     """The certified reference of one vector of (already dtype-rounded) logits.
 
     Parameters
@@ -202,6 +213,11 @@ def exact(values: npt.NDArray[np.float64], fmt: Format, start_bits: int = 113) -
         The format whose rounding and ulp the certification must settle.
     start_bits : int
         The first mpmath working precision tried; it is doubled until every value is certified.
+    only : indices, optional
+        Compute and certify only these values, numbered as ``softmax`` (``0 .. n-1``), then
+        ``log_softmax`` (``n .. 2n-1``), then ``logsumexp`` (``2n``); the others are ``None``.
+        For the few elements of a long vector the fast tiers leave open: the sum over every
+        logit is still computed, but not the ``2n + 1`` values and their certification.
 
     Examples
     --------
@@ -214,14 +230,21 @@ def exact(values: npt.NDArray[np.float64], fmt: Format, start_bits: int = 113) -
     reason = undefined_reason(values)
     if reason is not None:
         return Exact((), (), mpf("nan"), start_bits, undefined=reason)
+    wanted = None if only is None else frozenset(only)
     bits = start_bits
     while bits <= MAX_BITS:
-        result, bounds, sides = _evaluate(values, bits)
+        result, every_bound, sides = _evaluate(values, bits, wanted)
+        flat, bounds = _flat(result), every_bound
+        if wanted is not None:
+            keep = sorted(wanted)
+            flat, bounds, sides = ([a[i] for i in keep] for a in (flat, bounds, sides))
         # a vector of many equal logits (a mask of -1e9s) has as many equal values: each
         # distinct one is checked once
-        checks = dict.fromkeys(zip(_flat(result), bounds, sides, strict=True))
+        checks = dict.fromkeys(zip(flat, bounds, sides, strict=True))
         if all(_settled(v, b, fmt, side) for v, b, side in checks):
-            return dataclasses.replace(result, rel_bound=_largest(_flat(result), bounds))
+            return dataclasses.replace(
+                result, rel_bound=_largest(flat, bounds), value_bounds=tuple(every_bound)
+            )
         bits *= 2
     raise RuntimeError(f"reference not certified at {MAX_BITS} bits: {values!r}")
 
@@ -238,8 +261,11 @@ def _flat(r: Exact) -> list[Mpf]:
     return [*r.softmax, *r.log_softmax, r.logsumexp]
 
 
-def _evaluate(values: npt.NDArray[np.float64], bits: int) -> tuple[Exact, list[Mpf], list[int]]:
-    """Values at working precision ``bits``, their relative error bounds and known sides.
+def _evaluate(
+    values: npt.NDArray[np.float64], bits: int, only: frozenset[int] | None = None
+) -> tuple[Exact, list[Mpf], list[int]]:
+    """Values at working precision ``bits``, their relative error bounds and known sides
+    (the values not in ``only`` are ``None``; see :func:`exact`).
 
     A value that came out exactly equal to its anchor although the true value differs from it
     by a positive term the precision absorbed (``s`` beside a tie's ``1/c``, ``log1p(s)`` beside
@@ -281,20 +307,47 @@ def _evaluate(values: npt.NDArray[np.float64], bits: int) -> tuple[Exact, list[M
             s = mpmath.fsum(ej for j, ej in enumerate(e) if j != k)
             log1p_s = mpmath.log1p(s)
             denom = 1 + s
-            p_of = {ej: ej / denom if ej != 0 else mpf(0) for ej in dict.fromkeys(e)}
-            sm = tuple(p_of[ej] for ej in e)
-            l_of = {dj: dj - log1p_s for dj in d_of.values()}
-            ls = tuple(l_of[dj] for dj in d)
-            lse = m + log1p_s
+            size = len(e)
+            p_at: Sequence[int]
+            l_at: Sequence[int]
+            if only is None:
+                p_at, l_at = range(size), range(size)
+            else:
+                p_at = [i for i in range(size) if i in only]
+                l_at = [i for i in range(size) if size + i in only]
+            p_of = {e[i]: e[i] / denom if e[i] != 0 else mpf(0) for i in p_at}
+            top_whole = False  # the top probability is 1 - s/(1 + s) unrounded: see _sum_whole
+            if s < 1 and k in p_at:
+                p_of[e[k]], top_whole = _sum_whole(mpf(1), -(s / denom))
+            sm = _spread(size, p_at, (p_of[e[i]] for i in p_at))
+            l_of = {d[i]: d[i] - log1p_s for i in l_at}
+            ls = _spread(size, l_at, (l_of[d[i]] for i in l_at))
+            lse, whole = _sum_whole(m, log1p_s)
             rel_p = rel_l = 4 * (n + 4) * u
-            rel_lse = _lse_bound(m, log1p_s, 4 * (n + 2) * u, u, lse)
+            rel_lse = _lse_bound(m, log1p_s, 4 * (n + 2) * u, 0 if whole else u, lse)
             sm, ls, lse, sides = _absorbed(d, sm, ls, lse, m, bits)
             result = Exact(sm, ls, lse, bits)
+            nudge = mpf(2) ** -(bits + 15)  # room for the nudges (3 distinct bounds, once each)
+            rel_p, rel_l = rel_p + nudge, rel_l + nudge
+            if sides[-1]:  # logsumexp is nudged only where m + L was rounded to m
+                rel_lse += nudge
             bounds = [rel_p] * len(sm) + [rel_l] * len(ls) + [rel_lse]
-            return result, [b + mpf(2) ** -(bits + 15) for b in bounds], sides
+            if top_whole:  # s/(1 + s) within 4(n+4)u of itself: of 1 - t, that times t/(1 - t)
+                bounds[k] = 4 * (n + 4) * u * s
+            return result, bounds, sides
     result = Exact(sm, ls, lse, bits)
     bounds = [rel_p] * len(sm) + [rel_l] * len(ls) + [rel_lse]
     return result, bounds, [0] * len(bounds)
+
+
+def _spread(size: int, at: Sequence[int], values: Iterable[Mpf]) -> tuple[Mpf, ...]:
+    """A tuple of ``size`` holding ``values`` at the indices ``at`` and ``None`` elsewhere."""
+    if len(at) == size:
+        return tuple(values)
+    out: list[Mpf] = [None] * size
+    for i, v in zip(at, values, strict=True):
+        out[i] = v
+    return tuple(out)
 
 
 def _absorbed(
@@ -303,17 +356,20 @@ def _absorbed(
     """Nudge the values where a positive ``s`` (some logit below the maximum) was absorbed.
 
     With ``s > 0``: a tie's probability ``1/(c + s')`` is below ``1/c``; a log-probability
-    ``d_i - log1p(s)`` is below ``d_i``; ``logsumexp = m + log1p(s)`` is above ``m``.
+    ``d_i - log1p(s)`` is below ``d_i``; ``logsumexp = m + log1p(s)`` is above ``m``.  Values
+    not computed (``None``, see :func:`exact`) stay so.
     """
     ties = sum(1 for dj in d if dj == 0)
     p_tie = mpf(1) / ties
     sm_sides = [
-        -1 if dj == 0 and p == p_tie and _power_of_two(p) else 0
+        -1 if p is not None and dj == 0 and p == p_tie and _power_of_two(p) else 0
         for dj, p in zip(d, sm, strict=True)
     ]
     # d_i (exact) can be a power of two or a rounding tie of the format: either way the
     # absorbed -log1p(s) decides the rounding, and its side is known.
-    ls_sides = [1 if lp == dj and dj != 0 else 0 for dj, lp in zip(d, ls, strict=True)]
+    ls_sides = [
+        1 if lp is not None and lp == dj and dj != 0 else 0 for dj, lp in zip(d, ls, strict=True)
+    ]
     lse_side = (1 if m > 0 else -1) if lse == m and m != 0 else 0
     sm = tuple(_nudge(p, side, bits) if side else p for p, side in zip(sm, sm_sides, strict=True))
     ls = tuple(
@@ -322,6 +378,23 @@ def _absorbed(
     if lse_side:
         lse = _nudge(lse, lse_side, bits)
     return sm, ls, lse, [*sm_sides, *ls_sides, lse_side]
+
+
+def _sum_whole(m: Mpf, term: Mpf) -> tuple[Mpf, bool]:
+    """``m + term``, unrounded when that takes at most :data:`MAX_BITS` bits (and whether it
+    is): a confident vector's logsumexp is its maximum plus a tiny ``log1p(s)`` (``e**-3000``
+    beside ``7e4``), and its top probability ``1 - s/(1 + s)``; ``|computed - exact|`` is then
+    that tiny term, known to the term's own accuracy; rounded to the working precision it would
+    take thousands of bits to see.  (For the probability, with ``s < 1``, the term's error is
+    below ``4(n+4)u`` of ``1 - t`` too: the bound stands.)"""
+    import mpmath
+
+    if m == 0 or term == 0:
+        return m + term, False
+    gap = (m._mpf_[2] + m._mpf_[3]) - (term._mpf_[2] + term._mpf_[3])
+    if abs(gap) > MAX_BITS:  # e**-1e9 beside 5: rounded, and nudged to its side
+        return m + term, False
+    return mpmath.fadd(m, term, exact=True), True
 
 
 def _lse_bound(m: Mpf, log_term: Mpf, rel_log: Mpf, u: Mpf, lse: Mpf) -> Mpf:

@@ -21,6 +21,7 @@ from lsmcheck import Options, Vector, audit
 from lsmcheck.audit import FAST_FORMATS
 from lsmcheck.dtypes import FORMATS
 from lsmcheck.fastref import REL_EXP_DD, REL_LIBM, exp_dd, fast_reference, log1p_dd
+from lsmcheck.reference import exact
 from lsmcheck.results import Report, Result
 
 INF = math.inf
@@ -183,6 +184,54 @@ def test_the_fast_tier_settles_ordinary_vectors() -> None:
     assert settled.get("mpmath", 0) == 0
     assert settled["float64"] == 8 * 64 * 2 * (2 + 3) + 8 * 2 * 2  # f16 + f32
     assert settled["double-double"] == 8 * 64 * (2 + 3) + 8 * 2
+
+
+def _families() -> dict[str, tuple[list[np.ndarray], int]]:
+    """Rows that once sent thousands of elements to mpmath (8 x 4096 of each took 19-73 s),
+    with the most mpmath elements each may still take (2 rows x 64, all implementations x
+    dtypes): spreads of hundreds and tens of thousands (log-probabilities computed as -inf
+    next to a rounding boundary), a top logit far above the rest (1 - e**-80, m + e**-80), and
+    one-hot rows (the rest at -1e9 or -1e30: errors of e**-1e9)."""
+    rng = np.random.default_rng(5)
+    base = rng.standard_normal((2, 64))
+    top = np.arange(64) == 3
+    return {
+        "spread 200": (list(base * 200), 8),
+        "spread 2e4": (list(base * 2e4), 16),
+        "top +80": ([np.where(top, 80.0, 0.0) + b for b in base], 10),
+        "one-hot -1e9": ([np.where(np.arange(64) == i, 0.0, -1e9) for i in range(2)], 0),
+        "one-hot -1e30": ([np.where(top, 3.0, -1e30) for _ in range(2)], 8),
+    }
+
+
+@pytest.mark.parametrize("family", list(_families()))
+def test_confident_and_far_spread_rows_settle_in_the_fast_tiers(family: str) -> None:
+    rows, most = _families()[family]
+    auto, slow = both([Vector(family, i, None, r) for i, r in enumerate(rows)])
+    agree_reports(auto, slow)
+    assert auto.reference.settled.get("mpmath", 0) <= most
+
+
+def test_a_tiny_logsumexp_term_needs_no_extra_precision() -> None:
+    # logsumexp = 7e4 + e**-3000: |computed - exact| is the e**-3000, known to its own accuracy
+    # once m + L is formed unrounded (it took 1808 bits: m + L rounded to m, then nudged)
+    auto, slow = both([Vector("v", 0, None, np.array([7e4, 7e4 - 3000.0]))])
+    agree_reports(auto, slow)
+    assert auto.reference.max_precision_bits == 113
+    lse = [r for r in slow.results if r.algorithm == "logsumexp_stable" and r.dtype == "float64"]
+    with mpmath.workprec(200):
+        tail = mpmath.log1p(mpmath.exp(-3000))
+    assert lse[0].max_abs_error == pytest.approx(float(tail), rel=1e-12)
+
+
+def test_exact_computes_only_the_values_asked_for() -> None:
+    x = np.array([3.0, -1.5, 0.25, -40.0, 3.0 - 2.0**-30])
+    fmt = FORMATS["float32"]
+    whole = exact(x, fmt)
+    part = exact(x, fmt, only=[1, 5 + 3, 10])  # softmax[1], log_softmax[3], logsumexp
+    assert part.softmax[1] == whole.softmax[1] and part.log_softmax[3] == whole.log_softmax[3]
+    assert part.logsumexp == whole.logsumexp
+    assert part.softmax[0] is None and part.log_softmax[1] is None
 
 
 @settings(max_examples=30, deadline=None)
