@@ -282,14 +282,8 @@ def _evaluate(
     with mpmath.workprec(bits):
         u = mpf(2) ** (1 - bits)
         m = mpf(m_float)
-        # each distinct logit once: a masked vector repeats one value thousands of times
-        d_of = {
-            x: mpmath.fsub(mpf(x), m, exact=True) if math.isfinite(x) else mpf("-inf")
-            for x in dict.fromkeys(values.tolist())
-        }
-        d = [d_of[x] for x in values.tolist()]
-        ties_only = all(dj == 0 for dj in d if mpmath.isfinite(dj))
-        if ties_only:
+        d, sums = _terms(values, m, k, bits)
+        if sums is None:
             # Every finite logit equals the maximum: s is the integer count - 1.
             count = mpf(n)
             p_tie = 1 / count
@@ -302,11 +296,7 @@ def _evaluate(
             rel_l = mpf(0) if n == 1 else 2 * u
             rel_lse = mpf(0) if n == 1 else _lse_bound(m, log_c, 2 * u, u, lse)
         else:
-            exp_of = {dj: mpmath.exp(dj) for dj in d_of.values()}
-            e = [exp_of[dj] if j != k else mpf(1) for j, dj in enumerate(d)]
-            s = mpmath.fsum(ej for j, ej in enumerate(e) if j != k)
-            log1p_s = mpmath.log1p(s)
-            denom = 1 + s
+            e, s, log1p_s, denom = sums
             size = len(e)
             p_at: Sequence[int]
             l_at: Sequence[int]
@@ -338,6 +328,45 @@ def _evaluate(
     result = Exact(sm, ls, lse, bits)
     bounds = [rel_p] * len(sm) + [rel_l] * len(ls) + [rel_lse]
     return result, bounds, [0] * len(bounds)
+
+
+#: The terms of the vectors evaluated last, by (logits, precision): the mpmath fallback asks for
+#: a few values of one vector once per implementation (see :func:`exact`'s ``only``).  At most
+#: this many logits' worth are kept (some 350 bytes each: 45 MB).
+_TERMS: dict[tuple[bytes, int], tuple[list[Mpf], Any]] = {}
+_TERMS_KEPT = 1 << 17
+
+
+def _terms(
+    values: npt.NDArray[np.float64], m: Mpf, k: int, bits: int
+) -> tuple[list[Mpf], tuple[list[Mpf], Mpf, Mpf, Mpf] | None]:
+    """``d_j = x_j - m`` (exact), and (unless every finite
+    logit is a maximum: ``None``) ``e_j = exp(d_j)`` (1 at ``k``), ``s``, ``log1p(s)`` and
+    ``1 + s`` at working precision ``bits`` (the caller's).  Remembered for the last few
+    vectors: numbers are immutable."""
+    import mpmath
+
+    key = (values.tobytes(), bits)
+    hit = _TERMS.get(key)
+    if hit is not None:
+        return hit
+    # each distinct logit once: a masked vector repeats one value thousands of times
+    d_of = {
+        x: mpmath.fsub(mpf(x), m, exact=True) if math.isfinite(x) else mpf("-inf")
+        for x in dict.fromkeys(values.tolist())
+    }
+    d = [d_of[x] for x in values.tolist()]
+    sums = None
+    if not all(dj == 0 for dj in d if mpmath.isfinite(dj)):
+        exp_of = {dj: mpmath.exp(dj) for dj in d_of.values()}
+        e = [exp_of[dj] if j != k else mpf(1) for j, dj in enumerate(d)]
+        s = mpmath.fsum(ej for j, ej in enumerate(e) if j != k)
+        sums = (e, s, mpmath.log1p(s), 1 + s)
+    if len(d) <= _TERMS_KEPT:
+        while _TERMS and sum(len(t[0]) for t in _TERMS.values()) + len(d) > _TERMS_KEPT:
+            del _TERMS[next(iter(_TERMS))]
+        _TERMS[key] = (d, sums)
+    return d, sums
 
 
 def _spread(size: int, at: Sequence[int], values: Iterable[Mpf]) -> tuple[Mpf, ...]:
