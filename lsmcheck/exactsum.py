@@ -3,73 +3,67 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+
+#: Every finite float64 is an integer number of these: its smallest subnormal, 2**-1074.
+_UNIT_BITS = 1074
 
 
 class ExactSum:
-    """The correctly rounded sum of many floats, added one at a time (Shewchuk's partials, as
-    ``math.fsum``: the result does not depend on their order), and their mean.
-
-    Values from 2**1000 up (a ULP error against an exact 0 is counted in subnormal ulps: 1e307
-    for an output of 1e-16) are summed apart, scaled by 2**-200 (exactly), so that a sum beyond
-    float64's range is ``inf`` and a mean within it is still right (two such values made the
-    partials ``inf`` and ``nan``, and every later addition appended one: quadratic; ``math.fsum``
-    raises OverflowError).
+    """The correctly rounded sum of many floats and their mean, kept exactly: the finite
+    values as one integer number of ``2**-1074`` (every float64 is a whole number of them), so
+    the result does not depend on their order, a sum beyond float64's range is ``inf`` while a
+    mean within it is still right (a ULP error against an exact 0 is counted in subnormal ulps:
+    1e307 for an output of 1e-16), and adding costs the same whatever came before.  ``inf`` and
+    NaN values make the sum ``inf``/``-inf``/NaN as ``math.fsum`` would.
     """
 
-    _BIG = 2.0**1000
-    _SCALE = 2.0**-200
-
     def __init__(self) -> None:
-        self.partials: list[float] = []
-        self.big: list[float] = []  # scaled by _SCALE
+        self.units = 0  # the finite values' sum, in units of 2**-1074
         self.count = 0
-        self.special: list[float] = []
+        self.special: set[float] = set()  # inf, -inf, nan: which of them were added
+        self.nan = False
 
     def add(self, x: float) -> None:
-        self.count += 1
-        if not math.isfinite(x):
-            self.special.append(x)
-        elif abs(x) >= self._BIG:
-            _add(self.big, x * self._SCALE)
-        else:
-            _add(self.partials, x)
+        self.add_many((x,))
+
+    def add_many(self, values: Iterable[float]) -> None:
+        units, count, top = self.units, 0, _UNIT_BITS
+        for x in values:
+            count += 1
+            try:
+                n, d = x.as_integer_ratio()  # d a power of two, at most 2**1074
+            except (OverflowError, ValueError):  # inf, nan
+                if x != x:
+                    self.nan = True
+                else:
+                    self.special.add(x)
+                continue
+            units += n << (top - d.bit_length() + 1)
+        self.units, self.count = units, self.count + count
 
     def total(self) -> float:
-        return self._scaled_sum() / self._SCALE if self.big else self._plain()
+        return self._divided(1)
 
     def mean(self) -> float | None:
         """The mean of the values added (``None`` for none)."""
         if not self.count:
             return None
-        if self.special or not self.big:
-            return self._plain() / self.count
-        return self._scaled_sum() / self.count / self._SCALE
+        total = self._divided(1)
+        if math.isfinite(total) or self.nan or self.special:
+            return total / self.count  # as math.fsum(values) / count
+        return self._divided(self.count)  # the sum is beyond float64, the mean is not
 
-    def _plain(self) -> float:
-        if any(math.isnan(x) for x in self.special):
+    def _divided(self, by: int) -> float:
+        """The finite sum over ``by``, correctly rounded (``±inf`` beyond float64)."""
+        if self.nan or len(self.special) > 1:
             return math.nan
         if self.special:
-            return self.special[0] if len(set(self.special)) == 1 else math.nan
-        return math.fsum(self.partials)
-
-    def _scaled_sum(self) -> float:
-        # the small values, scaled, may round (below 2**-874) beside a sum of at least 2**800
-        return math.fsum([*self.big, *(p * self._SCALE for p in self.partials)])
-
-
-def _add(partials: list[float], x: float) -> None:
-    """Add ``x`` to Shewchuk's ``partials`` (non-overlapping, increasing in magnitude)."""
-    i = 0
-    for y in partials:
-        if abs(x) < abs(y):
-            x, y = y, x
-        hi = x + y
-        lo = y - (hi - x)
-        if lo:
-            partials[i] = lo
-            i += 1
-        x = hi
-    partials[i:] = [x]
+            return next(iter(self.special))
+        try:
+            return self.units / (by << _UNIT_BITS)  # int / int: correctly rounded
+        except OverflowError:
+            return math.inf if self.units > 0 else -math.inf
 
 
 __all__ = ["ExactSum"]
