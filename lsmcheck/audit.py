@@ -46,8 +46,9 @@ from lsmcheck.results import (
     Report,
     Result,
     Status,
-    make_result,
+    make_result_fields,
     result_fields,
+    result_from_dict,
     result_from_fields,
 )
 from lsmcheck.userimpl import ImplementationError, SandboxFailure
@@ -297,10 +298,21 @@ def audit_chunk(vectors: Sequence[Vector], options: Options) -> ChunkOutcome:
     keyed: dict[tuple[int, int, int], Result] = {}
     tiers: dict[str, int] = {}
     max_bits = options.precision_bits
+    lengths = [len(v.values) for v in vectors]
+    joined = np.concatenate([v.values for v in vectors]) if vectors else np.zeros(0)
+    cuts = np.cumsum(lengths[:-1])
+    finite = min(lengths, default=0) > 0 and bool(np.isfinite(joined).all())
     for fi, fmt in enumerate(formats):
-        rounded = [fmt.cast(v.values) for v in vectors]
+        flat = fmt.cast(joined)  # every vector rounded at once (short vectors: 10 logits)
+        rounded = np.split(flat, cuts)
+        # every logit finite before and after rounding, none empty: nothing to skip (one
+        # check for the chunk instead of two per vector)
+        plain = finite and bool(np.isfinite(np.asarray(flat, np.float64)).all())
         runnable: dict[int, list[int]] = {}
         for vi, (v, x) in enumerate(zip(vectors, rounded, strict=True)):
+            if plain:
+                runnable.setdefault(len(x), []).append(vi)
+                continue
             reason = _unrepresentable(v.values, x, fmt)
             status = Status.UNREPRESENTABLE
             if reason is None:
@@ -498,6 +510,7 @@ def _measure_batch(
             if options.danger_zone is not None
             else None
         )
+        base = _base(alg, fmt)
         for j, r in enumerate(ok):  # j: row in the trace, r: row in the batch
             elements = None
             if options.per_element:
@@ -512,7 +525,7 @@ def _measure_batch(
                     exact_row(r).rel_bound,
                 )
             room = None if rooms is None else rooms[j]
-            out[r, ai] = _result(vectors[r], alg, fmt, found[j], j, rows, elements, room)
+            out[r, ai] = _result(base, vectors[r], found[j], j, rows, elements, room)
     max_bits = max((e.bits for e in exacts.values()), default=partial_bits)
     return _Measured(out, max(max_bits, partial_bits))
 
@@ -630,37 +643,37 @@ def _sum_errors(c: npt.NDArray[np.float64]) -> list[float | None]:
     ]
 
 
+def _base(alg: Algorithm, fmt: Format) -> dict[str, Any]:
+    """Every field of a result of ``alg`` in ``fmt`` that does not depend on the vector (the
+    others at their defaults, or missing): see :func:`_result`."""
+    return make_result_fields(algorithm=alg.name, kind=alg.kind.value, dtype=_label(alg, fmt))
+
+
 def _result(
+    base: dict[str, Any],
     v: Vector,
-    alg: Algorithm,
-    fmt: Format,
     findings: tuple[Finding, ...],
     r: int,
     rows: _Rows,
     elements: tuple[Element, ...] | None,
     room: Any = None,
 ) -> Result:
-    """The result of row ``r`` of a measured batch (``room``: its headroom, when assessed)."""
-    over, under, benign, nan = rows.counts[r]
-    values = _identity(v, alg, fmt)
-    values.update(
-        max_ulp=rows.max_ulp[r],
-        mean_ulp=rows.mean_ulp[r],
-        max_abs_error=rows.max_abs[r],
-        max_rel_error=rows.max_rel[r],
-        overflow=over,
-        underflow=under,
-        underflow_benign=benign,
-        nan=nan,
-        sum_error=rows.sum_error[r],
-        argmax_preserved=rows.argmax[r],
-        worst_index=rows.worst[r],
-        findings=findings,
-        elements=elements,
-    )
+    """The result of row ``r`` of a measured batch (``room``: its headroom, when assessed),
+    from its implementation and dtype's :func:`_base`: one per vector, implementation and dtype
+    (1.4 million for 65,536 10-class vectors), so the fields are set in one dictionary."""
+    values = base.copy()
+    values["source"], values["vector"], values["line"] = v.source, v.index, v.line
+    values["length"] = len(v.values)
+    (values["overflow"], values["underflow"], values["underflow_benign"],
+     values["nan"]) = rows.counts[r]  # fmt: skip
+    values["max_ulp"], values["mean_ulp"] = rows.max_ulp[r], rows.mean_ulp[r]
+    values["max_abs_error"], values["max_rel_error"] = rows.max_abs[r], rows.max_rel[r]
+    values["sum_error"], values["argmax_preserved"] = rows.sum_error[r], rows.argmax[r]
+    values["worst_index"], values["findings"] = rows.worst[r], findings
+    values["elements"] = elements
     if room is not None:
         values["headroom"] = room
-    return make_result(values)
+    return result_from_dict(values)
 
 
 def _run(alg: Algorithm, batch: npt.NDArray[Any], setup: Setup) -> list[tuple[Trace, int] | str]:

@@ -177,6 +177,27 @@ def test_undefined_vectors_get_no_figures(values: list[float]) -> None:
     assert r.status is Status.UNDEFINED and r.max_ulp is None and r.reason
 
 
+def test_a_chunk_mixing_plain_and_skipped_vectors_skips_each_alone() -> None:
+    # the chunk is checked at once when every logit is finite; one that is not makes each
+    # vector be checked alone, and the plain ones come out as when audited by themselves
+    rows = [[2.0, 1.0, 0.1], [70000.0, 1.0], [1.0, math.nan], [], [-math.inf, -math.inf]]
+    vectors = [Vector("t", i, None, np.array(r, np.float64)) for i, r in enumerate(rows)]
+    opts = Options(algorithms=("softmax_stable",), dtypes=("float16", "float64"))
+    report = audit(vectors, opts)
+    status = {(r.vector, r.dtype): r.status for r in report.results}
+    assert status == {
+        (0, "float16"): Status.PASS, (0, "float64"): Status.PASS,
+        (1, "float16"): Status.UNREPRESENTABLE, (1, "float64"): Status.PASS,
+        (2, "float16"): Status.UNDEFINED, (2, "float64"): Status.UNDEFINED,
+        (3, "float16"): Status.UNDEFINED, (3, "float64"): Status.UNDEFINED,
+        (4, "float16"): Status.UNDEFINED, (4, "float64"): Status.UNDEFINED,
+    }  # fmt: skip
+    alone = audit(vectors[:1], opts)
+    assert [r.max_ulp for r in report.results if r.vector == 0] == [
+        r.max_ulp for r in alone.results
+    ]
+
+
 def test_sum_error_and_argmax() -> None:
     r = one([19.0, 20.0], "softmax_naive", "float16")
     assert r.argmax_preserved is False and r.sum_error is not None and math.isnan(r.sum_error)
