@@ -519,10 +519,11 @@ def _measure_batch(
                     nan[j],
                 )  # fmt: skip
                 exact_values = metrics.exact_values(kind, exact_row(r))
+                own = _value_bounds(kind, len(x64[r]), exact_row(r), None)
                 elements = metrics.elements(
                     dataclasses.replace(m, exact=exact_values),
                     None if kind.per_vector else x64[r],
-                    exact_row(r).rel_bound,
+                    exact_row(r).rel_bound if own is None else own,
                 )
             room = None if rooms is None else rooms[j]
             out[r, ai] = _result(base, vectors[r], found[j], j, rows, elements, room)

@@ -294,9 +294,11 @@ def elements(
     m: Measured, inputs: npt.NDArray[np.float64] | None, rel_bound: Any, digits: int = 30
 ) -> tuple[Element, ...]:
     """Per-element detail for ``--per-element`` and ``explain``: each exact value with the
-    digits its bound ``rel_bound`` (relative, see :class:`lsmcheck.reference.Exact`) makes
-    right, at most ``digits``."""
-    digits = certified_digits(rel_bound, digits)
+    digits its bound makes right, at most ``digits``.  ``rel_bound``: one relative bound for
+    every value (see :class:`lsmcheck.reference.Exact`), or a list of each value's own."""
+    n = len(m.exact)
+    each = rel_bound if isinstance(rel_bound, list) else [rel_bound] * n
+    shown = {b: certified_digits(b, digits) for b in dict.fromkeys(each)}
     rows = []
     for i, (c, v) in enumerate(zip(m.computed.tolist(), m.exact, strict=True)):
         flags = tuple(
@@ -314,7 +316,7 @@ def elements(
                 index=i,
                 input=None if inputs is None else float(inputs[i]),
                 computed=c,
-                exact=format_exact(v, digits),
+                exact=format_exact(v, shown[each[i]]),
                 ulp=float(m.ulp[i]),
                 flags=flags,
             )

@@ -98,6 +98,18 @@ def test_exact_has_30_digits() -> None:
     assert len(digits) >= 30
 
 
+def test_each_exact_value_shows_the_digits_of_its_own_bound() -> None:
+    # [-ln 2, -ln 2] in float32: logsumexp = -ln 2 + ln 2 cancels (about -1.9e-9), certified
+    # to 23 digits at 113 bits; the probabilities are exactly 1/2 and were printed to 23
+    # digits beside it, the vector's loosest bound
+    x = [-math.log(2), -math.log(2)]
+    soft = one(x, "softmax_stable", "float32")
+    lse = one(x, "logsumexp_stable", "float32")
+    assert soft.elements is not None and lse.elements is not None
+    assert soft.elements[0].exact == "0." + "5" + "0" * 29
+    assert len(lse.elements[0].exact.split("e")[0].replace("-", "").replace(".", "")) == 23
+
+
 # --- classification, on vectors whose fate follows from the formats' limits --------------
 
 
