@@ -37,7 +37,7 @@ from lsmcheck.dtypes import DEFAULT_FORMATS, Format, accumulate_all, get_format
 from lsmcheck.errors import LsmcheckError, UsageError
 from lsmcheck.explore import headroom
 from lsmcheck.fastref import DD_TIER, FAST_FORMATS, FLOAT64_TIER, dd_reference, fast_reference
-from lsmcheck.gate import Thresholds, judge
+from lsmcheck.gate import Thresholds, judge, nonnegative
 from lsmcheck.reference import Exact, exact, exact_nll_grad, round_to_format
 from lsmcheck.results import (
     Element,
@@ -119,7 +119,9 @@ class Options:
                 "--keep: a baseline compares and records every result, and --keep keeps only "
                 "some; drop --keep, or the baseline"
             )
-        if self.danger_zone is not None and not 0 <= self.danger_zone < 1:
+        if self.danger_zone is not None and not (
+            nonnegative(self.danger_zone) and self.danger_zone < 1
+        ):
             raise UsageError(
                 f"--danger-zone: expected a percentage from 0 to below 100, "
                 f"got {self.danger_zone * 100:g}"

@@ -190,7 +190,9 @@ class Limits:
         """The limits from settings (``None``: the default; a timeout of 0: no limit)."""
         if timeout is None:
             timeout = DEFAULT_TIMEOUT
-        if isinstance(timeout, bool) or not (timeout >= 0 and math.isfinite(timeout)):
+        if isinstance(timeout, bool) or not (
+            timeout >= 0 and math.isfinite(timeout) and math.copysign(1, timeout) > 0
+        ):  # -0.0 too: a limit written with a minus sign is a slip
             raise UsageError(
                 f"{timeout_where}: expected seconds >= 0 (0: no limit), got {timeout!r}"
             )

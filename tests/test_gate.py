@@ -151,6 +151,8 @@ def test_invalid_thresholds() -> None:
         (["--max-rel-error", "-0.0"], "--max-rel-error: expected a number >= 0, got -0.0"),
         (["--max-ulp", "-0"], "--max-ulp: expected a number >= 0, got -0.0"),
         (["--baseline-tolerance", "-0.0"], "--baseline-tolerance: expected a finite number"),
+        (["--impl-timeout", "-0.0"], "--impl-timeout: expected seconds >= 0 (0: no limit)"),
+        (["--danger-zone", "-0"], "--danger-zone: expected a percentage from 0 to below 100"),
     ],
 )
 def test_a_negative_zero_limit_is_refused(args: list[str], message: str) -> None:
@@ -160,6 +162,12 @@ def test_a_negative_zero_limit_is_refused(args: list[str], message: str) -> None
     assert done.stderr.startswith(f"lsmcheck: error: {message}") and done.stderr.count("\n") == 1
     with pytest.raises(UsageError, match="max_ulp: expected a number >= 0"):
         Limits(max_ulp=-0.0)
+
+
+def test_limits_refuses_a_negative_zero_ulp_bound() -> None:
+    done = CliRunner().invoke(main, ["limits", "--ulp-bound", "-0.0"])
+    assert done.exit_code == 2
+    assert done.stderr == "lsmcheck: error: --ulp-bound: expected a number >= 0, got -0.0\n"
 
 
 # --- comparison with a baseline ---------------------------------------------------------------

@@ -45,6 +45,7 @@ from lsmcheck.algorithms import Algorithm, Kind, get_algorithm
 from lsmcheck.dtypes import Format, get_format
 from lsmcheck.errors import UsageError
 from lsmcheck.explore.probe import Prober, Sample
+from lsmcheck.gate import nonnegative
 from lsmcheck.reference import round_to_format
 from lsmcheck.results import prose_number
 from lsmcheck.userimpl import ImplementationError
@@ -431,7 +432,7 @@ class Explorer:
         max_length: int = DEFAULT_MAX_LENGTH,
         precision_bits: int = 113,
     ) -> None:
-        if not ulp_bound >= 0:
+        if not nonnegative(ulp_bound):  # NaN, negative, or -0.0 (a slip)
             raise UsageError(f"--ulp-bound: expected a number >= 0, got {ulp_bound!r}")
         if max_length < 2:
             raise UsageError(f"--max-length: expected at least 2, got {max_length}")
