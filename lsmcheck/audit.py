@@ -17,7 +17,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -53,6 +53,9 @@ from lsmcheck.results import (
 )
 from lsmcheck.userimpl import ImplementationError, SandboxFailure
 from lsmcheck.vectors import Vector
+
+if TYPE_CHECKING:
+    from lsmcheck.stream import Accumulator
 
 #: The lowest and highest ``--precision`` accepted (bits of the first mpmath attempt).
 MIN_BITS, MAX_START_BITS = 64, 4096
@@ -219,8 +222,15 @@ def audit(
     max_bits = options.precision_bits
     done = 0
     with _fewer_collections():
-        for outcome in run_chunks(chunks(vectors), options, jobs=jobs, scheduler=scheduler):
-            acc.add(outcome.results)
+        summarise = lambda: acc.limit if acc.aggregating else None  # noqa: E731
+        work = run_chunks(
+            chunks(vectors), options, jobs=jobs, scheduler=scheduler, summarise=summarise
+        )
+        for outcome in work:
+            if outcome.partial is not None:
+                acc.merge(outcome.partial)
+            else:
+                acc.add(outcome.results)
             for tier, count in outcome.tiers.items():
                 tiers[tier] = tiers.get(tier, 0) + count
             max_bits = max(max_bits, outcome.max_bits)
@@ -269,24 +279,31 @@ class ChunkOutcome:
         tiers: output elements settled by each reference tier.
         max_bits: the highest mpmath precision any fallback needed.
         elements: logits x dtypes audited (for progress).
+        partial: instead of ``results``, what a worker counted of them (see
+            :func:`lsmcheck.parallel.run_chunks`'s ``summarise``).
     """
 
     results: tuple[Result, ...]
     tiers: dict[str, int]
     max_bits: int
     elements: int
+    partial: Accumulator | None = None
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickle results as tuples of their fields (3x cheaper to load than dataclasses)."""
         rows = [result_fields(r) for r in self.results]
-        return (_outcome, (rows, self.tiers, self.max_bits, self.elements))
+        return (_outcome, (rows, self.tiers, self.max_bits, self.elements, self.partial))
 
 
 def _outcome(
-    rows: list[tuple[Any, ...]], tiers: dict[str, int], max_bits: int, elements: int
+    rows: list[tuple[Any, ...]],
+    tiers: dict[str, int],
+    max_bits: int,
+    elements: int,
+    partial: Accumulator | None = None,
 ) -> ChunkOutcome:
     results = tuple(map(result_from_fields, rows))
-    return ChunkOutcome(results, tiers, max_bits, elements)
+    return ChunkOutcome(results, tiers, max_bits, elements, partial)
 
 
 def audit_chunk(vectors: Sequence[Vector], options: Options) -> ChunkOutcome:

@@ -42,6 +42,13 @@ class ExactSum:
             units += n << (top - d.bit_length() + 1)
         self.units, self.count = units, self.count + count
 
+    def merge(self, other: ExactSum) -> None:
+        """Add every value ``other`` holds (as if added here one by one)."""
+        self.units += other.units
+        self.count += other.count
+        self.special |= other.special
+        self.nan = self.nan or other.nan
+
     def total(self) -> float:
         return self._divided(1)
 

@@ -7,6 +7,7 @@ of vectors larger than memory is never held whole.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import multiprocessing
 import os
@@ -15,7 +16,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
@@ -68,8 +69,15 @@ def run_chunks(
     *,
     jobs: int = 1,
     scheduler: str | None = None,
+    summarise: Callable[[], int | None] | None = None,
 ) -> Iterator[ChunkOutcome]:
-    """Audit each chunk and yield the outcomes in input order."""
+    """Audit each chunk and yield the outcomes in input order.
+
+    ``summarise``, asked as each unit is handed to a worker process: ``None``, or the limit of
+    an aggregating :class:`~lsmcheck.stream.Accumulator`, for the worker to count the unit's
+    results in one of its own and send that (:attr:`ChunkOutcome.partial`) instead of every
+    result (10-class logits: 1.4 million results to unpickle and count in this process).
+    """
     from lsmcheck.audit import audit_chunk
 
     if jobs < 1:
@@ -100,7 +108,9 @@ def run_chunks(
     context = multiprocessing.get_context(method)
     pool = ProcessPoolExecutor(jobs - 1, mp_context=context, initializer=_start_worker)
     try:
-        yield from _Sharing(pool, itertools.chain(head, it), options, jobs, method == "fork")
+        yield from _Sharing(
+            pool, itertools.chain(head, it), options, jobs, method == "fork", summarise
+        )
     except BrokenProcessPool:  # a worker was killed: not a bug in lsmcheck, say what happened
         _stop_workers(pool)
         raise WorkerError(
@@ -154,11 +164,9 @@ _THREADED = ("jax", "torch")
 _SHARED_OPTIONS: Options | None = None
 
 
-def _audit_shared(chunk: list[Vector]) -> ChunkOutcome:
-    from lsmcheck.audit import audit_chunk
-
+def _audit_shared(chunk: list[Vector], keep: int | None = None) -> ChunkOutcome:
     assert _SHARED_OPTIONS is not None
-    return audit_chunk(chunk, _SHARED_OPTIONS)
+    return _audit(chunk, _SHARED_OPTIONS, keep)
 
 
 def _picklable(options: Options) -> bool:
@@ -203,10 +211,12 @@ class _Sharing:
         options: Options,
         jobs: int,
         shared: bool,
+        summarise: Callable[[], int | None] | None = None,
     ) -> None:
         from lsmcheck import stream
 
         self.pool, self.options, self.jobs, self.shared = pool, options, jobs, shared
+        self.summarise = summarise
         self.chunks = iter(chunks)
         self.smallest = max(1, stream.CHUNK_ELEMENTS // 4)
         self.cut = all(a.traced for a in options.implementations())  # built-ins: row by row
@@ -312,11 +322,12 @@ class _Sharing:
                 return
             seq, vectors = unit
             future: Future[ChunkOutcome]
+            keep = None if self.summarise is None else self.summarise()
             try:
                 if self.shared:
-                    future = self.pool.submit(_audit_shared, vectors)
+                    future = self.pool.submit(_audit_shared, vectors, keep)
                 else:
-                    future = self.pool.submit(_audit, vectors, self.options)
+                    future = self.pool.submit(_audit, vectors, self.options, keep)
             except Exception as e:  # a broken pool: the error surfaces in input order
                 self.outcomes[seq] = _failed(e)
                 return
@@ -344,10 +355,17 @@ def _elements(vectors: list[Vector]) -> int:
     return sum(len(v.values) for v in vectors)
 
 
-def _audit(vectors: list[Vector], options: Options) -> ChunkOutcome:
+def _audit(vectors: list[Vector], options: Options, keep: int | None = None) -> ChunkOutcome:
+    """A worker's unit; with ``keep``, its results counted in an aggregating accumulator."""
     from lsmcheck.audit import audit_chunk
+    from lsmcheck.stream import Accumulator
 
-    return audit_chunk(vectors, options)
+    outcome = audit_chunk(vectors, options)
+    if keep is None:
+        return outcome
+    partial = Accumulator(keep)
+    partial.add(outcome.results)
+    return dataclasses.replace(outcome, results=(), partial=partial)
 
 
 def _on_dask(

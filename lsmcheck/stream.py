@@ -103,6 +103,18 @@ class _GroupTotals:
     first_skipped: list[int] = field(default_factory=list)
 
 
+#: The counts of a group, summed by :meth:`Accumulator.merge`.
+_COUNTS = (
+    "vectors", "audited", "failed", "errors", "skipped", "overflow", "underflow",
+    "underflow_benign", "nan", "argmax_lost",
+)  # fmt: skip
+
+
+def _kept(g: _GroupTotals) -> set[int]:
+    """The sequence numbers of the results a group keeps."""
+    return {seq for _, _, seq in g.worst_heap} | set(g.first_failed) | set(g.first_skipped)
+
+
 #: The fields of a result the accumulator reads, at once.
 _FIELDS = operator.attrgetter(
     "source", "vector", "status", "algorithm", "dtype", "max_ulp", "mean_ulp", "overflow",
@@ -138,7 +150,18 @@ class Accumulator:
         self._findings: dict[tuple[str, str, str, str], list[Any]] = {}
         self._statuses: dict[str, int] = {}
         self._vectors = 0
+        self._first: tuple[str, int] | None = None  # the first result's vector
         self._last: tuple[str, int] | None = None
+
+    @property
+    def aggregating(self) -> bool:
+        """Whether only totals and the results worth keeping are held (no longer every one)."""
+        return self._all is None
+
+    @property
+    def limit(self) -> int:
+        """How many results of each kind are kept per implementation and dtype."""
+        return self._limit
 
     def add(self, results: Iterable[Result]) -> None:
         """Count ``results`` in (the next ones in input order).
@@ -149,6 +172,7 @@ class Accumulator:
         groups, statuses, held, totals = self._groups, self._statuses, self._held, self._findings
         algorithms, dtypes, everything = self._algorithms, self._dtypes, self._all
         limit, seq, last, vectors = self._limit, self._seq, self._last, self._vectors
+        first = self._first
         fail, error, unaudited = (
             Status.FAIL,
             Status.ERROR,
@@ -160,6 +184,8 @@ class Accumulator:
             if everything is not None:
                 everything.append(r)
             if (source, vector) != last:
+                if not vectors:
+                    first = (source, vector)
                 vectors += 1
                 last = (source, vector)
             value = status._value_
@@ -218,6 +244,8 @@ class Accumulator:
             if keep:
                 held[seq] = r
             seq += 1
+        if self._first is None and vectors:
+            self._first = first
         self._seq, self._last, self._vectors = seq, last, vectors
         for g in groups.values():
             if g.pending_means:
@@ -225,6 +253,63 @@ class Accumulator:
                 g.pending_means.clear()
         if self.may_aggregate and everything is not None and len(everything) > AUTO_AGGREGATE:
             self._all = None  # switch to aggregation: the heaps hold what is kept
+
+    def merge(self, other: Accumulator) -> None:
+        """Count in ``other``, an aggregating accumulator of the results that come next in
+        input order (a worker's unit): the state is then exactly as if they had been added
+        here one by one.  Only while this one aggregates too, with the same limit: what each
+        keeps is then what it would keep of the whole."""
+        if not (self.aggregating and other.aggregating and other._limit == self._limit):
+            raise ValueError("merge: both accumulators must aggregate, with the same limit")
+        if other._seq == 0:
+            return
+        off = self._seq
+        self._seq += other._seq
+        self._vectors += other._vectors - (other._first == self._last)
+        if self._first is None:
+            self._first = other._first
+        self._last = other._last
+        for status, n in other._statuses.items():
+            self._statuses[status] = self._statuses.get(status, 0) + n
+        for alg in other._algorithms:
+            self._algorithms.setdefault(alg, len(self._algorithms))
+        for dtype in other._dtypes:
+            self._dtypes.setdefault(dtype, len(self._dtypes))
+        for event, (message, count, vectors, first) in other._findings.items():
+            total = self._findings.get(event)
+            if total is None:
+                self._findings[event] = [message, count, vectors, first]
+            else:
+                total[1] += count
+                total[2] += vectors
+        for where, og in other._groups.items():
+            g = self._groups.get(where)
+            if g is None:
+                g = self._groups[where] = _GroupTotals(og.kind)
+            self._merge_group(g, og, other._held, off)
+
+    def _merge_group(
+        self, g: _GroupTotals, og: _GroupTotals, their_held: dict[int, Result], off: int
+    ) -> None:
+        for name in _COUNTS:
+            setattr(g, name, getattr(g, name) + getattr(og, name))
+        if og.worst is not None and (g.worst is None or og.worst_key > g.worst_key):
+            g.worst, g.worst_key = og.worst, og.worst_key  # ties: the earlier one stays
+        g.means.merge(og.means)
+        for label, n in og.histogram.items():
+            g.histogram[label] = g.histogram.get(label, 0) + n
+        before = _kept(g)
+        limit = self._limit
+        heap = g.worst_heap + [(key, -(seq + off), seq + off) for key, _, seq in og.worst_heap]
+        g.worst_heap = heapq.nlargest(limit, heap)
+        heapq.heapify(g.worst_heap)
+        g.first_failed = (g.first_failed + [s + off for s in og.first_failed])[:limit]
+        g.first_skipped = (g.first_skipped + [s + off for s in og.first_skipped])[:limit]
+        after = _kept(g)
+        for seq in before - after:
+            del self._held[seq]
+        for seq in after - before:
+            self._held[seq] = their_held[seq - off]
 
     def _release(self, seq: int) -> None:
         """Drop a held result unless another list still keeps it."""

@@ -151,3 +151,78 @@ def test_the_mean_ulp_of_one_logit_vectors_is_finite_streamed_or_not() -> None:
     (g,) = whole.groups
     assert g.mean_ulp is not None and math.isfinite(g.mean_ulp) and g.mean_ulp > 1e300
     assert streamed.groups[0].mean_ulp == g.mean_ulp
+
+
+def _mixed_results() -> list:  # type: ignore[type-arg]
+    """Results of every kind: passes and failures (a gate), undefined and unrepresentable
+    vectors, overflows and findings, equal max ULP errors (ties between kept results)."""
+    rng = np.random.default_rng(11)
+    rows = [rng.standard_normal(6) * s for s in rng.choice([1.0, 8.0, 40.0], 60)]
+    rows[5] = np.array([1.0, math.nan, 0.0])
+    rows[17] = np.array([70000.0, 1.0, 2.0])
+    rows[30] = np.array([-math.inf, -math.inf])
+    rows[41] = rows[40].copy()
+    vectors = [Vector("m", i, None, r) for i, r in enumerate(rows)]
+    opts = Options(thresholds=Thresholds(max_ulp=0.6))
+    return list(audit(vectors, opts, keep=None).results)
+
+
+@pytest.mark.parametrize("keep", [0, 1, 3, 10])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_merged_partial_accumulators_equal_one_accumulator(keep: int, seed: int) -> None:
+    # a worker counts its unit in an accumulator of its own; merged in input order (some units
+    # added as results, as the main process's own), the state must be the same as adding all
+    results = _mixed_results()
+    whole = stream.Accumulator(keep)
+    whole.add(results)
+    rng = np.random.default_rng(seed)
+    cuts = sorted(rng.choice(np.arange(1, len(results)), 12, replace=False).tolist())
+    merged = stream.Accumulator(keep)
+    for lo, hi in zip([0, *cuts], [*cuts, len(results)], strict=True):
+        unit = results[lo:hi]  # cut anywhere, within a vector's results too
+        if rng.random() < 0.3:
+            merged.add(unit)
+        else:
+            partial = stream.Accumulator(keep)
+            partial.add(unit)
+            merged.merge(partial)
+    assert merged.groups() == whole.groups()
+    assert merged.results() == whole.results()
+    assert merged.aggregate() == whole.aggregate()
+
+
+def test_partial_accumulators_once_the_main_one_aggregates(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stream, "AUTO_AGGREGATE", 200)
+    results = _mixed_results()
+    whole = stream.Accumulator()
+    whole.add(results)
+    merged = stream.Accumulator()
+    for lo in range(0, len(results), 97):
+        unit = results[lo : lo + 97]
+        if merged.aggregating:
+            partial = stream.Accumulator(merged.limit)
+            partial.add(unit)
+            merged.merge(partial)
+        else:
+            merged.add(unit)
+    assert merged.aggregating and whole.aggregating
+    assert merged.groups() == whole.groups()
+    assert merged.results() == whole.results()
+    assert merged.aggregate() == whole.aggregate()
+    with pytest.raises(ValueError, match="both accumulators must aggregate"):
+        stream.Accumulator().merge(stream.Accumulator(3))
+
+
+def test_jobs_2_counts_in_the_workers_and_reports_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(stream, "AUTO_AGGREGATE", 2000)
+    monkeypatch.setattr(stream, "CHUNK_ELEMENTS", 64)
+    merges = []
+    merge = stream.Accumulator.merge
+    monkeypatch.setattr(stream.Accumulator, "merge", lambda s, o: merges.append(1) or merge(s, o))
+    x = np.random.default_rng(4).standard_normal((600, 8)) * 6
+    one = audit(x, jobs=1)
+    two = audit(x, jobs=2)
+    assert one.aggregated is not None and merges  # some units came back counted
+    assert two.to_json() == one.to_json()
