@@ -33,12 +33,13 @@ from lsmcheck.algorithms import (
     Trace,
     get_algorithm,
 )
+from lsmcheck.certify import certified, needed_values, value_bounds_of
 from lsmcheck.dtypes import DEFAULT_FORMATS, Format, accumulate_all, get_format
 from lsmcheck.errors import LsmcheckError, UsageError
 from lsmcheck.explore import headroom
 from lsmcheck.fastref import DD_TIER, FAST_FORMATS, FLOAT64_TIER, dd_reference, fast_reference
 from lsmcheck.gate import Thresholds, judge, nonnegative
-from lsmcheck.reference import Exact, exact, exact_nll_grad, round_to_format
+from lsmcheck.reference import Exact, exact, round_to_format
 from lsmcheck.results import (
     Element,
     Finding,
@@ -440,7 +441,7 @@ def _measure_batch(
             for r in ok:
                 ran = alg_runs[r]
                 assert not isinstance(ran, str)
-                ref, values, bound = _certified(
+                ref, values, bound = certified(
                     kind, x64[r], ran[0].out[ran[1]], exact_row(r), fmt, vectors[r].target
                 )
                 exacts[r] = ref
@@ -491,12 +492,12 @@ def _measure_batch(
         for r, pairs in by_row:
             cols = [i for _, i in pairs]
             x = x64[ok[r]]
-            only = _only(kind, len(x), cols, ok[r] in exacts or tier == "mpmath")
+            only = needed_values(kind, len(x), cols, ok[r] in exacts or tier == "mpmath")
             if only is None:  # the whole vector's reference, shared by the implementations
                 start = exact_row(ok[r])
             else:  # a few elements: those values alone (the row's sum is still computed)
                 start = exact(x, fmt, options.precision_bits, only)
-            ref, values, _ = _certified(kind, x, c[r], start, fmt, None, cols, only)
+            ref, values, _ = certified(kind, x, c[r], start, fmt, None, cols, only)
             if only is None:
                 exacts[ok[r]] = ref
             else:
@@ -538,7 +539,7 @@ def _measure_batch(
                     nan[j],
                 )  # fmt: skip
                 exact_values = metrics.exact_values(kind, exact_row(r))
-                own = _value_bounds(kind, len(x64[r]), exact_row(r), None)
+                own = value_bounds_of(kind, len(x64[r]), exact_row(r), None)
                 elements = metrics.elements(
                     dataclasses.replace(m, exact=exact_values),
                     None if kind.per_vector else x64[r],
@@ -548,25 +549,6 @@ def _measure_batch(
             out[r, ai] = _result(base, vectors[r], found[j], j, rows, elements, room)
     max_bits = max((e.bits for e in exacts.values()), default=partial_bits)
     return _Measured(out, max(max_bits, partial_bits))
-
-
-#: A fallback for more than this share of a vector's elements computes its whole reference.
-_FEW = 1 / 8
-
-
-def _only(kind: Kind, n: int, cols: list[int], whole: bool) -> list[int] | None:
-    """The values of :func:`lsmcheck.reference.exact` that elements ``cols`` of ``kind`` need
-    (numbered as its ``only``), or ``None`` for the whole reference: when ``whole`` (it exists
-    already, or every element takes the mpmath path) or for more than a few elements."""
-    if whole or len(cols) > max(1, n * _FEW):
-        return None
-    if kind is Kind.SOFTMAX:
-        return cols
-    if kind is Kind.LOG_SOFTMAX:
-        return [n + i for i in cols]
-    if kind is Kind.LOGSUMEXP:
-        return [2 * n]
-    return None
 
 
 def _first(pair: tuple[int, int]) -> int:
@@ -820,83 +802,6 @@ def _measure_row(
         bound_ratio=None if bound is None else bound.ratio,
         bound_rel_error=None if bound is None else bound.bound_rel,
     )
-
-
-def _certified(
-    kind: Kind,
-    x: npt.NDArray[np.float64],
-    out: npt.NDArray[Any],
-    ref: Exact,
-    fmt: Format,
-    target: int | None,
-    only: Sequence[int] | None = None,
-    values_only: Sequence[int] | None = None,
-) -> tuple[Exact, tuple[Any, ...], Any]:
-    """``ref``, computed again at a higher precision until the absolute and relative error of
-    every output (of those in ``only``) is certified (:func:`lsmcheck.metrics.error_bits`);
-    the exact values of ``kind`` it gives (the target's loss or gradient, for those); and
-    their relative bound.  ``values_only``: ``ref`` holds only these values (see
-    :func:`lsmcheck.reference.exact`), and so do its recomputations."""
-    c64 = np.asarray(out, np.float64).ravel()
-    cols = np.arange(c64.size) if only is None else np.asarray(only, np.intp)
-    while True:
-        bits, bound = ref.bits, ref.rel_bound
-        if kind.is_grad and target is not None:  # exact_nll_grad's bound: 4(n + 4)u
-            values, bits = exact_nll_grad(x, fmt, target, ref.bits)
-            bound = 4 * (len(x) + 4) * 2.0 ** (1 - bits)
-        else:
-            values = _target_exact(kind, x, ref, fmt, target) or metrics.exact_values(kind, ref)
-        # in float64 first: a difference far above both float64's rounding and the reference's
-        # bound is certified as it is (a bfloat16 output is some 2**-9 of itself off)
-        c = c64[cols]
-        v64 = np.array([float(values[i]) for i in cols.tolist()])
-        # each value's own bound where the reference has them (a confident vector's top
-        # probability 1 - e**-3000 is known to e**-3000 times 2**-100, not to 2**-100)
-        own = _value_bounds(kind, len(x), ref, target)
-        at = [bound if own is None else own[i] for i in cols.tolist()]
-        with np.errstate(all="ignore"):
-            scale = np.maximum(np.abs(c), np.abs(v64))
-            rel = np.array([float(b) for b in at]) / metrics.ERROR_REL_TOL
-            margin = scale * 2.0**-50 + np.abs(v64) * rel
-            hard = ~(np.abs(c - v64) > 2 * margin)
-        distinct = dict.fromkeys(
-            (float(c64[i]), values[i], b)
-            for i, b, h in zip(cols.tolist(), at, hard.tolist(), strict=True)
-            if h
-        )
-        needs = (metrics.error_bits(ci, v, b, bits) for ci, v, b in distinct)
-        more = max((b for b in needs if b is not None), default=None)
-        if more is None:
-            return ref, tuple(values), bound
-        ref = exact(x, fmt, more, values_only)
-
-
-def _value_bounds(kind: Kind, n: int, ref: Exact, target: int | None) -> list[Any] | None:
-    """The relative bound of each value of ``kind`` in ``ref``, where it has them."""
-    own = ref.value_bounds
-    if own is None or kind.needs_target or kind.is_grad:
-        return None
-    if kind is Kind.SOFTMAX:
-        return list(own[:n])
-    if kind is Kind.LOG_SOFTMAX:
-        return list(own[n : 2 * n])
-    return [own[2 * n]]
-
-
-def _target_exact(
-    kind: Kind, x: npt.NDArray[np.float64], ref: Exact, fmt: Format, target: int | None
-) -> tuple[Any, ...] | None:
-    """The exact values of a kind that depends on the target class (else ``None``)."""
-    if target is None or not kind.needs_target:
-        return None
-    if kind is Kind.CROSS_ENTROPY:
-        import mpmath
-
-        # exactly: a bare -x rounds to mpmath's working precision (53 bits outside workprec),
-        # which made every float64 loss its own exact value (0 ulp)
-        return (mpmath.fneg(ref.log_softmax[target], exact=True),)
-    grad, _ = exact_nll_grad(x, fmt, target, ref.bits)
-    return grad
 
 
 def _beyond_bound(alg: Algorithm, fmt: Format, b: bounds.Verdict) -> Finding:
