@@ -763,7 +763,7 @@ def _measure_row(
 ) -> Result:
     """Row ``row`` of ``trace`` measured element by element against the mpmath reference
     ``ref`` and the exact values of its kind with their relative bound, ``certified`` (from
-    :func:`_certified`).
+    :func:`lsmcheck.certify.certified`).
 
     The path for kinds whose exact values depend on the target class, for ``--bounds``, and for
     the formats without a fast tier.
