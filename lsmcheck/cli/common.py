@@ -300,8 +300,9 @@ class ProgressBar:
             TaskProgressColumn(),
             *counted,
             TimeElapsedColumn(),
-            TextColumn("left"),
+            TextColumn("spent,"),
             TimeRemainingColumn(),
+            TextColumn("left"),
             console=Console(stderr=True),
             transient=True,
         )
