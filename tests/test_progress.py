@@ -74,6 +74,8 @@ def test_the_exploring_commands_bar_shows_on_a_terminal_unless_quiet(
             progress(1, 2)
         assert ("hunt" in tty.getvalue()) is not quiet
         assert ("left" in tty.getvalue()) is not quiet  # the time left, as run's bar
+        # the time spent, then the time left, each with its word after it
+        assert ("spent, " in tty.getvalue()) is not quiet
 
 
 @pytest.mark.parametrize(
