@@ -318,8 +318,10 @@ def audit_chunk(vectors: Sequence[Vector], options: Options) -> ChunkOutcome:
     keyed: dict[tuple[int, int, int], Result] = {}
     tiers: dict[str, int] = {}
     max_bits = options.precision_bits
+    if not vectors:
+        return ChunkOutcome((), {}, options.precision_bits, 0)
     lengths = [len(v.values) for v in vectors]
-    joined = np.concatenate([v.values for v in vectors]) if vectors else np.zeros(0)
+    joined = np.concatenate([v.values for v in vectors])
     cuts = np.cumsum(lengths[:-1])
     finite = min(lengths, default=0) > 0 and bool(np.isfinite(joined).all())
     for fi, fmt in enumerate(formats):

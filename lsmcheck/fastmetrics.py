@@ -295,10 +295,12 @@ def measure_batch(c: F64, prep: Prepared, flagged: Bools) -> Batch:
         # the rows' largest absolute and relative errors, to ERROR_REL_TOL of themselves: the
         # bound qe on the ULP error is absolute (a computed value within qe of the exact one
         # has an error known only to be below 2 qe ulps)
-        exact_err = special | czero | prep.exact_zero
-        qe = np.where(exact_err, 0.0, prep.qe + ulp * 2.0**-50)
+        # an output of 0 has a relative error of exactly 1, but its absolute error is the exact
+        # value, known only to its bound (it read 0 for an exact 2.7e-323 known to 2**-1020)
+        exact_abs = special | prep.exact_zero
+        qe = np.where(exact_abs, 0.0, prep.qe + ulp * 2.0**-50)
         d_abs = _ldexp(qe, prep.ue, prep.unit)
-        d_rel = np.where(exact_err, 0.0, qe * (1 + rel) / q * (1 + 2.0**-40))
+        d_rel = np.where(exact_abs | czero, 0.0, qe * (1 + rel) / q * (1 + 2.0**-40))
         known = ~unsettled & ~nan
         # an absolute error below 2**-1076 is 0 as a float64, whatever it is exactly: the
         # log-probability -e**-1e9 of a one-hot row's class computed as 0, or -1e9 - e**-1e9

@@ -332,9 +332,9 @@ def _evaluate(
 
 #: The terms of the vectors evaluated last, by (logits, precision): the mpmath fallback asks for
 #: a few values of one vector once per implementation (see :func:`exact`'s ``only``).  At most
-#: this many logits' worth are kept (some 350 bytes each: 45 MB).
-_TERMS: dict[tuple[bytes, int], tuple[list[Mpf], Any]] = {}
-_TERMS_KEPT = 1 << 17
+#: this many logits x bits are kept (2**17 logits at 128 bits: some 350 bytes each, 45 MB).
+_TERMS: dict[tuple[str, bytes, int], tuple[list[Mpf], Any]] = {}
+_TERMS_KEPT = (1 << 17) * 128
 
 
 def _terms(
@@ -346,7 +346,7 @@ def _terms(
     vectors: numbers are immutable."""
     import mpmath
 
-    key = (values.tobytes(), bits)
+    key = (values.dtype.str, values.tobytes(), bits)
     hit = _TERMS.get(key)
     if hit is not None:
         return hit
@@ -362,8 +362,9 @@ def _terms(
         e = [exp_of[dj] if j != k else mpf(1) for j, dj in enumerate(d)]
         s = mpmath.fsum(ej for j, ej in enumerate(e) if j != k)
         sums = (e, s, mpmath.log1p(s), 1 + s)
-    if len(d) <= _TERMS_KEPT:
-        while _TERMS and sum(len(t[0]) for t in _TERMS.values()) + len(d) > _TERMS_KEPT:
+    size = len(d) * bits
+    if size <= _TERMS_KEPT:
+        while _TERMS and sum(len(t[0]) * k[2] for k, t in _TERMS.items()) + size > _TERMS_KEPT:
             del _TERMS[next(iter(_TERMS))]
         _TERMS[key] = (d, sums)
     return d, sums

@@ -210,6 +210,13 @@ def test_a_chunk_mixing_plain_and_skipped_vectors_skips_each_alone() -> None:
     ]
 
 
+def test_an_empty_chunk_has_an_empty_outcome() -> None:
+    from lsmcheck.audit import audit_chunk
+
+    outcome = audit_chunk([], Options())
+    assert outcome.results == () and outcome.elements == 0
+
+
 def test_sum_error_and_argmax() -> None:
     r = one([19.0, 20.0], "softmax_naive", "float16")
     assert r.argmax_preserved is False and r.sum_error is not None and math.isnan(r.sum_error)

@@ -149,6 +149,9 @@ def agree(ra: Result, rb: Result) -> None:
                 if "inf" not in e.exact
             ]
         tol = 0.01 * max([s for s in spacing if math.isfinite(s)], default=0.0) + 1e-320
+        # or to 2**-10 of itself, as certified (an exact value beyond the format has no ulp:
+        # logsumexp of [65504, 65504] in float16)
+        tol = max(tol, rb.max_abs_error * 2.0**-10)
         assert abs(ra.max_abs_error - rb.max_abs_error) <= tol, where
     else:
         assert ra.max_abs_error == rb.max_abs_error
@@ -222,6 +225,24 @@ def test_a_tiny_logsumexp_term_needs_no_extra_precision() -> None:
     with mpmath.workprec(200):
         tail = mpmath.log1p(mpmath.exp(-3000))
     assert lse[0].max_abs_error == pytest.approx(float(tail), rel=1e-12)
+
+
+def test_the_absolute_error_of_a_zero_output_is_certified() -> None:
+    # an output of 0 against an exact 2.7e-323: the relative error is exactly 1, the absolute
+    # error is the exact value, which the float64 tier knows only to 2**-1020 (it said 0)
+    for values in ([0.0] + [-745.5] * 16, [0.0] + [-745.1332191019412] * 8):
+        opts = {"algorithms": ("logsumexp_naive", "logsumexp_stable"), "dtypes": ("float32",)}
+        auto = audit([Vector("v", 0, None, np.array(values))], Options(**opts))  # type: ignore[arg-type]
+        slow = audit([Vector("v", 0, None, np.array(values))], Options(reference="mpmath", **opts))  # type: ignore[arg-type]
+        assert [r.max_abs_error for r in auto.results] == [r.max_abs_error for r in slow.results]
+        assert all(r.max_abs_error and r.max_abs_error > 1e-323 for r in auto.results)
+
+
+def test_the_reference_of_equal_bytes_of_another_dtype_is_its_own() -> None:
+    fmt = FORMATS["float64"]
+    assert exact(np.array([1, 0]), fmt).softmax[0] > 0.73  # int64 1 and 0
+    # the same bytes as float64: 1 / (1 + e**-5e-324), a hair above 1/2 (0.731 from the cache)
+    assert abs(exact(np.array([5e-324, 0.0]), fmt).softmax[0] - 0.5) < 1e-300
 
 
 def test_exact_computes_only_the_values_asked_for() -> None:
