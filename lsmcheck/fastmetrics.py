@@ -305,7 +305,7 @@ def measure_batch(c: F64, prep: Prepared, flagged: Bools) -> Batch:
         # an absolute error below 2**-1076 is 0 as a float64, whatever it is exactly: the
         # log-probability -e**-1e9 of a one-hot row's class computed as 0, or -1e9 - e**-1e9
         # of a masked one computed as -1e9
-        maybe = known & (d_abs < 2.0**-1000)
+        maybe = known & (d_abs > 0) & (d_abs < 2.0**-1000)  # (d_abs = 0: already exact)
         if maybe.any():
             negligible = _negligible(ulp[maybe], prep, maybe)
             abs_error[maybe] = np.where(negligible, 0.0, abs_error[maybe])
