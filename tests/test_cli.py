@@ -307,6 +307,21 @@ def test_one_line_usage_errors_and_negative_explain() -> None:
     assert code == 0 and "Verdict" in out
 
 
+def test_explain_takes_the_vector_with_l_as_run_does() -> None:
+    # `explain -l "..."` read "-l" as the vector and failed with "unexpected extra argument"
+    args = ("-d", "float32", "-a", "log_softmax_stable")
+    code, out, err = invoke("explain", "-l", "0,-1e9,-1e9", *args)
+    assert code == 0 and err == ""
+    assert out == invoke("explain", "0,-1e9,-1e9", *args)[1]
+    for both_or_none in (["explain", "1,2", "-l", "1,2"], ["explain", *args]):
+        code, out, err = invoke(*both_or_none)
+        assert code == 2 and out == ""
+        hint = 'give one vector, as LOGITS or with -l: lsmcheck explain "1000,1001,1002"'
+        assert err == f"lsmcheck: error: {hint}\n"
+    code, _, err = invoke("explain", "-l", "1,x")
+    assert code == 2 and err == "lsmcheck: error: --logits: column 3: expected a number, got 'x'\n"
+
+
 def test_output_dash_is_stdout_and_files_follow_the_umask(tmp_path: Path) -> None:
     code, out, _ = invoke("run", "-l", "1,2", "-d", "float64", "-f", "json", "-o", "-")
     assert code == 0 and strict_json(out)["schema"] == "lsmcheck.report/1"

@@ -18,14 +18,21 @@ from lsmcheck.cli.common import (
     precision_option,
     style_for,
 )
-from lsmcheck.errors import InputError
+from lsmcheck.errors import InputError, UsageError
 from lsmcheck.explain import explain as explain_vector
 from lsmcheck.formats.explain import render
 from lsmcheck.sources import parse_logits_flag
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
-@click.argument("logits", metavar="LOGITS")
+@click.argument("logits", metavar="LOGITS", required=False)
+@click.option(
+    "-l",
+    "--logits",
+    "flag",
+    metavar="TEXT",
+    help='The vector as run takes it, instead of LOGITS: -l "2,1,0.1".',
+)
 @dtype_option
 @algorithm_option
 @precision_option
@@ -33,7 +40,8 @@ from lsmcheck.sources import parse_logits_flag
 @danger_zone_option
 @guard
 def explain(
-    logits: str,
+    logits: str | None,
+    flag: str | None,
     dtypes: tuple[str, ...],
     algorithms: tuple[str, ...],
     precision: int,
@@ -57,9 +65,12 @@ def explain(
         danger_zone=danger_zone,
     )
     options.validate()
+    if (logits is None) == (flag is None):
+        raise UsageError('give one vector, as LOGITS or with -l: lsmcheck explain "1000,1001,1002"')
     try:
-        vector = parse_logits_flag(logits, 0)
+        vector = parse_logits_flag(logits or flag or "", 0)
     except InputError as e:  # name the argument, not the -l flag
-        raise InputError(e.where.replace("--logits #1", "LOGITS"), e.message) from None
+        where = "LOGITS" if logits is not None else "--logits"
+        raise InputError(e.where.replace("--logits #1", where), e.message) from None
     sys.stdout.write(render(explain_vector(vector, options), style_for(sys.stdout)))
     return 0
