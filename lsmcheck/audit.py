@@ -323,7 +323,7 @@ def audit_chunk(vectors: Sequence[Vector], options: Options) -> ChunkOutcome:
     lengths = [len(v.values) for v in vectors]
     joined = np.concatenate([v.values for v in vectors])
     cuts = np.cumsum(lengths[:-1])
-    finite = min(lengths, default=0) > 0 and bool(np.isfinite(joined).all())
+    finite = min(lengths) > 0 and bool(np.isfinite(joined).all())
     for fi, fmt in enumerate(formats):
         flat = fmt.cast(joined)  # every vector rounded at once (short vectors: 10 logits)
         rounded = np.split(flat, cuts)
@@ -541,7 +541,7 @@ def _measure_batch(
                     nan[j],
                 )  # fmt: skip
                 exact_values = metrics.exact_values(kind, exact_row(r))
-                own = value_bounds_of(kind, len(x64[r]), exact_row(r), None)
+                own = value_bounds_of(kind, len(x64[r]), exact_row(r))
                 elements = metrics.elements(
                     dataclasses.replace(m, exact=exact_values),
                     None if kind.per_vector else x64[r],
@@ -549,8 +549,7 @@ def _measure_batch(
                 )
             room = None if rooms is None else rooms[j]
             out[r, ai] = _result(base, vectors[r], found[j], j, rows, elements, room)
-    max_bits = max((e.bits for e in exacts.values()), default=partial_bits)
-    return _Measured(out, max(max_bits, partial_bits))
+    return _Measured(out, max([partial_bits, *(e.bits for e in exacts.values())]))
 
 
 def _first(pair: tuple[int, int]) -> int:

@@ -26,19 +26,27 @@ from lsmcheck.reference import Exact, exact, exact_nll_grad
 FEW = 1 / 8
 
 
+def _numbered(kind: Kind, n: int) -> range | None:
+    """Where the values of ``kind`` are in :func:`lsmcheck.reference.exact`'s numbering (its
+    ``only``, and :attr:`~lsmcheck.reference.Exact.value_bounds`), for ``n`` logits; ``None``
+    for the kinds that depend on a target class (not among them)."""
+    if kind is Kind.SOFTMAX:
+        return range(n)
+    if kind is Kind.LOG_SOFTMAX:
+        return range(n, 2 * n)
+    if kind is Kind.LOGSUMEXP:
+        return range(2 * n, 2 * n + 1)
+    return None
+
+
 def needed_values(kind: Kind, n: int, cols: list[int], whole: bool) -> list[int] | None:
     """The values of :func:`lsmcheck.reference.exact` that elements ``cols`` of ``kind`` need
     (numbered as its ``only``), or ``None`` for the whole reference: when ``whole`` (it exists
     already, or every element takes the mpmath path) or for more than a few elements."""
-    if whole or len(cols) > max(1, n * FEW):
+    at = _numbered(kind, n)
+    if whole or at is None or len(cols) > max(1, n * FEW):
         return None
-    if kind is Kind.SOFTMAX:
-        return cols
-    if kind is Kind.LOG_SOFTMAX:
-        return [n + i for i in cols]
-    if kind is Kind.LOGSUMEXP:
-        return [2 * n]
-    return None
+    return [at[i] for i in cols]
 
 
 def certified(
@@ -71,7 +79,7 @@ def certified(
         v64 = np.array([float(values[i]) for i in cols.tolist()])
         # each value's own bound where the reference has them (a confident vector's top
         # probability 1 - e**-3000 is known to e**-3000 times 2**-100, not to 2**-100)
-        own = value_bounds_of(kind, len(x), ref, target)
+        own = value_bounds_of(kind, len(x), ref)
         at = [bound if own is None else own[i] for i in cols.tolist()]
         with np.errstate(all="ignore"):
             scale = np.maximum(np.abs(c), np.abs(v64))
@@ -90,16 +98,12 @@ def certified(
         ref = exact(x, fmt, more, values_only)
 
 
-def value_bounds_of(kind: Kind, n: int, ref: Exact, target: int | None) -> list[Any] | None:
+def value_bounds_of(kind: Kind, n: int, ref: Exact) -> list[Any] | None:
     """The relative bound of each value of ``kind`` in ``ref``, where it has them."""
-    own = ref.value_bounds
-    if own is None or kind.needs_target or kind.is_grad:
+    at = _numbered(kind, n)
+    if ref.value_bounds is None or at is None:
         return None
-    if kind is Kind.SOFTMAX:
-        return list(own[:n])
-    if kind is Kind.LOG_SOFTMAX:
-        return list(own[n : 2 * n])
-    return [own[2 * n]]
+    return [ref.value_bounds[i] for i in at]
 
 
 def target_exact(

@@ -303,8 +303,8 @@ def _evaluate(
             if only is None:
                 p_at, l_at = range(size), range(size)
             else:
-                p_at = [i for i in range(size) if i in only]
-                l_at = [i for i in range(size) if size + i in only]
+                p_at = sorted(i for i in only if i < size)
+                l_at = sorted(i - size for i in only if size <= i < 2 * size)
             p_of = {e[i]: e[i] / denom if e[i] != 0 else mpf(0) for i in p_at}
             top_whole = False  # the top probability is 1 - s/(1 + s) unrounded: see _sum_whole
             if s < 1 and k in p_at:
@@ -340,10 +340,9 @@ _TERMS_KEPT = (1 << 17) * 128
 def _terms(
     values: npt.NDArray[np.float64], m: Mpf, k: int, bits: int
 ) -> tuple[list[Mpf], tuple[list[Mpf], Mpf, Mpf, Mpf] | None]:
-    """``d_j = x_j - m`` (exact), and (unless every finite
-    logit is a maximum: ``None``) ``e_j = exp(d_j)`` (1 at ``k``), ``s``, ``log1p(s)`` and
-    ``1 + s`` at working precision ``bits`` (the caller's).  Remembered for the last few
-    vectors: numbers are immutable."""
+    """``d_j = x_j - m`` (exact), and (unless every finite logit is a maximum: ``None``)
+    ``e_j = exp(d_j)`` (1 at ``k``), ``s``, ``log1p(s)`` and ``1 + s`` at working precision
+    ``bits`` (the caller's).  Remembered for the last few vectors: numbers are immutable."""
     import mpmath
 
     key = (values.dtype.str, values.tobytes(), bits)
@@ -364,7 +363,7 @@ def _terms(
         sums = (e, s, mpmath.log1p(s), 1 + s)
     size = len(d) * bits
     if size <= _TERMS_KEPT:
-        while _TERMS and sum(len(t[0]) * k[2] for k, t in _TERMS.items()) + size > _TERMS_KEPT:
+        while _TERMS and sum(len(t[0]) * at[2] for at, t in _TERMS.items()) + size > _TERMS_KEPT:
             del _TERMS[next(iter(_TERMS))]
         _TERMS[key] = (d, sums)
     return d, sums

@@ -783,9 +783,7 @@ def summarise(results: Sequence[Result]) -> tuple[Group, ...]:
         audited = [r for r in rs if r.audited]
         worst = max(audited, key=lambda r: _order(r.max_ulp), default=None)
         means = ExactSum()
-        for r in audited:
-            if r.mean_ulp is not None:
-                means.add(r.mean_ulp)
+        means.add_many(r.mean_ulp for r in audited if r.mean_ulp is not None)
         groups.append(
             Group(
                 algorithm=alg,

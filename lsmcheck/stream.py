@@ -244,9 +244,7 @@ class Accumulator:
             if keep:
                 held[seq] = r
             seq += 1
-        if self._first is None and vectors:
-            self._first = first
-        self._seq, self._last, self._vectors = seq, last, vectors
+        self._seq, self._first, self._last, self._vectors = seq, first, last, vectors
         for g in groups.values():
             if g.pending_means:
                 g.means.add_many(g.pending_means)
