@@ -62,7 +62,8 @@ class Prepared:
         minf: the exact value is ``-inf``.
         unit: ``2.0**ue``, and ``to_units``: ``sign * 2.0**-ue``, where every ``ue`` makes them
             normal numbers (multiplying by them is then ``ldexp``), else ``None``.
-        err, scale: the reference's own bound, ``err * 2**scale`` (from :class:`Values`).
+        err, scale: the reference's own bound, ``err * 2**scale`` (from :class:`Values`:
+            its ``err`` and ``err_scale``).
         other: where the rounding is not settled (a rounding boundary within the bound), the
             value on the other side of that boundary, else ``rounded``; ``None`` when every
             rounding is settled.  The exact value rounds to ``rounded`` or to ``other``.
@@ -134,8 +135,11 @@ def _prepare(v: Values, fmt: Format) -> Prepared:
     sign: F64 = np.where(neg, -1.0, 1.0)
     a = np.abs(v.hi)
     b = v.lo * sign  # |value| = a + b (in units of 2**scale)
-    err = v.err
+    err = v.err  # in units of 2**scale (below: err_scale's own units)
+    err_scale = v.scale if v.err_scale is None else v.err_scale
     exact = err == 0
+    if v.err_scale is not None:
+        err = np.ldexp(err, err_scale - v.scale)
     zero = (a == 0) & (b == 0)
     exact_zero = (zero & exact) | minf
     big_e = _exponent(a)  # 2**big_e <= a < 2**(big_e + 1)
@@ -163,7 +167,7 @@ def _prepare(v: Values, fmt: Format) -> Prepared:
     if low_values.any() or zero.any():
         deep_sub = (floor_log2 <= emin - 2) & (err <= a)
         edge_sub = (floor_log2 == emin - 1) & ((high > slack) | exact)
-        zero_sub = zero & (np.ldexp(err, v.scale) < 2.0**emin)
+        zero_sub = zero & (np.ldexp(v.err, err_scale) < 2.0**emin)
         binade_ok = ((in_binade | deep_sub | edge_sub) & ~zero) | zero_sub
     binade_ok = binade_ok | straddle
     ue = np.maximum(floor_log2, emin) - p + 1
@@ -178,7 +182,8 @@ def _prepare(v: Values, fmt: Format) -> Prepared:
     # subnormal one's.  A slack of 2**-50 ulp was too coarse where the ulp is huge: the
     # log-probability -3.4e38 of a class masked with float32's lowest, in float32, has an ulp
     # of 2**104, and 2**54 of slack hid its error of about 12 (every such element went to mpmath)
-    qe = _ldexp(err, shift, m) * (1 + 2.0**-50) + (err > 0) * 2.0**-1022
+    own = _ldexp(err, shift, m) if v.err_scale is None else _ldexp(v.err, err_scale - ue)
+    qe = own * (1 + 2.0**-50) + (v.err > 0) * 2.0**-1022
     qh[minf] = 0.0
     ql[minf] = 0.0
     qe[minf | exact_zero] = 0.0
@@ -205,7 +210,7 @@ def _prepare(v: Values, fmt: Format) -> Prepared:
     to_units = _multiplier(-ue)
     return Prepared(
         ue, qh, ql, sign, qe, settled, rounded, round_settled, exact_zero, minf,
-        unit, None if to_units is None else sign * to_units, err, v.scale, other,
+        unit, None if to_units is None else sign * to_units, v.err, err_scale, other,
         straddle if straddle.any() else None,
     )  # fmt: skip
 
@@ -310,6 +315,10 @@ def measure_batch(c: F64, prep: Prepared, flagged: Bools) -> Batch:
             negligible = _negligible(ulp[maybe], prep, maybe)
             abs_error[maybe] = np.where(negligible, 0.0, abs_error[maybe])
             d_abs[maybe] = np.where(negligible, 0.0, d_abs[maybe])
+            # and so is the relative error of an exact value of at least 2 (m + e**-1e4)
+            big = negligible & (_exponent(prep.qh[maybe]) + prep.ue[maybe] >= 1)
+            rel[maybe] = np.where(big, 0.0, rel[maybe])
+            d_rel[maybe] = np.where(big, 0.0, d_rel[maybe])
         unsettled |= _maybe_largest(abs_error, d_abs, known)
         unsettled |= _maybe_largest(rel, d_rel, known)
         return Batch(ulp, abs_error, rel, prep.rounded, prep.exact_zero.copy(), unsettled)

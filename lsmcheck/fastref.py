@@ -100,9 +100,11 @@ def tier_for(fmt: Format) -> str:
 class Values:
     """Reference values of one kind for a batch, with absolute error bounds.
 
-    The true value is within ``err * 2**scale`` of ``(hi + lo) * 2**scale``; ``err == 0``
-    means exact, ``err == inf`` means not computed (the mpmath path decides); ``minf`` marks
-    an exact ``-inf``.  All arrays have the same shape.
+    The true value is within ``err * 2**err_scale`` of ``(hi + lo) * 2**scale``;
+    ``err_scale`` is ``scale`` unless given (a logsumexp ``m + L`` with ``L`` below
+    ``2**-1075``: ``m`` at scale 0, within ``2**l_max`` of the truth).  ``err == 0`` means
+    exact, ``err == inf`` means not computed (the mpmath path decides); ``minf`` marks an
+    exact ``-inf``.  All arrays have the same shape.
     """
 
     hi: F64
@@ -110,6 +112,7 @@ class Values:
     err: F64
     scale: I64
     minf: Bools
+    err_scale: I64 | None = None
 
 
 #: The storage formats the fast tier is certified (and tested against mpmath) for; the others
@@ -387,7 +390,19 @@ def _float64_tier(x: F64) -> FastReference:
         p = e / one_s[:, None]  # 1 / n exactly for a tie of n = 2**k: exp(0) and the sum exact
         pb = 1.01 * (eb / one_s[:, None] + p * (sb / one_s + 4 * U)[:, None]) + TINY_NORMAL
         pb = np.where(finite & ~_exact_ties(d, dl, finite), pb, 0.0)
-        return Values(p, np.zeros_like(x), pb, _zeros_int(x.shape), np.zeros(x.shape, bool))
+        lo = np.zeros_like(x)
+        # A confident row's top probability 1 / (1 + s) = 1 - t, t = s / (1 + s) < 2**-30,
+        # held as 1 - t: its bound is then t's (s's bound, and 2 roundings of t), not the
+        # rounding of p to 1 (2**-53), which could not tell |1 - p| = t to 0.1% of itself
+        # for t below 2**-41: an output of 1 sent every such row to the double-double look.
+        # t is below 2**-54 of 1 but not of an ulp of float16/32 (1 - t then rounds to 1).
+        sure = (s < 2.0**-30) & ~lone
+        if sure.any():
+            r, top = rows[sure], k[sure]
+            t = s[sure] / one_s[sure]
+            p[r, top], lo[r, top] = 1.0, -t
+            pb[r, top] = 1.01 * (sb[sure] + 4 * U * t) + TINY_NORMAL
+        return Values(p, lo, pb, _zeros_int(x.shape), np.zeros(x.shape, bool))
 
     def log_softmax() -> Values:
         ls = d - log_l[:, None]
@@ -467,6 +482,17 @@ def _dd_tier(x: F64) -> FastReference:
     ph[rows, k], pl[rows, k], p_scale[rows, k] = rh, rl, 0
     p_err = np.abs(ph) * (rel + r_rel[:, None])
     p_err[rows, k] = np.where(no_s, 0.0, np.abs(rh) * r_rel)  # a lone finite logit: 1
+    _, s_exp = np.frexp(sh)  # s < 2**(s_exp + big_k)
+    sure = has_terms & (s_exp + big_k <= -54)
+    if sure.any():  # 1 - t, as in the float64 tier: the bound is t's, not 2**-90 of 1
+        r, top, kt = rows[sure], k[sure], big_k[sure]
+        th, _ = dd_mul(sh[sure], sl[sure], rh[sure], rl[sure])  # t = s R, scale 2**big_k
+        # at a scale 2**-w that keeps t normal (t > 2**-1080 here, else the row is lost:
+        # _top_beside_deep below); t's low part dropped: 2**-52 of t
+        w = np.clip(-1000 - (s_exp[sure] + kt), 0, 1023)
+        t_w = np.ldexp(np.abs(th), kt + w)
+        ph[r, top], pl[r, top], p_scale[r, top] = np.ldexp(1.0, w), -t_w, -w
+        p_err[r, top] = t_w * (2.0**-52 + 2 * (rel + s_rel[sure] + r_rel[sure]))
     ph, pl = np.where(deep, 0.5, ph), np.where(deep, 0.0, pl)  # 0 < p < 2**-1100
     p_scale = np.where(deep, -1099, p_scale)
     p_err = np.where(deep, 0.5, p_err)
@@ -501,9 +527,18 @@ def _dd_tier(x: F64) -> FastReference:
     zh, zl = np.where(m_zero, lh, zh), np.where(m_zero, ll, zl)
     z_scale = np.where(m_zero, l_scale, 0)
     z_err = np.where(m_zero, l_err, z_err)
+    z_err_scale = z_scale
+    if lost.any():  # m + L with L < 2**l_max <= 2**-1075: m, bounded at L's own scale (at
+        # scale 0 only TINY survives, and the error L of an output m could not be told)
+        far = lost & ~m_zero
+        zh, zl, z_err = np.where(far, m, zh), np.where(far, 0.0, zl), np.where(far, 1.0, z_err)
+        z_err_scale = np.where(far, l_max, z_scale)
     sm = Values(ph, pl, p_err, p_scale, np.zeros(x.shape, bool))
     ls = Values(qh, ql, q_err, q_scale, ~finite)
-    lse = Values(zh[:, None], zl[:, None], z_err[:, None], z_scale[:, None], np.zeros((b, 1), bool))
+    lse = Values(
+        zh[:, None], zl[:, None], z_err[:, None], z_scale[:, None], np.zeros((b, 1), bool),
+        z_err_scale[:, None],
+    )  # fmt: skip
     return FastReference(DD_TIER, lambda: sm, lambda: ls, lambda: lse)
 
 
