@@ -162,6 +162,16 @@ def test_csv_bad_tokens(content: str, where: str, words: list[str]) -> None:
 def test_tsv_bad_tokens() -> None:
     check_error(error_of(write("a.tsv", "1\t\t2\n")), "a.tsv:1:3", "empty field")
     check_error(error_of(write("b.tsv", "1\t2,5\n")), "b.tsv:1:3", "'2,5'")
+    # an empty first or last field (a label column left blank): the line's leading or trailing
+    # tab was stripped as whitespace, and the row read as one logit shorter
+    check_error(error_of(write("c.tsv", "\t1\t2\t3\n")), "c.tsv:1:1", "empty field")
+    check_error(error_of(write("d.tsv", "1\t2\t\n")), "d.tsv:1:5", "empty field")
+    check_error(error_of(write("e.tsv", "4\t5\n \t1\t2 \r\n")), "e.tsv:2:2", "empty field")
+
+
+def test_tsv_spaces_at_the_ends_of_a_line_are_not_fields() -> None:
+    vectors = read(write("f.tsv", " 1\t2 \n3\t4\t5\r\n"))
+    assert [v.values.tolist() for v in vectors] == [[1.0, 2.0], [3.0, 4.0, 5.0]]
 
 
 @pytest.mark.parametrize(

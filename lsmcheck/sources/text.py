@@ -42,14 +42,22 @@ _WHITESPACE = re.compile(r"\s+")
 _COMMA_OR_WHITESPACE = re.compile(r"\s*,\s*|\s+")
 
 
+#: The spaces at either end of a line that are not fields' separators (a TSV line's leading
+#: or trailing tab is one: an empty first or last field, refused like any other).
+_EDGES = {True: (re.compile(r"\A[^\S\t]*"), re.compile(r"[^\S\t]*\Z")),
+          False: (re.compile(r"\A\s*"), re.compile(r"\s*\Z"))}  # fmt: skip
+
+
 def _split_fields(text: str, separator: re.Pattern[str]) -> list[tuple[int, str]]:
     """Split ``text`` at ``separator`` into ``(column, token)`` pairs.
 
     Whitespace around tokens is dropped; ``column`` is the 1-based position in ``text`` of the
     token's first character (for an empty field, of the character just after it).
     """
-    end = len(text.rstrip())
-    pos = len(text) - len(text.lstrip())
+    lead, trail = (edge.search(text) for edge in _EDGES[separator is _TAB])
+    assert lead is not None and trail is not None  # (both match the empty string)
+    pos = lead.end()
+    end = max(pos, trail.start())
     fields: list[tuple[int, str]] = []
     for match in separator.finditer(text, pos, end):
         fields.append((pos + 1, text[pos : match.start()]))
