@@ -28,14 +28,17 @@ format; only the algorithms that accumulate read :attr:`Format.accumulate`.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import ml_dtypes
 import numpy as np
 import numpy.typing as npt
 
 from lsmcheck.errors import UsageError
+
+_Name = TypeVar("_Name")
 
 #: numpy's own float types: ``astype`` rounds float64 to them correctly.
 _NATIVE = frozenset({np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)})
@@ -174,6 +177,16 @@ FORMATS: dict[str, Format] = {
 }
 
 DEFAULT_FORMATS: tuple[str, ...] = ("float16", "float32", "float64")
+#: What ``all`` stands for in a list of dtypes.
+ALL_FORMATS: tuple[str, ...] = tuple(FORMATS)
+
+
+def with_all(names: Iterable[_Name], every: tuple[str, ...]) -> tuple[_Name | str, ...]:
+    """``names`` with ``all`` replaced by ``every`` one, each name once, in order."""
+    out: dict[_Name | str, None] = {}
+    for name in names:
+        out.update(dict.fromkeys(every if name == "all" else (name,)))
+    return tuple(out)
 
 
 def is_wider(acc: Format, storage: Format) -> bool:

@@ -265,3 +265,12 @@ def test_the_module_examples_run_as_written() -> None:
     import lsmcheck.api
 
     assert doctest.testmod(lsmcheck.api).failed == 0
+
+
+def test_all_selects_every_built_in_and_every_dtype() -> None:
+    from lsmcheck.algorithms import BUILTINS
+    from lsmcheck.dtypes import FORMATS
+
+    report = lsmcheck.audit([[1.0, 2.0]], algorithms=["all"], dtypes="all")
+    assert {r.algorithm for r in report.results} == set(BUILTINS)
+    assert {r.dtype for r in report.results} == set(FORMATS)

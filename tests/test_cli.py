@@ -586,3 +586,27 @@ def test_dash_o_is_standard_output_for_limits_and_sweep(
     code, out, _ = invoke(*args, "-q", "-o", "-", "-f", "json")
     assert code == 0 and json.loads(out)
     assert not (tmp_path / "-").exists()
+
+
+def test_all_selects_every_built_in_and_every_dtype(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `-a all` is documented as every built-in, and read as the default seven
+    from lsmcheck.algorithms import BUILTINS
+    from lsmcheck.dtypes import FORMATS
+
+    def audited(*args: str) -> tuple[set[str], set[str]]:
+        code, out, _ = invoke("run", "-l", "1,2", "-f", "json", *args)
+        assert code == 0
+        results = json.loads(out)["results"]
+        return {r["algorithm"] for r in results}, {r["dtype"] for r in results}
+
+    algorithms, dtypes = audited("-a", "all,softmax_stable", "-d", "all")
+    assert algorithms == set(BUILTINS) and len(algorithms) == 11
+    assert dtypes == set(FORMATS) and len(dtypes) == 6
+    assert audited("-a", "softmax_stable", "-d", "float32,all")[1] == set(FORMATS)
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.lsmcheck]\nalgorithms = ["all"]\ndtypes = ["float16"]\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    assert audited() == (set(BUILTINS), {"float16"})

@@ -70,6 +70,7 @@ from lsmcheck.algorithms.trace import _to_half as _to_half
 from lsmcheck.errors import UsageError
 
 __all__ = [
+    "ALL_BUILTINS",
     "BUILTINS",
     "DEFAULT_ALGORITHMS",
     "DEFAULT_BLOCK",
@@ -237,6 +238,9 @@ DEFAULT_ALGORITHMS: tuple[str, ...] = (
     "logsumexp_naive",
     "logsumexp_stable",
 )
+#: What ``all`` stands for in a list of algorithms: every built-in (the traced softmax,
+#: log-softmax and logsumexp forms; the losses and backward passes need a target).
+ALL_BUILTINS: tuple[str, ...] = tuple(BUILTINS)
 
 
 def registered() -> dict[str, Algorithm]:

@@ -15,8 +15,8 @@ from typing import Any, TextIO
 
 import click
 
-from lsmcheck.algorithms import DEFAULT_ALGORITHMS, DEFAULT_BLOCK, Algorithm
-from lsmcheck.dtypes import DEFAULT_FORMATS, FORMATS, Format
+from lsmcheck.algorithms import ALL_BUILTINS, DEFAULT_ALGORITHMS, DEFAULT_BLOCK, Algorithm
+from lsmcheck.dtypes import ALL_FORMATS, DEFAULT_FORMATS, FORMATS, Format, with_all
 from lsmcheck.errors import LsmcheckError, UsageError
 from lsmcheck.formats import Style
 from lsmcheck.sandbox import DEFAULT_TIMEOUT
@@ -27,25 +27,26 @@ EXIT_BUG = 3
 EXIT_BROKEN_PIPE = 141
 
 
-def names(values: Iterable[str], default: tuple[str, ...], flag: str) -> tuple[str, ...]:
-    """Comma-separated or repeated names; ``all`` (or no option at all) selects ``default``.
+def names(
+    values: Iterable[str], default: tuple[str, ...], flag: str, every: tuple[str, ...]
+) -> tuple[str, ...]:
+    """Comma-separated or repeated names; no option at all selects ``default``, and ``all``
+    stands for ``every`` one (``-a all,torch.softmax``: every built-in and torch's).
 
     An option given with nothing in it (``-d ''``) is an error, not "all"."""
     values = list(values)
     parts = [n.strip() for v in values for n in v.split(",") if n.strip()]
     if values and not parts:
         raise UsageError(f"{flag}: no name given; give names separated by commas, or all")
-    if not parts or "all" in parts:
-        return default
-    return tuple(dict.fromkeys(parts))
+    return with_all(parts, every) if parts else default
 
 
 def dtype_names(values: Iterable[str]) -> tuple[str, ...]:
-    return names(values, DEFAULT_FORMATS, "--dtype")
+    return names(values, DEFAULT_FORMATS, "--dtype", ALL_FORMATS)
 
 
 def algorithm_names(values: Iterable[str]) -> tuple[str, ...]:
-    return names(values, DEFAULT_ALGORITHMS, "--algorithm")
+    return names(values, DEFAULT_ALGORITHMS, "--algorithm", ALL_BUILTINS)
 
 
 def style_for(stream: TextIO) -> Style:
@@ -197,7 +198,7 @@ dtype_option = click.option(
     "dtypes",
     multiple=True,
     metavar="NAMES",
-    help=f"Precisions, comma-separated or repeated ({', '.join(FORMATS)}; default "
+    help=f"Precisions, comma-separated or repeated ({', '.join(FORMATS)}, or all; default "
     "float16,float32,float64); DTYPE/acc=WIDER for mixed precision.",
 )
 algorithm_option = click.option(
@@ -207,7 +208,7 @@ algorithm_option = click.option(
     multiple=True,
     metavar="NAMES",
     help="Algorithms, comma-separated or repeated (see `lsmcheck algorithms`; default: the "
-    "seven marked *).",
+    "seven marked *; all: every built-in).",
 )
 reference_option = click.option(
     "--reference",
