@@ -71,6 +71,9 @@ class Prepared:
             They are counted in ``settled`` with ``ue`` the binade below ``B``:
             :func:`measure_batch` settles those whose ULP error is at most ``2**-8`` off
             whichever side is true.
+        p: the format's precision.
+        zero_rel, zero_rel_err: the relative error of an output of 0 (``|exact| /
+            max(|exact|, 2**emin)``), computed from the value at its own scale, and its bound.
     """
 
     ue: npt.NDArray[np.int64]
@@ -89,6 +92,9 @@ class Prepared:
     scale: npt.NDArray[np.int64] | None = None
     other: F64 | None = None
     straddle: Bools | None = None
+    p: int = 53
+    zero_rel: F64 | None = None
+    zero_rel_err: F64 | None = None
 
 
 def prepare(v: Values, fmt: Format) -> Prepared:
@@ -206,13 +212,42 @@ def _prepare(v: Values, fmt: Format) -> Prepared:
     if open_.any():  # the boundary near q is the one on t's side: rint(q) +- 1 beyond it
         other = rounded.copy()
         other[open_] = _to_format(r[open_] + np.sign(t[open_]), sign[open_], ue[open_], fmt)
+    zero_rel, zero_rel_err = _zero_rel(
+        a, b, v, err_scale, emin, ~minf & ~exact_zero & ((floor_log2 <= emin) | ~binade_ok | zero)
+    )
     unit = _multiplier(ue)
     to_units = _multiplier(-ue)
     return Prepared(
         ue, qh, ql, sign, qe, settled, rounded, round_settled, exact_zero, minf,
         unit, None if to_units is None else sign * to_units, v.err, err_scale, other,
-        straddle if straddle.any() else None,
+        straddle if straddle.any() else None, p, zero_rel, zero_rel_err,
     )  # fmt: skip
+
+
+def _zero_rel(
+    a: F64, b: F64, v: Values, err_scale: npt.NDArray[np.int64], emin: int, where: Bools
+) -> tuple[F64, F64]:
+    """The relative error of an output of 0, ``|v| / max(|v|, 2**emin)``, and its bound.
+
+    From the value at its own scale (``a + b`` times ``2**scale``): ``q`` in ulps may have
+    underflowed (an exact ``e**-2000`` against float64's ulp).  1 exactly where ``|v|`` is
+    surely at least ``2**emin`` (everywhere but ``where``); 0 where both the value and its
+    bound are below ``2**(emin - 1076)``: a relative error below ``2**-1076`` is 0 as a float64.
+    """
+    rel, rel_err = np.ones_like(a), np.zeros_like(a)
+    if not where.any():
+        return rel, rel_err
+    ai, bi, err, es = a[where], b[where], v.err[where], err_scale[where]
+    vs = v.scale[where]
+    value = np.ldexp(ai + bi, vs - emin)
+    bound = np.ldexp(err, es - emin) * (1 + 2.0**-50) + value * 2.0**-52 + 2.0**-1073
+    small_value = (_exponent(ai + np.abs(bi)) + 1 + vs - emin <= -1077) | ((ai == 0) & (bi == 0))
+    small_bound = (_exponent(err) + 1 + es - emin <= -1077) | (err == 0)
+    negligible = small_value & small_bound
+    normal = value - bound >= 1  # |v| >= 2**emin for certain: exactly 1
+    rel[where] = np.where(negligible, 0.0, np.minimum(value, 1.0))
+    rel_err[where] = np.where(negligible | normal, 0.0, bound)
+    return rel, rel_err
 
 
 def _to_format(r: F64, sign: F64, ue: npt.NDArray[np.int64], fmt: Format) -> F64:
@@ -228,7 +263,7 @@ def take(prep: Prepared, rows: npt.NDArray[np.intp]) -> Prepared:
     fields: dict[str, Any] = {}
     for f in dataclasses.fields(prep):
         a = getattr(prep, f.name)
-        fields[f.name] = None if a is None else a[rows]
+        fields[f.name] = a[rows] if isinstance(a, np.ndarray) else a
     return Prepared(**fields)
 
 
@@ -263,18 +298,19 @@ def measure_batch(c: F64, prep: Prepared, flagged: Bools) -> Batch:
         sh, sl = fast_two_sum(sh, sl - prep.ql)
         ulp = np.abs(sh)
         abs_error = _ldexp(ulp, prep.ue, prep.unit)
+        # relative to |exact| or to the smallest normal, whichever is larger (see
+        # metrics.element_error): in ulps, to q or 2**(p - 1); as the ulp is fixed below the
+        # smallest normal, the floor needs no accuracy of q there (values known only in range)
         q = prep.qh + prep.ql
-        rel = ulp / q
-        # c = 0 against a nonzero exact value: exactly 1; against an exact 0: 0 or inf.
-        # Otherwise the relative error needs q to a relative accuracy the bound may not give
-        # (deep values known only in range).
+        floor = float(2 ** (prep.p - 1))
+        qm = np.maximum(q, floor)
+        rel = ulp / qm
         czero = c == 0
-        rel[czero & ~prep.exact_zero] = 1.0
-        ez = prep.exact_zero & ~prep.minf
-        if ez.any():
-            rel[ez] = np.where(ulp[ez] == 0, 0.0, np.inf)
-        rel_unknown = (prep.qe > q * 2.0**-20) & ~prep.exact_zero & ~czero
         special = inf | nan | prep.minf
+        zero_out = czero & ~prep.exact_zero
+        if zero_out.any():
+            assert prep.zero_rel is not None
+            rel[zero_out] = prep.zero_rel[zero_out]
         if special.any():
             minf = prep.minf
             bad = np.where(minf, np.where(c == -np.inf, 0.0, np.inf), np.inf)
@@ -294,18 +330,20 @@ def measure_batch(c: F64, prep: Prepared, flagged: Bools) -> Batch:
             # the error in ulps of B's binade is half that in ulps of the binade below: the
             # figure (below) is within U/2 + qe of both when U + 2 qe <= 2**-7
             unsettled |= prep.straddle & ~(ulp + 2 * prep.qe <= 2.0**-7)
-        unsettled |= rel_unknown & ~inf & ~prep.minf
         unsettled |= np.isinf(cs) & ~inf  # c / ulp(exact) beyond float64
         unsettled &= ~nan
         # the rows' largest absolute and relative errors, to ERROR_REL_TOL of themselves: the
         # bound qe on the ULP error is absolute (a computed value within qe of the exact one
         # has an error known only to be below 2 qe ulps)
-        # an output of 0 has a relative error of exactly 1, but its absolute error is the exact
-        # value, known only to its bound (it read 0 for an exact 2.7e-323 known to 2**-1020)
+        # the absolute error of an output of 0 is the exact value, known only to its bound (it
+        # read 0 for an exact 2.7e-323 known to 2**-1020)
         exact_abs = special | prep.exact_zero
         qe = np.where(exact_abs, 0.0, prep.qe + ulp * 2.0**-50)
         d_abs = _ldexp(qe, prep.ue, prep.unit)
-        d_rel = np.where(exact_abs | czero, 0.0, qe * (1 + rel) / q * (1 + 2.0**-40))
+        d_rel = np.where(exact_abs, 0.0, qe * (1 + rel) / qm * (1 + 2.0**-40))
+        if zero_out.any():
+            assert prep.zero_rel_err is not None
+            d_rel[zero_out] = prep.zero_rel_err[zero_out]
         known = ~unsettled & ~nan
         # an absolute error below 2**-1076 is 0 as a float64, whatever it is exactly: the
         # log-probability -e**-1e9 of a one-hot row's class computed as 0, or -1e9 - e**-1e9
@@ -315,10 +353,15 @@ def measure_batch(c: F64, prep: Prepared, flagged: Bools) -> Batch:
             negligible = _negligible(ulp[maybe], prep, maybe)
             abs_error[maybe] = np.where(negligible, 0.0, abs_error[maybe])
             d_abs[maybe] = np.where(negligible, 0.0, d_abs[maybe])
-            # and so is the relative error of an exact value of at least 2 (m + e**-1e4)
-            big = negligible & (_exponent(prep.qh[maybe]) + prep.ue[maybe] >= 1)
+            # and so is the relative error of an exact value of at least 1/2 (m + e**-1e4,
+            # 1 - e**-2000): below 2**-1075
+            big = negligible & (_exponent(prep.qh[maybe]) + prep.ue[maybe] >= -1)
             rel[maybe] = np.where(big, 0.0, rel[maybe])
             d_rel[maybe] = np.where(big, 0.0, d_rel[maybe])
+        # likewise a relative error below 2**-1076 (an output of 0 against e**-1200 in float64:
+        # 2**-1731 / 2**-1022), known only to be so small where the exact value is deep
+        tiny = known & (d_rel > 0) & (rel + d_rel < 2.0**-1076)
+        rel[tiny], d_rel[tiny] = 0.0, 0.0
         unsettled |= _maybe_largest(abs_error, d_abs, known)
         unsettled |= _maybe_largest(rel, d_rel, known)
         return Batch(ulp, abs_error, rel, prep.rounded, prep.exact_zero.copy(), unsettled)

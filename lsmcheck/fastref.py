@@ -84,8 +84,12 @@ TINY = 2.0**-1070
 TINY_NORMAL = 2.0**-1020
 #: Relative error of the double-double exp (see the module docstring; tested against mpmath).
 REL_EXP_DD = 2.0**-92
-#: Below this ``d = x - max`` the double-double tier treats exp(d) as "below 2**-1100".
-DEEP = -1100 * math.log(2)
+#: Below ``d = x - max = -DEEP_BITS ln 2`` the double-double tier treats exp(d) as "below
+#: ``2**-DEEP_BITS``": so far below float64's range that a relative error of that size, even
+#: over float16's smallest normal, is 0 as a float64 (2**-2200 / 2**-14 < 2**-1076); above it,
+#: ``exp`` is computed, with its binary exponent apart.
+DEEP_BITS = 2200
+DEEP = -DEEP_BITS * math.log(2)
 
 #: The tier used for a format of precision ``p``.
 FLOAT64_TIER, DD_TIER = "float64", "double-double"
@@ -189,9 +193,9 @@ def _chunk(v: Decimal, bits: int) -> float:
 with localcontext() as _context:
     _context.prec = 60
     _ln2_256 = Decimal(2).ln() / 256
-    # |N| < 2**19 for |d| <= 1100 ln 2, so 34-bit pieces make N * C1, N * C2 exact.
-    _C1 = _chunk(_ln2_256, 34)
-    _C2 = _chunk(_ln2_256 - Decimal(_C1), 34)
+    # |N| < 2**20 for |d| <= 2200 ln 2, so 33-bit pieces make N * C1, N * C2 exact.
+    _C1 = _chunk(_ln2_256, 33)
+    _C2 = _chunk(_ln2_256 - Decimal(_C1), 33)
     _C3 = float(_ln2_256 - Decimal(_C1) - Decimal(_C2))
     _INV_LN2_256 = float(1 / _ln2_256)
     _step = _ln2_256.exp()  # 2**(1/256)
@@ -212,7 +216,7 @@ BLOCK = 8192
 
 
 def exp_dd(dh: F64, dl: F64) -> tuple[F64, F64, I64]:
-    """``exp(dh + dl) = (eh + el) * 2**k`` to ``REL_EXP_DD``, for ``|dh| <= 1100 ln 2``.
+    """``exp(dh + dl) = (eh + el) * 2**k`` to ``REL_EXP_DD``, for ``|dh| <= 2200 ln 2``.
 
     ``eh + el`` lies in ``[1, 2)`` (up to rounding at the ends).  1-D arrays.
     """
@@ -427,7 +431,7 @@ def _dd_tier(x: F64) -> FastReference:
     # x - m beyond float64 (only for float64 inputs near its range): exp is then deep, and
     # log_softmax (beyond -1.8e308) is left to mpmath.
     overflowed = finite & ~np.isfinite(dh)
-    deep = finite & (overflowed | (dh < DEEP))  # 0 < exp(d) < 2**-1100
+    deep = finite & (overflowed | (dh < DEEP))  # 0 < exp(d) < 2**-DEEP_BITS
     live = finite & ~deep
     # exp(d) = (eh + el) * 2**ek for live elements; the max element is exactly 1.
     eh = np.zeros_like(x)
@@ -447,10 +451,10 @@ def _dd_tier(x: F64) -> FastReference:
     )
     # Relative error of s: the exps and the sum (rel); terms that underflow in the shift
     # (below 2**-1074 each, in units of 2**big_k where s >= 1); deep terms left out (below
-    # 2**-1100 each, absolute).
-    s_rel = rel + n * 2.0**-1070 + n_deep * np.ldexp(2.2, np.minimum(-1100 - big_k, 0))
+    # 2**-DEEP_BITS each, absolute).
+    s_rel = rel + n * 2.0**-1070 + n_deep * np.ldexp(2.2, np.minimum(-DEEP_BITS - big_k, 0))
     # L = log1p(s).  For 2**big_k < 2**-900, L = s (1 - s/2 + ...) = s to 2**-880 relative,
-    # kept with the exponent big_k; with no live term but deep ones, 0 < L < n 2**-1100.
+    # kept with the exponent big_k; with no live term but deep ones, 0 < L < n 2**-DEEP_BITS.
     plain = has_terms & (big_k > -900)
     tiny_s = has_terms & ~plain
     only_deep = ~has_terms & (n_deep > 0)
@@ -464,7 +468,7 @@ def _dd_tier(x: F64) -> FastReference:
     lh, ll = np.where(tiny_s, sh, lh), np.where(tiny_s, sl, ll)
     l_scale = np.where(tiny_s, big_k, l_scale)
     l_err = np.where(tiny_s, np.abs(sh) * (rel + s_rel + 2.0**-880), l_err)
-    deep_scale = -1100 + np.ceil(np.log2(np.maximum(n_deep, 1))).astype(np.int64)
+    deep_scale = -DEEP_BITS + np.ceil(np.log2(np.maximum(n_deep, 1))).astype(np.int64)
     lh, ll = np.where(only_deep, 0.5, lh), np.where(only_deep, 0.0, ll)
     l_scale = np.where(only_deep, deep_scale, l_scale)
     l_err = np.where(only_deep, 0.5, l_err)
@@ -493,8 +497,8 @@ def _dd_tier(x: F64) -> FastReference:
         t_w = np.ldexp(np.abs(th), kt + w)
         ph[r, top], pl[r, top], p_scale[r, top] = np.ldexp(1.0, w), -t_w, -w
         p_err[r, top] = t_w * (2.0**-52 + 2 * (rel + s_rel[sure] + r_rel[sure]))
-    ph, pl = np.where(deep, 0.5, ph), np.where(deep, 0.0, pl)  # 0 < p < 2**-1100
-    p_scale = np.where(deep, -1099, p_scale)
+    ph, pl = np.where(deep, 0.5, ph), np.where(deep, 0.0, pl)  # 0 < p < 2**-DEEP_BITS
+    p_scale = np.where(deep, 1 - DEEP_BITS, p_scale)
     p_err = np.where(deep, 0.5, p_err)
     ties = _exact_ties(dh, dl, finite)
     if ties.any():  # exactly 1 / n: 1 / (1 + s) with s = n - 1 exact
@@ -513,9 +517,15 @@ def _dd_tier(x: F64) -> FastReference:
     q_scale = np.where(at_max, l_scale[:, None], q_scale)
     q_err = np.where(at_max, l_err[:, None], q_err)
     l_max, lost = _deep_bound(lh, ll, l_err, l_scale)
+    q_err_scale: I64 | None = None  # (the bound's own exponent, where it is not the value's)
+    p_err_scale: I64 | None = None
     if lost.any():
-        qh, ql, q_err, q_scale = _beside_deep(dh, dl, (qh, ql, q_err, q_scale), l_max, lost)
-        ph, pl, p_err, p_scale = _top_beside_deep((ph, pl, p_err, p_scale), rows, k, l_max, lost)
+        qh, ql, q_err, q_scale, q_err_scale = _beside_deep(
+            dh, dl, (qh, ql, q_err, q_scale), l_max, lost
+        )
+        ph, pl, p_err, p_scale, p_err_scale = _top_beside_deep(
+            (ph, pl, p_err, p_scale), rows, k, l_max, lost
+        )
     q_err = np.where(overflowed, np.inf, q_err)
     qh = np.where(finite, qh, -np.inf)
     ql = np.where(finite, ql, 0.0)
@@ -533,8 +543,8 @@ def _dd_tier(x: F64) -> FastReference:
         far = lost & ~m_zero
         zh, zl, z_err = np.where(far, m, zh), np.where(far, 0.0, zl), np.where(far, 1.0, z_err)
         z_err_scale = np.where(far, l_max, z_scale)
-    sm = Values(ph, pl, p_err, p_scale, np.zeros(x.shape, bool))
-    ls = Values(qh, ql, q_err, q_scale, ~finite)
+    sm = Values(ph, pl, p_err, p_scale, np.zeros(x.shape, bool), p_err_scale)
+    ls = Values(qh, ql, q_err, q_scale, ~finite, q_err_scale)
     lse = Values(
         zh[:, None], zl[:, None], z_err[:, None], z_scale[:, None], np.zeros((b, 1), bool),
         z_err_scale[:, None],
@@ -555,35 +565,36 @@ def _deep_bound(lh: F64, ll: F64, l_err: F64, l_scale: I64) -> tuple[I64, Bools]
 
 def _beside_deep(
     dh: F64, dl: F64, q: tuple[F64, F64, F64, I64], l_max: I64, lost: Bools
-) -> tuple[F64, F64, F64, I64]:
+) -> tuple[F64, F64, F64, I64, I64 | None]:
     """``log_softmax = d - L`` in the rows where ``L`` is ``lost`` (see :func:`_deep_bound`):
-    ``d`` exactly with an error below ``L``'s bound, carried at a scale ``2**-t`` that keeps
-    that bound a normal number.  ``q``: the values at scale 0, returned elsewhere."""
+    ``d`` exactly, with ``L``'s bound ``2**l_max`` at its own exponent (the returned
+    ``err_scale``).  ``q``: the values at scale 0, returned elsewhere."""
     qh, ql, q_err, q_scale = q
-    t = np.maximum(-1022 - l_max, 0)[:, None]
-    _, d_exp = np.frexp(dh)
-    sel = lost[:, None] & (dh != 0) & np.isfinite(dh) & (d_exp + t <= 1020) & (q_scale == 0)
+    sel = lost[:, None] & (dh != 0) & np.isfinite(dh) & (q_scale == 0)
     if not sel.any():
-        return q
-    ts = np.where(sel, t, 0)
+        return qh, ql, q_err, q_scale, None
+    err_scale = np.where(sel, l_max[:, None], q_scale)
     return (
-        np.where(sel, np.ldexp(dh, ts), qh),
-        np.where(sel, np.ldexp(dl, ts), ql),
-        np.where(sel, np.ldexp(1.0, np.minimum(l_max[:, None] + ts, 1023)), q_err),
-        np.where(sel, -ts, q_scale),
+        np.where(sel, dh, qh),
+        np.where(sel, dl, ql),
+        np.where(sel, 1.0, q_err),
+        q_scale,
+        err_scale,
     )
 
 
 def _top_beside_deep(
     p: tuple[F64, F64, F64, I64], rows: I64, k: I64, l_max: I64, lost: Bools
-) -> tuple[F64, F64, F64, I64]:
+) -> tuple[F64, F64, F64, I64, I64]:
     """The top probability ``1 / (1 + s) = 1 - t`` in the rows where ``L`` is ``lost``:
-    ``0 < t <= L < 2**l_max``, so 1 with that error, at a scale that keeps it normal."""
+    ``0 < t <= L < 2**l_max``, so 1, with that bound at its own exponent (the returned
+    ``err_scale``)."""
     ph, pl, p_err, p_scale = p[0].copy(), p[1].copy(), p[2].copy(), p[3].copy()
+    err_scale = p_scale.copy()
     r, kk = rows[lost], k[lost]
-    t = -1022 - l_max[lost]  # >= 53: the error 2**-1022 at scale 2**-t
-    ph[r, kk], pl[r, kk], p_err[r, kk], p_scale[r, kk] = np.ldexp(1.0, t), 0.0, 2.0**-1022, -t
-    return ph, pl, p_err, p_scale
+    ph[r, kk], pl[r, kk], p_err[r, kk], p_scale[r, kk] = 1.0, 0.0, 1.0, 0
+    err_scale[r, kk] = l_max[lost]
+    return ph, pl, p_err, p_scale, err_scale
 
 
 __all__ = [

@@ -110,7 +110,11 @@ def error_bits(c: float, v: Mpf, rel_bound: Mpf, bits: int) -> int | None:
 
 
 def element_error(c: float, v: Mpf, fmt: Format, bits: int) -> tuple[float, float, float]:
-    """``(ulp error, absolute error, relative error)`` of computed ``c`` against exact ``v``."""
+    """``(ulp error, absolute error, relative error)`` of computed ``c`` against exact ``v``.
+
+    The relative error is over ``max(|v|, 2**emin)``: below the format's smallest normal its
+    spacing is absolute, so a correctly rounded value is within ``2**-p`` there as above it
+    (an output of 0 for ``exp(-104)`` in float32 is not off by 100%)."""
     import mpmath
 
     if math.isnan(c):
@@ -126,8 +130,7 @@ def element_error(c: float, v: Mpf, fmt: Format, bits: int) -> tuple[float, floa
     with mpmath.workprec(bits + 16):
         diff = abs(mpf(c) - v)
         ulp = float(mpmath.ldexp(diff, -ulp_exponent(v, fmt)))
-        rel = 0.0 if diff == 0 else (math.inf if v == 0 else float(diff / abs(v)))
-        return ulp, float(diff), rel
+        return ulp, float(diff), float(diff / max(abs(v), mpmath.ldexp(1, fmt.emin)))
 
 
 def measure(

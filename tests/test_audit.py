@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import mpmath
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -285,3 +286,41 @@ def test_an_overflowed_tie_does_not_keep_the_argmax() -> None:
     r = one([1000.0, 1001.0], "log_softmax_naive", "float32")
     assert r.elements is not None and {e.computed for e in r.elements} == {-math.inf}
     assert r.argmax_preserved is False
+
+
+@pytest.mark.parametrize("reference", ["auto", "mpmath"])
+@pytest.mark.parametrize(
+    ("values", "dtype"),
+    [
+        ([0.0, -104.0], "float32"),  # 6.8e-46 flushed to 0, correctly: it read 1
+        ([0.0, -200.0, -3.0], "float32"),
+        ([0.0, -12.0, -13.5, -9.0], "float16"),  # subnormal outputs, correctly rounded
+        ([0.0, -800.0], "float64"),  # 3.7e-348 flushed to 0: abs 0 beside rel 1
+    ],
+)
+def test_the_relative_error_is_floored_at_the_smallest_normal(
+    values: list[float], dtype: str, reference: str
+) -> None:
+    # |computed - exact| / max(|exact|, 2**emin): below the smallest normal the format's spacing
+    # is absolute, so a correctly rounded output is within 2**-p there as above it, and a
+    # --max-rel-error gate no longer fails correct flushes and subnormals (review 10)
+    fmt = FORMATS[dtype]
+    opts = Options(
+        algorithms=("softmax_stable",),
+        dtypes=(dtype,),
+        per_element=True,
+        reference=reference,
+        thresholds=Thresholds(max_rel_error=2.0**-fmt.p),
+    )
+    (r,) = audit([Vector("v", 0, None, np.array(values))], opts).results
+    assert r.elements is not None and r.max_rel_error is not None
+    with mpmath.workprec(400):  # the exact softmax, independently
+        xs = [mpmath.mpf(v) for v in values]
+        total = mpmath.fsum(mpmath.exp(x) for x in xs)
+        floor = mpmath.mpf(2) ** fmt.emin
+        want = max(
+            abs(mpmath.mpf(e.computed) - mpmath.exp(x) / total) / max(mpmath.exp(x) / total, floor)
+            for e, x in zip(r.elements, xs, strict=True)
+        )
+    assert r.max_rel_error == pytest.approx(float(want), rel=2.0**-9)
+    assert r.status is Status.PASS  # every output is the correctly rounded value

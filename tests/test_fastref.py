@@ -160,7 +160,7 @@ def agree(ra: Result, rb: Result) -> None:
     a_rel, b_rel = ra.max_rel_error, rb.max_rel_error
     assert a_rel is not None and b_rel is not None
     if math.isfinite(b_rel):
-        assert abs(a_rel - b_rel) <= b_rel * 2.0**-9 + 1e-300, (where, a_rel, b_rel)
+        assert abs(a_rel - b_rel) <= b_rel * 2.0**-9 + 2.0**-1070, (where, a_rel, b_rel)
     else:
         assert a_rel == b_rel, where
 
@@ -299,7 +299,8 @@ def test_batches_of_random_rows_agree() -> None:
 
 def test_exp_dd_meets_its_bound() -> None:
     rng = np.random.default_rng(3)
-    d = np.concatenate([-rng.random(300) * 762, -rng.random(50) * 1e-3, [0.0, -762.4]])
+    # down to 2200 ln 2 (fastref.DEEP): values far below float64's range, exponent apart
+    d = np.concatenate([-rng.random(300) * 1525, -rng.random(50) * 1e-3, [0.0, -1524.9]])
     dl = rng.standard_normal(d.size) * np.abs(d) * 2.0**-54
     eh, el, k = exp_dd(d, dl)
     with mpmath.workprec(300):
@@ -438,8 +439,8 @@ def test_the_constants_are_those_of_300_bit_arithmetic() -> None:
 
     with mpmath.workprec(300):
         c = mpmath.ln2 / 256
-        c1 = chunk(c, 34)
-        c2 = chunk(c - c1, 34)
+        c1 = chunk(c, 33)
+        c2 = chunk(c - c1, 33)
         assert (c1, c2) == (fastref._C1, fastref._C2)
         assert float(c - c1 - c2) == fastref._C3
         assert float(256 / mpmath.ln2) == fastref._INV_LN2_256
@@ -478,7 +479,11 @@ def _true_errors(r: Result, values: list[float]) -> tuple[float, float] | None:
             if not (math.isfinite(e.computed) and mpmath.isfinite(v)) or v == 0:
                 return None
             d = abs(mpmath.mpf(e.computed) - v)
-            worst_abs, worst_rel = max(worst_abs, d), max(worst_rel, d / abs(v))
+            smallest_normal = mpmath.mpf(2) ** FORMATS[r.dtype].emin  # the floor of |v|
+            worst_abs, worst_rel = (
+                max(worst_abs, d),
+                max(worst_rel, d / max(abs(v), smallest_normal)),
+            )
     return float(worst_abs), float(worst_rel)
 
 

@@ -10,9 +10,11 @@ Each command lives in a module of its own and is registered on :func:`main` here
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import gc
 import importlib
+import os
 import signal
 import sys
 import threading
@@ -70,6 +72,7 @@ class Lsmcheck(click.Group):
         self._main(args, prog_name, **extra)
 
     def _main(self, args: Sequence[str] | None, prog_name: str | None, **extra: Any) -> None:
+        program = args is None
         # Only the main thread may set a signal handler (lsmcheck called from a thread, e.g.
         # a test runner's worker, keeps the process's own SIGTERM handling).
         main_thread = threading.current_thread() is threading.main_thread()
@@ -93,14 +96,29 @@ class Lsmcheck(click.Group):
             sys.exit(e.exit_code)
         except (KeyboardInterrupt, click.exceptions.Abort):
             click.echo("lsmcheck: interrupted", err=True)
-            sys.exit(EXIT_INTERRUPTED)
+            _stop(EXIT_INTERRUPTED, program)
         except Terminated:
             click.echo("lsmcheck: terminated", err=True)
-            sys.exit(EXIT_TERMINATED)
+            _stop(EXIT_TERMINATED, program)
         finally:
             if main_thread:
                 signal.signal(signal.SIGTERM, previous)
         sys.exit(0)
+
+
+def _stop(code: int, program: bool) -> None:
+    """Leave an interrupted run with ``code``; the program itself without the interpreter's
+    finalization, where the thread of an abandoned worker pool could still print a traceback
+    after the one-line message (``OSError: [Errno 9] Bad file descriptor``, seen once in the
+    test suite: concurrent.futures' exit handler wakes a pool whose pipe is being closed).
+    Nothing is lost: no report is written after an interruption, and the workers are
+    stopped already."""
+    if not program:
+        sys.exit(code)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a closed pipe: nothing left to say there
+            stream.flush()
+    os._exit(code)
 
 
 @functools.cache
