@@ -72,8 +72,8 @@ class Prepared:
             :func:`measure_batch` settles those whose ULP error is at most ``2**-8`` off
             whichever side is true.
         p: the format's precision.
-        zero_rel, zero_rel_err: the relative error of an output of 0 (``|exact| /
-            max(|exact|, 2**emin)``), computed from the value at its own scale, and its bound.
+        values: the reference kind itself, for the relative error of outputs of 0 (see
+            :func:`_zero_rel`); ``emin``: the format's smallest normal exponent.
     """
 
     ue: npt.NDArray[np.int64]
@@ -93,8 +93,8 @@ class Prepared:
     other: F64 | None = None
     straddle: Bools | None = None
     p: int = 53
-    zero_rel: F64 | None = None
-    zero_rel_err: F64 | None = None
+    values: Values | None = None
+    emin: int = -1022
 
 
 def prepare(v: Values, fmt: Format) -> Prepared:
@@ -212,42 +212,35 @@ def _prepare(v: Values, fmt: Format) -> Prepared:
     if open_.any():  # the boundary near q is the one on t's side: rint(q) +- 1 beyond it
         other = rounded.copy()
         other[open_] = _to_format(r[open_] + np.sign(t[open_]), sign[open_], ue[open_], fmt)
-    zero_rel, zero_rel_err = _zero_rel(
-        a, b, v, err_scale, emin, ~minf & ~exact_zero & ((floor_log2 <= emin) | ~binade_ok | zero)
-    )
     unit = _multiplier(ue)
     to_units = _multiplier(-ue)
     return Prepared(
         ue, qh, ql, sign, qe, settled, rounded, round_settled, exact_zero, minf,
         unit, None if to_units is None else sign * to_units, v.err, err_scale, other,
-        straddle if straddle.any() else None, p, zero_rel, zero_rel_err,
+        straddle if straddle.any() else None, p, v, emin,
     )  # fmt: skip
 
 
-def _zero_rel(
-    a: F64, b: F64, v: Values, err_scale: npt.NDArray[np.int64], emin: int, where: Bools
-) -> tuple[F64, F64]:
-    """The relative error of an output of 0, ``|v| / max(|v|, 2**emin)``, and its bound.
+def _zero_rel(v: Values, emin: int, where: Bools) -> tuple[F64, F64]:
+    """The relative error of an output of 0 at the elements ``where``, ``|v| / max(|v|,
+    2**emin)``, and its bound.
 
-    From the value at its own scale (``a + b`` times ``2**scale``): ``q`` in ulps may have
+    From the value at its own scale (``|hi + lo|`` times ``2**scale``): ``q`` in ulps may have
     underflowed (an exact ``e**-2000`` against float64's ulp).  1 exactly where ``|v|`` is
-    surely at least ``2**emin`` (everywhere but ``where``); 0 where both the value and its
-    bound are below ``2**(emin - 1076)``: a relative error below ``2**-1076`` is 0 as a float64.
+    surely at least ``2**emin``; 0 where both the value and its bound are below
+    ``2**(emin - 1076)``: a relative error below ``2**-1076`` is 0 as a float64.
     """
-    rel, rel_err = np.ones_like(a), np.zeros_like(a)
-    if not where.any():
-        return rel, rel_err
-    ai, bi, err, es = a[where], b[where], v.err[where], err_scale[where]
-    vs = v.scale[where]
-    value = np.ldexp(ai + bi, vs - emin)
-    bound = np.ldexp(err, es - emin) * (1 + 2.0**-50) + value * 2.0**-52 + 2.0**-1073
+    hi, lo, err, vs = v.hi[where], v.lo[where], v.err[where], v.scale[where]
+    es = vs if v.err_scale is None else v.err_scale[where]
+    ai, bi = np.abs(hi), np.where(hi < 0, -lo, lo)
+    value = _ldexp(ai + bi, vs - emin)
+    bound = _ldexp(err, es - emin) * (1 + 2.0**-50) + value * 2.0**-52 + 2.0**-1073
     small_value = (_exponent(ai + np.abs(bi)) + 1 + vs - emin <= -1077) | ((ai == 0) & (bi == 0))
     small_bound = (_exponent(err) + 1 + es - emin <= -1077) | (err == 0)
     negligible = small_value & small_bound
     normal = value - bound >= 1  # |v| >= 2**emin for certain: exactly 1
-    rel[where] = np.where(negligible, 0.0, np.minimum(value, 1.0))
-    rel_err[where] = np.where(negligible | normal, 0.0, bound)
-    return rel, rel_err
+    rel = np.where(negligible, 0.0, np.minimum(value, 1.0))
+    return rel, np.where(negligible | normal, 0.0, bound)
 
 
 def _to_format(r: F64, sign: F64, ue: npt.NDArray[np.int64], fmt: Format) -> F64:
@@ -263,6 +256,11 @@ def take(prep: Prepared, rows: npt.NDArray[np.intp]) -> Prepared:
     fields: dict[str, Any] = {}
     for f in dataclasses.fields(prep):
         a = getattr(prep, f.name)
+        if isinstance(a, Values):
+            a = dataclasses.replace(
+                a, **{g.name: getattr(a, g.name)[rows] for g in dataclasses.fields(a)
+                      if getattr(a, g.name) is not None}
+            )  # fmt: skip
         fields[f.name] = a[rows] if isinstance(a, np.ndarray) else a
     return Prepared(**fields)
 
@@ -307,10 +305,14 @@ def measure_batch(c: F64, prep: Prepared, flagged: Bools) -> Batch:
         rel = ulp / qm
         czero = c == 0
         special = inf | nan | prep.minf
-        zero_out = czero & ~prep.exact_zero
+        # an output of 0 against a value q far below an ulp: q may have underflowed in ulps,
+        # and its bound's floor (2**-1022 ulp) may exceed it; from the value itself there
+        zero_out = czero & ~prep.exact_zero & (q < 2.0**-900)
+        zero_rel = None
         if zero_out.any():
-            assert prep.zero_rel is not None
-            rel[zero_out] = prep.zero_rel[zero_out]
+            assert prep.values is not None
+            zero_rel = _zero_rel(prep.values, prep.emin, zero_out)
+            rel[zero_out] = zero_rel[0]
         if special.any():
             minf = prep.minf
             bad = np.where(minf, np.where(c == -np.inf, 0.0, np.inf), np.inf)
@@ -341,9 +343,8 @@ def measure_batch(c: F64, prep: Prepared, flagged: Bools) -> Batch:
         qe = np.where(exact_abs, 0.0, prep.qe + ulp * 2.0**-50)
         d_abs = _ldexp(qe, prep.ue, prep.unit)
         d_rel = np.where(exact_abs, 0.0, qe * (1 + rel) / qm * (1 + 2.0**-40))
-        if zero_out.any():
-            assert prep.zero_rel_err is not None
-            d_rel[zero_out] = prep.zero_rel_err[zero_out]
+        if zero_rel is not None:
+            d_rel[zero_out] = zero_rel[1]
         known = ~unsettled & ~nan
         # an absolute error below 2**-1076 is 0 as a float64, whatever it is exactly: the
         # log-probability -e**-1e9 of a one-hot row's class computed as 0, or -1e9 - e**-1e9
