@@ -313,3 +313,15 @@ def test_e4m3fn_shift_overflow_spoils_the_row() -> None:
     assert (r.overflow, r.nan) == (1, 1)
     (over,) = [f for f in r.findings if f.kind == "overflow"]
     assert over.message == "x - max overflowed at x=-448 (float8_e4m3fn max 448)"
+
+
+@pytest.mark.parametrize(
+    "algorithm", ["logsumexp_stable", "logsumexp_log1p", "softmax_online", "softmax_online_blocked"]
+)
+def test_e4m3fn_shift_overflow_is_named_by_every_shifted_form(algorithm: str) -> None:
+    # logsumexp (one output per row) skipped tracing x - max, and the online forms compute it
+    # in their first pass: both blamed exp(448) or the sum; -96 - 384 = -480 is beyond 448
+    for values, lowest in (([448.0, -448.0], -448), ([400.0, -100.0, 1.0], -96)):
+        r = one(values, algorithm, "float8_e4m3fn")
+        messages = [f.message for f in r.findings if f.kind == "overflow"]
+        assert messages == [f"x - max overflowed at x={lowest} (float8_e4m3fn max 448)"], messages

@@ -49,6 +49,10 @@ class _Tracer:
             return
         np.copyto(codes, np.uint8(event), where=new)
         if codes is not self.nan:
+            # one operand per element: an overflow's, once there is one (a later flush of the
+            # same element, exp(-64) after x - max gave NaN, keeps it)
+            if codes is self.flush:
+                new &= self.overflow == 0
             operands = arg() if callable(arg) else arg
             np.copyto(self.arg, _native(np.asarray(operands)), where=new)
 
@@ -263,6 +267,14 @@ def _start(x: Array, out_shape: tuple[int, ...], s: Setup) -> _Tracer:
 def _shift(t: _Tracer, x: Array, acc: np.dtype[Any]) -> tuple[Array, Array]:
     """``(m, x - m)`` with ``m`` the row maximum; the difference is computed in ``acc``."""
     m = np.max(x, axis=-1, keepdims=True)
-    if t.overflow.shape != x.shape:  # one output per row: x - max overflowing is harmless
-        return m, x.astype(acc, copy=False) - m.astype(acc, copy=False)
+    if t.overflow.shape != x.shape:  # one output per row: x - max overflowing to -inf is
+        # harmless (its exp is 0), but in a format without infinities it is NaN, which the
+        # sum spreads to the row's output: the cause, marked for the row at its lowest x
+        d = x.astype(acc, copy=False) - m.astype(acc, copy=False)
+        if t.active:
+            over = _finite(x) & _finite(m) & np.isnan(_native(d))
+            if over.any():
+                lowest = lambda: -_row_max(np.where(over, -_native(x), -np.inf))  # noqa: E731
+                t.overflowed(Event.SUB_OVERFLOW, _row(over), lowest)
+        return m, d
     return m, _sub(t, x.astype(acc, copy=False), m.astype(acc, copy=False))
