@@ -610,3 +610,15 @@ def test_all_selects_every_built_in_and_every_dtype(
     )
     monkeypatch.chdir(tmp_path)
     assert audited() == (set(BUILTINS), {"float16"})
+
+
+def test_explain_names_an_unknown_option_as_run_does() -> None:
+    # explain takes unknown options as arguments (a vector may start with a minus), and said
+    # "Got unexpected extra arguments (-f json)"
+    for args, name in ((("-f", "json"), "'-f'"), (("--dtyp", "float16"), "'--dtyp'")):
+        code, out, err = invoke("explain", "1,2", *args)
+        assert (code, out) == (2, "")
+        assert f"No such option {name}" in err and len(err.splitlines()) == 1, err
+    assert "Did you mean '--dtype'?" in invoke("explain", "1,2", "--dtyp", "float16")[2]
+    code, out, _ = invoke("explain", "-1,2", "-d", "float16", "-a", "softmax_stable")
+    assert code == 0 and "float16" in out

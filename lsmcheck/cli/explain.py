@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import sys
 
 import click
@@ -24,7 +25,32 @@ from lsmcheck.formats.explain import render
 from lsmcheck.sources import parse_logits_flag
 
 
-@click.command(context_settings={"ignore_unknown_options": True})
+class _Explain(click.Command):
+    """Unknown options are taken as arguments (so that a vector may start with a minus:
+    ``explain -1,2``); one that is no number is then named as an unknown option, as ``run``
+    does, rather than as an "unexpected extra argument"."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, list(args))
+        except click.UsageError as e:
+            if "unexpected extra argument" not in e.message:
+                raise
+            for arg in args:
+                name = arg.split("=", 1)[0]
+                if name.startswith("-") and not _numeric(arg):
+                    known = [o for p in self.params for o in getattr(p, "opts", ())]
+                    close = difflib.get_close_matches(name, known)
+                    raise click.NoSuchOption(name, possibilities=close, ctx=ctx) from None
+            raise
+
+
+def _numeric(arg: str) -> bool:
+    """Whether ``arg`` starts like a negative number (``-1,2``, ``-.5``, ``-inf``, ``-nan``)."""
+    return arg[1:2].isdigit() or arg[1:2] == "." or arg[1:4].lower() in ("inf", "nan")
+
+
+@click.command(cls=_Explain, context_settings={"ignore_unknown_options": True})
 @click.argument("logits", metavar="LOGITS", required=False)
 @click.option(
     "-l",
