@@ -331,7 +331,9 @@ def measure_batch(c: F64, prep: Prepared, flagged: Bools) -> Batch:
         if prep.straddle is not None:
             # the error in ulps of B's binade is half that in ulps of the binade below: the
             # figure (below) is within U/2 + qe of both when U + 2 qe <= 2**-7
-            unsettled |= prep.straddle & ~(ulp + 2 * prep.qe <= 2.0**-7)
+            # (an infinite or NaN output's error is that whichever side: -inf against
+            # -1024 - e**-900 in float16)
+            unsettled |= prep.straddle & ~special & ~(ulp + 2 * prep.qe <= 2.0**-7)
         unsettled |= np.isinf(cs) & ~inf  # c / ulp(exact) beyond float64
         unsettled &= ~nan
         # the rows' largest absolute and relative errors, to ERROR_REL_TOL of themselves: the
@@ -363,8 +365,9 @@ def measure_batch(c: F64, prep: Prepared, flagged: Bools) -> Batch:
         # 2**-1731 / 2**-1022), known only to be so small where the exact value is deep
         tiny = known & (d_rel > 0) & (rel + d_rel < 2.0**-1076)
         rel[tiny], d_rel[tiny] = 0.0, 0.0
-        unsettled |= _maybe_largest(abs_error, d_abs, known)
-        unsettled |= _maybe_largest(rel, d_rel, known)
+        # (a NaN output's errors are infinite: its row's largest is then certain)
+        unsettled |= _maybe_largest(abs_error, d_abs, known, nan)
+        unsettled |= _maybe_largest(rel, d_rel, known, nan)
         return Batch(ulp, abs_error, rel, prep.rounded, prep.exact_zero.copy(), unsettled)
 
 
@@ -379,11 +382,12 @@ def _negligible(ulp: F64, prep: Prepared, where: Bools) -> Bools:
     return np.asarray(computed & reference & np.isfinite(ulp))
 
 
-def _maybe_largest(e: F64, d: F64, known: Bools) -> Bools:
+def _maybe_largest(e: F64, d: F64, known: Bools, nan: Bools) -> Bools:
     """The ``known`` elements that may hold the largest ``e`` of their row (each within ``d``
     of the truth), in the rows where that largest is not certified to ``ERROR_REL_TOL`` of
-    itself, and whose own ``e`` is not: they go to the mpmath path, which certifies each."""
-    lo = np.where(known, e - d, -np.inf).max(axis=1, initial=-np.inf, keepdims=True)
+    itself, and whose own ``e`` is not: they go to the mpmath path, which certifies each.
+    A ``nan`` output's ``e`` is infinite, and so is its row's largest."""
+    lo = np.where(known | nan, e - d, -np.inf).max(axis=1, initial=-np.inf, keepdims=True)
     hi_each = np.where(known, e + d, -np.inf)
     hi = hi_each.max(axis=1, initial=-np.inf, keepdims=True)
     with np.errstate(invalid="ignore"):
