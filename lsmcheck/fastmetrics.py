@@ -368,7 +368,15 @@ def measure_batch(c: F64, prep: Prepared, flagged: Bools) -> Batch:
         # (a NaN output's errors are infinite: its row's largest is then certain)
         unsettled |= _maybe_largest(abs_error, d_abs, known, nan)
         unsettled |= _maybe_largest(rel, d_rel, known, nan)
-        return Batch(ulp, abs_error, rel, prep.rounded, prep.exact_zero.copy(), unsettled)
+        # A NaN output is wrong whatever its exact value (these formats hold infinities), so
+        # it never takes the mpmath path; where its reference was left open (x - max beyond
+        # float64: err = inf) the rounded value is a NaN of the fast tier's own, which
+        # classify() would read as NaN rounding to NaN, i.e. correct: any number says wrong
+        rounded = prep.rounded
+        open_nan = nan & np.isnan(rounded)
+        if open_nan.any():
+            rounded = np.where(open_nan, 0.0, rounded)
+        return Batch(ulp, abs_error, rel, rounded, prep.exact_zero.copy(), unsettled)
 
 
 def _negligible(ulp: F64, prep: Prepared, where: Bools) -> Bools:

@@ -586,3 +586,21 @@ def test_a_confident_rows_logsumexp_settles_in_the_fast_tier() -> None:
     auto, slow = both(vectors, algorithms=("logsumexp_stable", "logsumexp_naive"))
     agree_reports(auto, slow)
     assert "mpmath" not in auto.reference.settled
+
+
+def test_a_nan_output_beside_an_open_reference_is_a_nan() -> None:
+    # [1e308, -1e308]: x - max is beyond float64, so the fast tier leaves that log-probability
+    # to mpmath (err = inf); a NaN output there never goes to mpmath (its error is inf anyway),
+    # and the fast tier's own NaN for the rounded value read as "NaN rounds to NaN": not counted
+    from lsmcheck.userimpl import wrap
+
+    def nan_where_shift_overflows(x: np.ndarray) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            d = x - x.max(axis=-1, keepdims=True)
+            return np.where(np.isinf(d), np.nan, d)
+
+    impl = wrap(nan_where_shift_overflows, "log_softmax", name="nan_shift")
+    vectors = [Vector("v", 0, None, np.array([1e308, -1e308]))]
+    auto, slow = both(vectors, dtypes=("float64",), algorithms=(impl,), danger_zone=None)
+    agree_reports(auto, slow)
+    assert [r.nan for r in auto.results] == [1]
