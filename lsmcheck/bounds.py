@@ -248,7 +248,8 @@ class Verdict:
 
     Attributes:
         ratio: ``max_j |computed_j - exact_j| / bound_j``; above 1 the bound is broken.
-        bound_rel: the bound at that element as a relative error (``bound / |exact|``).
+        bound_rel: the bound at that element as a relative error, over ``max(|exact|,
+            2**emin)`` as :attr:`~lsmcheck.results.Result.max_rel_error` is.
         over: how many elements broke their bound.
     """
 
@@ -316,6 +317,7 @@ def verdict(
     ratios = np.where(np.isnan(ratios), 0.0, ratios)
     j = int(np.argmax(ratios))
     v = _float(abs(exact[j])) if mpmath.isfinite(exact[j]) else math.inf
+    v = max(v, 2.0**fmt.emin)  # the relative errors' floor (metrics.element_error)
     with np.errstate(all="ignore"):
-        rel = float(b[j] / v) if v not in (0.0, math.inf) else math.inf
+        rel = float(b[j] / v) if v != math.inf else math.inf
     return Verdict(float(ratios[j]), rel, int(np.sum(ratios > 1)))

@@ -174,7 +174,8 @@ class Result:
         max_ulp: the largest element ULP error (``None`` when there is no reference).
         mean_ulp: the mean element ULP error.
         max_abs_error: the largest ``|computed - exact|``.
-        max_rel_error: the largest ``|computed - exact| / |exact|``.
+        max_rel_error: the largest ``|computed - exact| / max(|exact|, 2**emin)``, ``2**emin``
+            the format's smallest normal number.
         overflow: elements whose computation overflowed (and came out wrong).
         underflow: elements flushed to 0 (or -inf) although the exact result rounds to a
             nonzero (finite) value.

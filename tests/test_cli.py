@@ -620,5 +620,14 @@ def test_explain_names_an_unknown_option_as_run_does() -> None:
         assert (code, out) == (2, "")
         assert f"No such option {name}" in err and len(err.splitlines()) == 1, err
     assert "Did you mean '--dtype'?" in invoke("explain", "1,2", "--dtyp", "float16")[2]
+    # the unknown one, not a known one before it; nor one taken as the vector (review 11)
+    for args, name in (
+        (("1,2", "-d", "float16", "-f", "json"), "'-f'"),
+        (("1,2", "--dtype=float16", "--bogus=3"), "'--bogus'"),
+        (("-f",), "'-f'"),
+        (("-l", "1,2", "-x"), "'-x'"),
+    ):
+        code, out, err = invoke("explain", *args)
+        assert (code, out) == (2, "") and f"No such option {name}" in err, (args, err)
     code, out, _ = invoke("explain", "-1,2", "-d", "float16", "-a", "softmax_stable")
     assert code == 0 and "float16" in out

@@ -38,8 +38,8 @@ class _Explain(click.Command):
                 raise
             for arg in args:
                 name = arg.split("=", 1)[0]
-                if name.startswith("-") and not _numeric(arg):
-                    known = [o for p in self.params for o in getattr(p, "opts", ())]
+                known = [o for p in self.params for o in getattr(p, "opts", ())]
+                if name.startswith("-") and not _numeric(arg) and name not in known:
                     close = difflib.get_close_matches(name, known)
                     raise click.NoSuchOption(name, possibilities=close, ctx=ctx) from None
             raise
@@ -91,6 +91,9 @@ def explain(
         danger_zone=danger_zone,
     )
     options.validate()
+    if logits is not None and logits.startswith("-") and not _numeric(logits):
+        # an unknown option taken as the vector (explain -f, explain -l 1,2 -x)
+        raise click.NoSuchOption(logits.split("=", 1)[0], ctx=click.get_current_context())
     if (logits is None) == (flag is None):
         raise UsageError('give one vector, as LOGITS or with -l: lsmcheck explain "1000,1001,1002"')
     try:
