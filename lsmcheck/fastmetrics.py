@@ -62,8 +62,6 @@ class Prepared:
         minf: the exact value is ``-inf``.
         unit: ``2.0**ue``, and ``to_units``: ``sign * 2.0**-ue``, where every ``ue`` makes them
             normal numbers (multiplying by them is then ``ldexp``), else ``None``.
-        err, scale: the reference's own bound, ``err * 2**scale`` (from :class:`Values`:
-            its ``err`` and ``err_scale``).
         other: where the rounding is not settled (a rounding boundary within the bound), the
             value on the other side of that boundary, else ``rounded``; ``None`` when every
             rounding is settled.  The exact value rounds to ``rounded`` or to ``other``.
@@ -72,8 +70,9 @@ class Prepared:
             :func:`measure_batch` settles those whose ULP error is at most ``2**-8`` off
             whichever side is true.
         p: the format's precision.
-        values: the reference kind itself, for the relative error of outputs of 0 (see
-            :func:`_zero_rel`); ``emin``: the format's smallest normal exponent.
+        values: the reference kind itself (its bound, for :func:`_negligible` and the relative
+            error of outputs of 0, :func:`_zero_rel`); ``emin``: the format's smallest normal
+            exponent.
     """
 
     ue: npt.NDArray[np.int64]
@@ -88,8 +87,6 @@ class Prepared:
     minf: Bools
     unit: F64 | None = None
     to_units: F64 | None = None
-    err: F64 | None = None
-    scale: npt.NDArray[np.int64] | None = None
     other: F64 | None = None
     straddle: Bools | None = None
     p: int = 53
@@ -216,7 +213,7 @@ def _prepare(v: Values, fmt: Format) -> Prepared:
     to_units = _multiplier(-ue)
     return Prepared(
         ue, qh, ql, sign, qe, settled, rounded, round_settled, exact_zero, minf,
-        unit, None if to_units is None else sign * to_units, v.err, err_scale, other,
+        unit, None if to_units is None else sign * to_units, other,
         straddle if straddle.any() else None, p, v, emin,
     )  # fmt: skip
 
@@ -382,9 +379,11 @@ def measure_batch(c: F64, prep: Prepared, flagged: Bools) -> Batch:
 def _negligible(ulp: F64, prep: Prepared, where: Bools) -> Bools:
     """Whether ``|c - exact|`` is certainly below ``2**-1076`` at the elements ``where``,
     given their ULP errors ``ulp`` as computed: both the computed part, ``ulp * 2**ue``, and
-    the reference's bound, ``err * 2**scale``, below ``2**-1077``."""
-    assert prep.err is not None and prep.scale is not None
-    err, scale, ue = prep.err[where], prep.scale[where], prep.ue[where]
+    the reference's bound, ``err * 2**err_scale``, below ``2**-1077``."""
+    v = prep.values
+    assert v is not None
+    err, ue = v.err[where], prep.ue[where]
+    scale = (v.scale if v.err_scale is None else v.err_scale)[where]
     computed = (ulp == 0) | (_exponent(ulp * (1 + 2.0**-40)) + 1 + ue <= -1077)
     reference = (err == 0) | (_exponent(err) + 1 + scale <= -1077)
     return np.asarray(computed & reference & np.isfinite(ulp))
