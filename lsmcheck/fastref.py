@@ -537,17 +537,17 @@ def _dd_tier(x: F64) -> FastReference:
     zh, zl = np.where(m_zero, lh, zh), np.where(m_zero, ll, zl)
     z_scale = np.where(m_zero, l_scale, 0)
     z_err = np.where(m_zero, l_err, z_err)
-    z_err_scale = z_scale
+    z_err_scale: I64 | None = None
     if lost.any():  # m + L with L < 2**l_max <= 2**-1075: m, bounded at L's own scale (at
         # scale 0 only TINY survives, and the error L of an output m could not be told)
         far = lost & ~m_zero
         zh, zl, z_err = np.where(far, m, zh), np.where(far, 0.0, zl), np.where(far, 1.0, z_err)
-        z_err_scale = np.where(far, l_max, z_scale)
+        z_err_scale = np.where(far, l_max, z_scale)[:, None]
     sm = Values(ph, pl, p_err, p_scale, np.zeros(x.shape, bool), p_err_scale)
     ls = Values(qh, ql, q_err, q_scale, ~finite, q_err_scale)
     lse = Values(
         zh[:, None], zl[:, None], z_err[:, None], z_scale[:, None], np.zeros((b, 1), bool),
-        z_err_scale[:, None],
+        z_err_scale,
     )  # fmt: skip
     return FastReference(DD_TIER, lambda: sm, lambda: ls, lambda: lse)
 

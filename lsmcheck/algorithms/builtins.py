@@ -22,7 +22,7 @@ from lsmcheck.algorithms.trace import (
     _dtypes,
     _exp,
     _finite,
-    _native,
+    _mark_shift_nan,
     _nonfinite,
     _row,
     _RowMax,
@@ -159,12 +159,8 @@ def _online_finish(t: _Tracer, x: Array, m: Array, total: Array, s: Setup) -> Tr
         x64 = np.asarray(x, np.float64)
         bad = _nonfinite(total) & ~_row(np.isnan(x64))
         # in a format without infinities x - max overflows to NaN (not -inf, whose exp is 0)
-        # in the first pass, and the NaN reaches the sum: that is the cause, at the row's
-        # lowest such x
-        sub_nan = np.isfinite(x64) & np.isnan(_native(x.astype(acc) - m.astype(acc)))
-        if sub_nan.any():
-            lowest = -np.max(np.where(sub_nan, -x64, -np.inf), axis=-1, keepdims=True)
-            t.overflowed(Event.SUB_OVERFLOW, bad & _row(sub_nan), lowest)
+        # in the first pass, and the NaN reaches the sum: that is the cause
+        _mark_shift_nan(t, x, m, x.astype(acc) - m.astype(acc), bad)
         t.overflowed(Event.SUM_OVERFLOW, bad, _RowMax(x))
     d = _sub(t, x.astype(acc, copy=False), m.astype(acc, copy=False))
     e = _exp(t, d, rowwise=False, dtype=d_t)

@@ -272,9 +272,17 @@ def _shift(t: _Tracer, x: Array, acc: np.dtype[Any]) -> tuple[Array, Array]:
         # sum spreads to the row's output: the cause, marked for the row at its lowest x
         d = x.astype(acc, copy=False) - m.astype(acc, copy=False)
         if t.active:
-            over = _finite(x) & _finite(m) & np.isnan(_native(d))
-            if over.any():
-                lowest = lambda: -_row_max(np.where(over, -_native(x), -np.inf))  # noqa: E731
-                t.overflowed(Event.SUB_OVERFLOW, _row(over), lowest)
+            _mark_shift_nan(t, x, m, d)
         return m, d
     return m, _sub(t, x.astype(acc, copy=False), m.astype(acc, copy=False))
+
+
+def _mark_shift_nan(t: _Tracer, x: Array, m: Array, d: Array, rows: Array | None = None) -> None:
+    """Mark ``x - m`` (computed as ``d``) that overflowed to NaN, as it does in a format
+    without infinities, as the cause for the whole row (of those in ``rows``): the NaN
+    reaches every output through the sum.  The operand named is the row's lowest such x."""
+    over = _finite(x) & _finite(m) & np.isnan(_native(d))
+    if not over.any():
+        return
+    lowest = lambda: -_row_max(np.where(over, -_native(x), -np.inf))  # noqa: E731
+    t.overflowed(Event.SUB_OVERFLOW, _row(over) if rows is None else rows & _row(over), lowest)

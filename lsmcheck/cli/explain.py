@@ -36,9 +36,9 @@ class _Explain(click.Command):
         except click.UsageError as e:
             if "unexpected extra argument" not in e.message:
                 raise
+            known = [o for p in self.params for o in getattr(p, "opts", ())]
             for arg in args:
                 name = arg.split("=", 1)[0]
-                known = [o for p in self.params for o in getattr(p, "opts", ())]
                 if name.startswith("-") and not _numeric(arg) and name not in known:
                     close = difflib.get_close_matches(name, known)
                     raise click.NoSuchOption(name, possibilities=close, ctx=ctx) from None
