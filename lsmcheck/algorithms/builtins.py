@@ -22,6 +22,8 @@ from lsmcheck.algorithms.trace import (
     _dtypes,
     _exp,
     _finite,
+    _is_zero,
+    _isnan,
     _mark_shift_nan,
     _nonfinite,
     _row,
@@ -75,10 +77,10 @@ def log_of_softmax(x: Array, s: Setup = NO_SETUP) -> Trace:
     out = np.log(inner.out)
     if s.quiet:
         return Trace(out, inner.overflow, inner.flush, inner.nan, inner.arg)
-    zero = (inner.out == 0) & _finite(x)
+    zero = _is_zero(inner.out) & _finite(x)
     inner.flush[zero] = Event.LOG_OF_ZERO  # the root cause stays in ``arg``: exp's argument
     # float8_e4m3fn holds log(0) = -inf as NaN
-    new_nan = zero & np.isnan(np.asarray(out, np.float64)) & (inner.nan == 0)
+    new_nan = zero & _isnan(out) & (inner.nan == 0)
     inner.nan[new_nan] = Event.NAN_FROM_FLUSH
     return Trace(out, inner.overflow, inner.flush, inner.nan, inner.arg)
 

@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lsmcheck.algorithms.interface import NO_SETUP, Algorithm, Array, Kind, Setup, Trace
-from lsmcheck.algorithms.trace import _finite
+from lsmcheck.algorithms.trace import _finite, _is_zero
 
 
 def _errstate(fn: Callable[[Array, Setup], Trace]) -> Callable[[Array, Setup], Trace]:
@@ -41,7 +41,7 @@ def eventful_rows(x: Array, out: Array) -> npt.NDArray[np.intp]:
     outputs are nonzero recorded nothing (``tests/test_lazy_trace.py`` checks this against
     the fully traced run).
     """
-    calm = _finite(x).all(axis=-1) & _finite(out).all(axis=-1) & (out != 0).all(axis=-1)
+    calm = _finite(x).all(axis=-1) & _finite(out).all(axis=-1) & ~_is_zero(out).any(axis=-1)
     return np.flatnonzero(~calm)
 
 

@@ -70,7 +70,7 @@ class _Tracer:
             return Trace(out, self.overflow, self.flush, self.nan, self.arg)
         # A format without infinities (float8_e4m3fn) overflows to NaN, and holds the -inf of
         # log(0) after a flush as NaN: name that cause.
-        nan = np.isnan(_native(out))
+        nan = _isnan(out)
         self.nans(Event.NAN_FROM_OVERFLOW, nan & (self.overflow != 0))
         self.nans(Event.NAN_FROM_FLUSH, nan & (self.flush != 0))
         return Trace(out, self.overflow, self.flush, self.nan, self.arg)
@@ -95,7 +95,21 @@ class _RowMax:
 
 
 def _row_max(values: Array) -> Array:
-    return np.asarray(np.max(_native(values), axis=-1, keepdims=True), np.float64)
+    return np.asarray(_max(_native(values)), np.float64)
+
+
+def _max(x: Array) -> Array:
+    """``np.max(x, axis=-1, keepdims=True)``, faster for float16, whose max numpy takes one
+    converted element at a time (some 4 times slower than converting them all to float32 and
+    taking the max there, which is exact).  Where the maximum is a zero the rows are taken
+    again in float16: which of ``-0`` and ``+0`` numpy returns differs between the dtypes."""
+    if x.dtype != _HALF:
+        return np.max(x, axis=-1, keepdims=True)
+    m = np.max(x.astype(np.float32), axis=-1, keepdims=True).astype(_HALF)
+    zero = _is_zero(m)
+    if zero.any():
+        m = np.where(zero, np.max(x, axis=-1, keepdims=True), m)
+    return m
 
 
 def _native(a: Array) -> Array:
@@ -104,18 +118,48 @@ def _native(a: Array) -> Array:
     return a if a.dtype.kind == "f" else np.asarray(a, np.float64)
 
 
+_HALF = np.dtype(np.float16)
+_HALF_TINY = np.float32(2.0**-14)  # float16's smallest normal
+_HALF_QUANTA = np.float32(2.0**24)  # subnormal float16s per unit
+
+# float16's predicates from its bits: numpy converts every float16 element to float32 for
+# ``isfinite``, ``isnan``, ``isinf`` and ``== 0`` (some 15 times slower than these).
+_HALF_EXP = 0x7C00  # the exponent bits: all set in ±inf and NaN
+_HALF_MAG = 0x7FFF  # all but the sign
+
+
 def _finite(a: Array) -> npt.NDArray[np.bool_]:
+    a = np.asarray(a)
+    if a.dtype == _HALF:
+        return np.asarray((a.view(np.uint16) & _HALF_EXP) != _HALF_EXP)
     return np.asarray(np.isfinite(_native(a)))
+
+
+def _isnan(a: Array) -> npt.NDArray[np.bool_]:
+    a = np.asarray(a)
+    if a.dtype == _HALF:
+        return np.asarray((a.view(np.uint16) & _HALF_MAG) > _HALF_EXP)
+    return np.asarray(np.isnan(_native(a)))
+
+
+def _isinf(a: Array) -> npt.NDArray[np.bool_]:
+    a = np.asarray(a)
+    if a.dtype == _HALF:
+        return np.asarray((a.view(np.uint16) & _HALF_MAG) == _HALF_EXP)
+    return np.asarray(np.isinf(_native(a)))
+
+
+def _is_zero(a: Array) -> npt.NDArray[np.bool_]:
+    """``a == 0`` (either sign)."""
+    a = np.asarray(a)
+    if a.dtype == _HALF:
+        return np.asarray((a.view(np.uint16) & _HALF_MAG) == 0)
+    return np.asarray(_native(a) == 0)
 
 
 def _nonfinite(a: Array) -> Array:
     """``±inf`` or NaN: what an overflow gives (NaN in a format without infinities)."""
     return ~_finite(a)
-
-
-_HALF = np.dtype(np.float16)
-_HALF_TINY = np.float32(2.0**-14)  # float16's smallest normal
-_HALF_QUANTA = np.float32(2.0**24)  # subnormal float16s per unit
 
 
 def _to_half(v: Array) -> Array:
@@ -144,19 +188,23 @@ def _cast(v: Array, dtype: np.dtype[Any]) -> Array:
 
 
 def _wide(a: Array) -> Array:
-    """float16 operands as float32: numpy computes a float16 ufunc in float32 and rounds the
-    result to float16; rounding it with :func:`_to_half` gives the same float16, faster."""
+    """float16 operands as float32, for ``/``: its float32 result rounded once to float16 (with
+    :func:`_to_half`, faster than numpy's own float16 division) is the correctly rounded
+    quotient, as numpy's (float32 has more than twice float16's 11 bits, so the double rounding
+    is harmless).  Not for ``exp``: numpy's float16 ``exp`` is a kernel of its own on some
+    CPUs (with AVX-512 it differs from ``exp`` in float32 and rounding in 4 of the 63,488
+    finite inputs), and faster than the float32 route there."""
     return a.astype(np.float32) if a.dtype == _HALF else a
 
 
 def _exp(t: _Tracer, a: Array, rowwise: bool, dtype: np.dtype[Any]) -> Array:
     """exp(a) stored in ``dtype``, marking overflow (finite a -> inf/NaN) and flush (-> 0)."""
-    e = _cast(_cast(np.exp(_wide(a)), a.dtype), dtype)  # exp in a's dtype, then stored
+    e = _cast(np.exp(a), dtype)  # exp in a's dtype (numpy's own, see _wide), then stored
     if not t.active:
         return e
     finite = _finite(a)
     over = finite & _nonfinite(e)
-    flush = finite & (e == 0)
+    flush = finite & _is_zero(e)
     if rowwise:
         t.overflowed(Event.EXP_OVERFLOW, _row(over), lambda: _row_max(np.where(over, a, -np.inf)))
     else:
@@ -172,7 +220,7 @@ def _sum(t: _Tracer, x: Array, e: Array, acc: np.dtype[Any]) -> Array:
         return s
     finite_x = _finite(x)
     term_over = _row(_nonfinite(e) & finite_x)
-    bad = _nonfinite(s) & ~_row(np.isnan(_native(x)))
+    bad = _nonfinite(s) & ~_row(_isnan(x))
     _spread_overflow(t, bad)
     top = _RowMax(x)
     t.overflowed(Event.EXP_OVERFLOW, bad & term_over, top)
@@ -207,8 +255,7 @@ def _sub(t: _Tracer, a: Array, b: Array, event: Event = Event.SUB_OVERFLOW) -> A
         return d
     fa, fb = _finite(a), _finite(b)
     t.overflowed(event, fa & fb & _nonfinite(d), np.broadcast_to(a, d.shape))
-    ia, ib = np.isinf(_native(a)), np.isinf(_native(b))
-    t.nans(Event.INF_MINUS_INF, ia & ib & np.isnan(_native(d)))
+    t.nans(Event.INF_MINUS_INF, _isinf(a) & _isinf(b) & _isnan(d))
     return d
 
 
@@ -217,9 +264,8 @@ def _div(t: _Tracer, a: Array, b: Array) -> Array:
     q = _to_half(_wide(a) / _wide(b)) if a.dtype == b.dtype == _HALF else a / b
     if not t.active:
         return q
-    a_, b_ = _native(a), _native(b)
-    t.nans(Event.INF_OVER_INF, np.isinf(a_) & np.isinf(b_))
-    t.nans(Event.ZERO_OVER_ZERO, (a_ == 0) & (b_ == 0))
+    t.nans(Event.INF_OVER_INF, _isinf(a) & _isinf(b))
+    t.nans(Event.ZERO_OVER_ZERO, _is_zero(a) & _is_zero(b))
     return q
 
 
@@ -259,14 +305,14 @@ def _start(x: Array, out_shape: tuple[int, ...], s: Setup) -> _Tracer:
     t = _Tracer(out_shape, active=not s.quiet)
     if s.quiet:
         return t
-    nan_x = np.isnan(_native(x))
+    nan_x = _isnan(x)
     t.nans(Event.NAN_INPUT, nan_x if out_shape == x.shape else _row(nan_x))
     return t
 
 
 def _shift(t: _Tracer, x: Array, acc: np.dtype[Any]) -> tuple[Array, Array]:
     """``(m, x - m)`` with ``m`` the row maximum; the difference is computed in ``acc``."""
-    m = np.max(x, axis=-1, keepdims=True)
+    m = _max(x)
     if t.overflow.shape != x.shape:  # one output per row: x - max overflowing to -inf is
         # harmless (its exp is 0), but in a format without infinities it is NaN, which the
         # sum spreads to the row's output: the cause, marked for the row at its lowest x
@@ -281,7 +327,7 @@ def _mark_shift_nan(t: _Tracer, x: Array, m: Array, d: Array, rows: Array | None
     """Mark ``x - m`` (computed as ``d``) that overflowed to NaN, as it does in a format
     without infinities, as the cause for the whole row (of those in ``rows``): the NaN
     reaches every output through the sum.  The operand named is the row's lowest such x."""
-    over = _finite(x) & _finite(m) & np.isnan(_native(d))
+    over = _finite(x) & _finite(m) & _isnan(d)
     if not over.any():
         return
     lowest = lambda: -_row_max(np.where(over, -_native(x), -np.inf))  # noqa: E731
