@@ -276,31 +276,55 @@ def describe_event(
     ``lo``..``hi`` is the range of the operands that triggered the event (equal for one);
     ``fmt_max`` is the format's largest finite value and ``tiny`` its smallest subnormal.
     """
-    max_exp = math.log(fmt_max)
-    min_exp = math.log(tiny) - math.log(2)
+    # only the message asked for is formatted: a batch's findings ask for thousands
     a = f"{lo:.6g}" if lo == hi else f"{lo:.6g}..{hi:.6g}"
-    big = f"{fmt_name} max {fmt_max:.6g}"
-    messages = {
-        Event.EXP_OVERFLOW: f"exp({a}) overflowed ({fmt_name} max exp argument ~{max_exp:.2f})",
-        Event.SUM_OVERFLOW: f"the sum of exp terms overflowed ({big})",
-        Event.SUB_OVERFLOW: f"x - max overflowed at x={a} ({big})",
-        Event.ADD_OVERFLOW: f"max + log(sum) overflowed at max={a} ({big})",
-        Event.EXP_FLUSH: f"exp({a}) underflowed to 0 ({fmt_name} min exp argument ~{min_exp:.2f})",
-        Event.SUM_FLUSH: "every exp term underflowed, so the sum is 0 and its log -inf",
-        Event.LOG_OF_ZERO: f"log(0) = -inf: the probability exp({a}) underflowed "
-        f"({fmt_name} min exp argument ~{min_exp:.2f})",
-        Event.INF_OVER_INF: "inf/inf after an overflow",
-        Event.ZERO_OVER_ZERO: "0/0 after every exp term underflowed",
-        Event.INF_MINUS_INF: "inf - inf",
-        Event.NAN_INPUT: "a NaN input",
-        Event.NAN_FROM_OVERFLOW: f"an overflow gave NaN ({fmt_name} has no infinities)",
-        Event.NAN_FROM_FLUSH: f"the -inf of log(0) after an underflow is NaN in {fmt_name} "
-        "(it has no infinities)",
-        Event.STORE_FLUSH: f"the result {a} underflowed to 0 when stored in {fmt_name}",
-        Event.CANCELLED: f"p - 1 cancelled to 0 at the target (log p = {a}): p rounds to 1 in "
-        f"{fmt_name}, so the gradient 1 - p of a confident prediction is lost",
-        Event.LOG_BACKWARD: "the backward of log divides by a probability of 0 (one that "
-        "underflowed, or a masked class): 0/0 = NaN, and the softmax backward spreads the NaN "
-        "over the row",
-    }
-    return messages.get(event, event.name.lower())
+    match event:
+        case Event.EXP_OVERFLOW:
+            return f"exp({a}) overflowed ({fmt_name} max exp argument ~{math.log(fmt_max):.2f})"
+        case Event.SUM_OVERFLOW:
+            return f"the sum of exp terms overflowed ({fmt_name} max {fmt_max:.6g})"
+        case Event.SUB_OVERFLOW:
+            return f"x - max overflowed at x={a} ({fmt_name} max {fmt_max:.6g})"
+        case Event.ADD_OVERFLOW:
+            return f"max + log(sum) overflowed at max={a} ({fmt_name} max {fmt_max:.6g})"
+        case Event.EXP_FLUSH:
+            return f"exp({a}) underflowed to 0 ({_min_exp(fmt_name, tiny)})"
+        case Event.SUM_FLUSH:
+            return "every exp term underflowed, so the sum is 0 and its log -inf"
+        case Event.LOG_OF_ZERO:
+            return (
+                f"log(0) = -inf: the probability exp({a}) underflowed ({_min_exp(fmt_name, tiny)})"
+            )
+        case Event.INF_OVER_INF:
+            return "inf/inf after an overflow"
+        case Event.ZERO_OVER_ZERO:
+            return "0/0 after every exp term underflowed"
+        case Event.INF_MINUS_INF:
+            return "inf - inf"
+        case Event.NAN_INPUT:
+            return "a NaN input"
+        case Event.NAN_FROM_OVERFLOW:
+            return f"an overflow gave NaN ({fmt_name} has no infinities)"
+        case Event.NAN_FROM_FLUSH:
+            return (
+                f"the -inf of log(0) after an underflow is NaN in {fmt_name} (it has no infinities)"
+            )
+        case Event.STORE_FLUSH:
+            return f"the result {a} underflowed to 0 when stored in {fmt_name}"
+        case Event.CANCELLED:
+            return (
+                f"p - 1 cancelled to 0 at the target (log p = {a}): p rounds to 1 in "
+                f"{fmt_name}, so the gradient 1 - p of a confident prediction is lost"
+            )
+        case Event.LOG_BACKWARD:
+            return (
+                "the backward of log divides by a probability of 0 (one that underflowed, or "
+                "a masked class): 0/0 = NaN, and the softmax backward spreads the NaN over the row"
+            )
+    return event.name.lower()
+
+
+def _min_exp(fmt_name: str, tiny: float) -> str:
+    """The smallest argument whose exp does not flush to 0, roughly (half the smallest
+    subnormal rounds up)."""
+    return f"{fmt_name} min exp argument ~{math.log(tiny) - math.log(2):.2f}"

@@ -104,12 +104,12 @@ def _max(x: Array) -> Array:
     taking the max there, which is exact).  Where the maximum is a zero the rows are taken
     again in float16: which of ``-0`` and ``+0`` numpy returns differs between the dtypes."""
     if x.dtype != _HALF:
-        return np.max(x, axis=-1, keepdims=True)
+        return np.asarray(np.max(x, axis=-1, keepdims=True))
     m = np.max(x.astype(np.float32), axis=-1, keepdims=True).astype(_HALF)
     zero = _is_zero(m)
     if zero.any():
         m = np.where(zero, np.max(x, axis=-1, keepdims=True), m)
-    return m
+    return np.asarray(m)
 
 
 def _native(a: Array) -> Array:

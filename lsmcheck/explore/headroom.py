@@ -245,9 +245,12 @@ def assess_rows(
     for all rows at once; only the entries themselves are built per row.
     """
     finite = np.isfinite(x)
-    with np.errstate(invalid="ignore"):
-        tops = np.where(finite, x, -np.inf).max(axis=1)
-        lows = np.where(finite, x, np.inf).min(axis=1)
+    if finite.all():  # the usual batch: no mask to apply
+        tops, lows = x.max(axis=1, initial=-np.inf), x.min(axis=1, initial=np.inf)
+    else:
+        with np.errstate(invalid="ignore"):
+            tops = np.where(finite, x, -np.inf).max(axis=1)
+            lows = np.where(finite, x, np.inf).min(axis=1)
     has = np.asarray(finite.any(axis=1))
     n = x.shape[1]
     cap = _length_cap(n)
