@@ -610,16 +610,21 @@ def _row_stats(
     """Row maxima, means, counts and argmax checks, all at once."""
     b = c.shape[0]
     worst = np.argmax(ulp, axis=1)
-    counts = np.stack(
-        [overflow.sum(axis=1), underflow.sum(axis=1), benign.sum(axis=1), nan.sum(axis=1)], 1
-    )
+    none = np.zeros(b, np.int64)  # (most batches have no event of a kind: no sum to take)
+    masks = (overflow, underflow, benign, nan)
+    counts = np.stack([m.sum(axis=1) if m.any() else none for m in masks], 1)
     if kind.per_vector:
         argmax: list[bool | None] = [None] * b
     else:
         # as metrics.argmax_preserved: a maximal input keeps the maximal output (ties allowed)
-        top = x64 == np.max(x64, axis=1, keepdims=True)
+        top_x = np.max(x64, axis=1, keepdims=True)
+        top = x64 == top_x
         with np.errstate(invalid="ignore"):
-            best_top = np.where(top, c, -np.inf).max(axis=1)
+            if np.count_nonzero(top) == b and not np.isnan(top_x).any():
+                # one maximal input per row (a row without one has a NaN maximum): no mask
+                best_top = c[np.arange(b), np.argmax(x64, axis=1)]
+            else:
+                best_top = np.where(top, c, -np.inf).max(axis=1)
             kept = (best_top == c.max(axis=1)) & ~nan.any(axis=1)
         # rows that overflowed or underflowed: the first maximal output must be a top input
         first = top[np.arange(b), np.argmax(c, axis=1)]
@@ -631,7 +636,7 @@ def _row_stats(
         mean_ulp=np.mean(ulp, axis=1).tolist(),  # per row, as np.mean of the row alone
         max_abs=np.max(abs_e, axis=1).tolist(),
         max_rel=np.max(rel_e, axis=1).tolist(),
-        counts=[(a, b_, c_, d) for a, b_, c_, d in counts.tolist()],
+        counts=list(map(tuple, counts.tolist())),
         argmax=argmax,
         sum_error=_sum_errors(c) if kind is Kind.SOFTMAX else [None] * b,
     )

@@ -324,3 +324,39 @@ def test_the_relative_error_is_floored_at_the_smallest_normal(
         )
     assert r.max_rel_error == pytest.approx(float(want), rel=2.0**-9)
     assert r.status is Status.PASS  # every output is the correctly rounded value
+
+
+def test_row_stats_argmax_agrees_with_metrics_row_by_row() -> None:
+    """The batched argmax check (a gather where each row has one maximal input, a mask where
+    not) against metrics.argmax_preserved, one row at a time: ties, NaN and inf included."""
+    from lsmcheck.algorithms import Kind
+    from lsmcheck.audit import _row_stats
+    from lsmcheck.metrics import argmax_preserved
+
+    rng = np.random.default_rng(11)
+    for trial in range(60):
+        b, n = int(rng.integers(1, 12)), int(rng.integers(1, 6))
+        x = rng.integers(-2, 3, (b, n)).astype(np.float64)  # small integers: many ties
+        c = rng.integers(-2, 3, (b, n)).astype(np.float64)
+        if trial % 3 == 0:
+            x[rng.random((b, n)) < 0.1] = rng.choice([np.nan, np.inf, -np.inf])
+            c[rng.random((b, n)) < 0.1] = rng.choice([np.nan, np.inf, -np.inf])
+        if trial % 4 == 0:  # one maximal input per row: the gather
+            x[np.arange(b), rng.integers(0, n, b)] = 9.0
+        c[np.isnan(x).any(axis=1), 0] = np.nan  # a NaN input gives a NaN output
+        nan = np.isnan(c)
+        events = rng.random((b, n)) < 0.2
+        none = np.zeros((b, n), bool)
+        rows = _row_stats(Kind.SOFTMAX, x, c, np.abs(c), np.abs(c), np.abs(c),
+                          events, none, none, nan)  # fmt: skip
+        want = [
+            False if nan[r].any() else argmax_preserved(x[r], c[r], bool(events[r].any()))
+            for r in range(b)
+        ]
+        assert rows.argmax == want, (x, c)
+    # a row without a maximal input (NaN) beside one with two: one per row on average only
+    x = np.array([[np.nan, 1.0], [2.0, 2.0]])
+    c = np.array([[np.nan, 0.5], [0.1, 0.9]])
+    none = np.zeros(x.shape, bool)
+    rows = _row_stats(Kind.SOFTMAX, x, c, c, c, c, none, none, none, np.isnan(c))
+    assert rows.argmax == [False, True]
