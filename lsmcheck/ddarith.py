@@ -5,7 +5,7 @@ and TwoProd are exact (Knuth; Dekker's splitting, as numpy has no fused multiply
 double-double operation errs by at most ``8 u**2`` relative (``u = 2**-53``; Joldes, Muller &
 Popescu, ACM TOMS 44(2), 2017 give ``3-7 u**2``).  The ``_err`` forms also return a bound on
 what their roundings lose, in absolute terms, for results far larger than those roundings.
-Used by :mod:`lsmcheck.fastref` and :mod:`lsmcheck.fastmetrics`.
+Used by :mod:`lsmcheck.ddkernels`, :mod:`lsmcheck.fastref` and :mod:`lsmcheck.fastmetrics`.
 """
 
 from __future__ import annotations
