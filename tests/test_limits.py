@@ -234,7 +234,7 @@ def test_a_sampled_spread_limit_is_the_first_break_found_and_says_so(alg: str, d
 def test_spread_crossings_are_where_the_exact_outputs_cross_powers_of_two() -> None:
     """Each crossing, against mpmath at 200 bits: the exact output is on either side of the
     power of two a float64 ulp or two before and after, falling or rising as stated."""
-    from lsmcheck.explore.limits import spread_crossings
+    from lsmcheck.explore.search import spread_crossings
 
     with mpmath.workprec(200):
 

@@ -3,7 +3,8 @@
 * :mod:`lsmcheck.explore.probe` runs a registered algorithm on a batch of probe vectors in a
   dtype and classifies every row with :mod:`lsmcheck.metrics` against :mod:`lsmcheck.reference`.
 * :mod:`lsmcheck.explore.limits` searches, by bisection over the dtype's ordered bit patterns,
-  where each algorithm breaks (``lsmcheck limits``).
+  where each algorithm breaks (``lsmcheck limits``): the probe points and the searches are in
+  :mod:`lsmcheck.explore.search`, the verdicts in words in :mod:`lsmcheck.explore.verdicts`.
 * :mod:`lsmcheck.explore.headroom` says how close a vector comes to those limits (``run``,
   ``explain``).
 * :mod:`lsmcheck.explore.generators` and :mod:`lsmcheck.explore.sweep` vary one parameter of a

@@ -102,7 +102,14 @@ def _cache_file() -> Path | None:
         base = str(Path(xdg) / "lsmcheck")
     digest = hashlib.sha256()
     package = Path(__file__).resolve().parent.parent
-    modules = ("dtypes", "metrics", "reference", "explore/limits", "explore/probe")
+    modules = (
+        "dtypes",
+        "metrics",
+        "reference",
+        "explore/limits",
+        "explore/search",
+        "explore/probe",
+    )
     algorithms = sorted((package / "algorithms").glob("*.py"))  # every module of the package
     for path in [*algorithms, *(package / f"{module}.py" for module in modules)]:
         digest.update(path.relative_to(package).as_posix().encode() + b"\0")

@@ -15,14 +15,8 @@ from rich.table import Table
 from rich.text import Text
 
 from lsmcheck.explore.hunt import HuntReport
-from lsmcheck.explore.limits import (
-    LIMITS,
-    SPECS,
-    SPREAD_PER_BINADE,
-    SPREAD_WINDOW,
-    Limit,
-    LimitsReport,
-)
+from lsmcheck.explore.limits import LIMITS, SPECS, Limit, LimitsReport
+from lsmcheck.explore.search import SPREAD_PER_BINADE, SPREAD_WINDOW
 from lsmcheck.formats.style import Style
 from lsmcheck.formats.table import to_text
 from lsmcheck.results import json_number, prose_number, repr_float
