@@ -32,17 +32,20 @@ from lsmcheck.parallel import tune_malloc  # noqa: E402
 
 audit_module = sys.modules["lsmcheck.audit"]
 
-#: (module, function, label) of the steps timed.
+#: (module, function, label) of the steps timed.  The module is the one whose global the caller
+#: looks the function up in: ``audit_chunk`` calls ``_measure_batch`` (defined in
+#: lsmcheck.measure) by the name lsmcheck.audit imports, and ``_measure_batch`` calls
+#: ``fast_reference`` (defined in lsmcheck.fastref) by lsmcheck.measure's.
 STEPS = [
     ("lsmcheck.audit", "_run", "traced algorithms"),
     ("lsmcheck.audit", "_measure_batch", "measuring (all of it)"),
-    ("lsmcheck.audit", "fast_reference", "  fast reference"),
+    ("lsmcheck.measure", "fast_reference", "  fast reference"),
     ("lsmcheck.fastmetrics", "prepare", "  reference in ulp units"),
     ("lsmcheck.fastmetrics", "measure_batch", "  errors of the outputs"),
-    ("lsmcheck.audit", "_row_stats", "  per-row statistics"),
+    ("lsmcheck.measure", "_row_stats", "  per-row statistics"),
     ("lsmcheck.fastmetrics", "findings_batch", "  findings"),
     ("lsmcheck.explore.headroom", "assess_rows", "  headroom"),
-    ("lsmcheck.audit", "_result", "  building results"),
+    ("lsmcheck.measure", "_result", "  building results"),
 ]
 
 

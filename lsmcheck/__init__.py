@@ -22,9 +22,9 @@ from lsmcheck import _startup
 _startup.guard()  # before the imports below, the longest part of the program's start
 
 from lsmcheck.api import audit  # noqa: E402
-from lsmcheck.audit import Options  # noqa: E402
 from lsmcheck.errors import InputError, LsmcheckError, UsageError  # noqa: E402
 from lsmcheck.gate import Limits, Rule, Thresholds  # noqa: E402
+from lsmcheck.options import Options  # noqa: E402
 from lsmcheck.results import Breach, Element, Finding, Group, Report, Result, Status  # noqa: E402
 from lsmcheck.vectors import Vector  # noqa: E402
 

@@ -33,12 +33,13 @@ import numpy as np
 
 from lsmcheck import baseline as baseline_file
 from lsmcheck.algorithms import ALL_BUILTINS, DEFAULT_ALGORITHMS, Algorithm, Kind
-from lsmcheck.audit import Options, Progress
+from lsmcheck.audit import Progress
 from lsmcheck.audit import audit as run_audit
 from lsmcheck.baseline import Baseline
 from lsmcheck.dtypes import ALL_FORMATS, with_all
 from lsmcheck.errors import UsageError
 from lsmcheck.gate import DEFAULT_TOLERANCE, Thresholds, compare, parse_fail_on
+from lsmcheck.options import Options
 from lsmcheck.results import Report
 from lsmcheck.sandbox import Limits
 from lsmcheck.userimpl import load, wrap
@@ -202,7 +203,7 @@ def audit(
         reference: ``"auto"`` (default: the fast certified tier, mpmath for what it cannot
             settle) or ``"mpmath"`` (mpmath for every element).
         keep: aggregate results as they stream, keeping this many per group (see
-            :class:`~lsmcheck.audit.Options`).
+            :class:`~lsmcheck.options.Options`).
         jobs: worker processes (the report is the same whatever the number).
         scheduler: the address of a Dask distributed scheduler to run the chunks on.
         impl_timeout: seconds a call of a string implementation may take (default 60; 0: no

@@ -1,6 +1,6 @@
 """The mpmath path: certified exact values for what the fast tiers leave open.
 
-:mod:`lsmcheck.audit` measures each output element against the fast tiers
+:mod:`lsmcheck.measure` measures each output element against the fast tiers
 (:mod:`lsmcheck.fastref`, :mod:`lsmcheck.fastmetrics`) and hands the elements they cannot settle
 here: :func:`certified` raises the working precision of :func:`lsmcheck.reference.exact` until
 the absolute and relative error of each of them is certified, computing only the values they

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lsmcheck.audit import Options, audit
+from lsmcheck.audit import audit
 from lsmcheck.dtypes import Format, get_format
+from lsmcheck.options import Options
 from lsmcheck.results import Report, Result, Status
 from lsmcheck.vectors import Vector
 

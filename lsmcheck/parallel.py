@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 from lsmcheck.errors import LimitError, UsageError, WorkerError
 
 if TYPE_CHECKING:
-    from lsmcheck.audit import ChunkOutcome, Options
+    from lsmcheck.audit import ChunkOutcome
+    from lsmcheck.options import Options
     from lsmcheck.vectors import Vector
 
 

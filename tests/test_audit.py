@@ -330,7 +330,7 @@ def test_row_stats_argmax_agrees_with_metrics_row_by_row() -> None:
     """The batched argmax check (a gather where each row has one maximal input, a mask where
     not) against metrics.argmax_preserved, one row at a time: ties, NaN and inf included."""
     from lsmcheck.algorithms import Kind
-    from lsmcheck.audit import _row_stats
+    from lsmcheck.measure import _row_stats
     from lsmcheck.metrics import argmax_preserved
 
     rng = np.random.default_rng(11)

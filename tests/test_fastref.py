@@ -18,10 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lsmcheck import Options, Vector, audit
-from lsmcheck.audit import FAST_FORMATS
 from lsmcheck.ddkernels import REL_EXP_DD, exp_dd, log1p_dd
 from lsmcheck.dtypes import FORMATS
-from lsmcheck.fastref import REL_LIBM, fast_reference
+from lsmcheck.fastref import FAST_FORMATS, REL_LIBM, fast_reference
 from lsmcheck.reference import exact
 from lsmcheck.results import Report, Result
 

@@ -7,7 +7,6 @@ import sys
 
 import click
 
-from lsmcheck.audit import Options
 from lsmcheck.cli.common import (
     algorithm_names,
     algorithm_option,
@@ -22,6 +21,7 @@ from lsmcheck.cli.common import (
 from lsmcheck.errors import InputError, UsageError
 from lsmcheck.explain import explain as explain_vector
 from lsmcheck.formats.explain import render
+from lsmcheck.options import Options
 from lsmcheck.sources import parse_logits_flag
 
 

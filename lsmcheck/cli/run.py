@@ -27,7 +27,7 @@ from click.core import ParameterSource
 from lsmcheck import baseline as baseline_file
 from lsmcheck.algorithms import Algorithm, get_algorithm
 from lsmcheck.api import audit
-from lsmcheck.audit import Options, Progress
+from lsmcheck.audit import Progress
 from lsmcheck.cli import keep_until_exit
 from lsmcheck.cli.common import (
     ProgressBar,
@@ -59,6 +59,7 @@ from lsmcheck.gate import (
     check_tolerance,
     parse_fail_on,
 )
+from lsmcheck.options import Options
 from lsmcheck.parallel import default_jobs, tune_malloc
 from lsmcheck.sandbox import Limits
 from lsmcheck.sources import count_elements, iter_sources, longest_vectors

@@ -33,10 +33,11 @@ import numpy as np
 import numpy.typing as npt
 
 from lsmcheck.algorithms import BUILTINS, Algorithm
-from lsmcheck.audit import Options, audit
+from lsmcheck.audit import audit
 from lsmcheck.dtypes import Format, get_format
 from lsmcheck.errors import UsageError
 from lsmcheck.explain import INACCURATE_ULP, verdict
+from lsmcheck.options import Options
 from lsmcheck.results import Result, repr_float
 from lsmcheck.vectors import Vector, beyond_memory
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from lsmcheck.algorithms import Algorithm
-from lsmcheck.audit import Options, audit
+from lsmcheck.audit import audit
 from lsmcheck.errors import UsageError
 from lsmcheck.explore.generators import (
     Family,
@@ -23,6 +23,7 @@ from lsmcheck.explore.generators import (
     steps,
     vectors,
 )
+from lsmcheck.options import Options
 from lsmcheck.results import Result, Status, json_number
 from lsmcheck.vectors import Vector, beyond_memory
 
