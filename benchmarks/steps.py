@@ -36,9 +36,11 @@ audit_module = sys.modules["lsmcheck.audit"]
 #: looks the function up in: ``audit_chunk`` calls ``_measure_batch`` (defined in
 #: lsmcheck.measure) by the name lsmcheck.audit imports, and ``_measure_batch`` calls
 #: ``fast_reference`` (defined in lsmcheck.fastref) by lsmcheck.measure's.
+#: ``audit_chunk`` hands ``_measure_batch`` the implementations' runs as a generator, so the
+#: traced algorithms run inside the measuring step and are counted there.
 STEPS = [
-    ("lsmcheck.audit", "_run", "traced algorithms"),
     ("lsmcheck.audit", "_measure_batch", "measuring (all of it)"),
+    ("lsmcheck.audit", "_run", "  traced algorithms"),
     ("lsmcheck.measure", "fast_reference", "  fast reference"),
     ("lsmcheck.fastmetrics", "prepare", "  reference in ulp units"),
     ("lsmcheck.fastmetrics", "measure_batch", "  errors of the outputs"),
@@ -98,7 +100,7 @@ def main() -> None:
     print(f"  {'audit_chunk (everything)':28s} {total:6.2f}")
     for _, _, label in STEPS:
         print(f"  {label:28s} {spent[label]:6.2f}")
-    named = spent["traced algorithms"] + spent["measuring (all of it)"]
+    named = spent["measuring (all of it)"]
     print(f"  {'other':28s} {total - named:6.2f}")
     python = [sys.executable, "-c", "pass"]
     imports = [sys.executable, "-c", "import lsmcheck.cli.run"]
