@@ -45,7 +45,7 @@ STEPS = [
     ("lsmcheck.fastmetrics", "prepare", "  reference in ulp units"),
     ("lsmcheck.fastmetrics", "measure_batch", "  errors of the outputs"),
     ("lsmcheck.measure", "_row_stats", "  per-row statistics"),
-    ("lsmcheck.fastmetrics", "findings_batch", "  findings"),
+    ("lsmcheck.fastfindings", "findings_batch", "  findings"),
     ("lsmcheck.explore.headroom", "assess_rows", "  headroom"),
     ("lsmcheck.measure", "_result", "  building results"),
 ]

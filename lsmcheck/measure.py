@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from lsmcheck import bounds, fastmetrics, metrics
+from lsmcheck import bounds, fastfindings, fastmetrics, metrics
 from lsmcheck.algorithms import Algorithm, Kind, Trace
 from lsmcheck.certify import certified, needed_values, value_bounds_of
 from lsmcheck.dtypes import Format
@@ -166,7 +166,7 @@ def _measure_batch(
             kind, c, rounded, exact_zero, over, flush
         )
         rows = _row_stats(kind, xs, c, ulp, abs_e, rel_e, overflow, underflow, benign, nan)
-        found = fastmetrics.findings_batch(
+        found = fastfindings.findings_batch(
             (overflow, underflow, benign, nan), over, flush, trace.nan, trace.arg, fmt
         )
         rooms = (

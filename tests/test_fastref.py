@@ -402,7 +402,7 @@ def test_a_confident_rows_top_probability_is_bounded_as_one_minus_t() -> None:
 
 def test_findings_batch_is_metrics_findings_row_by_row() -> None:
     from lsmcheck import metrics
-    from lsmcheck.fastmetrics import findings_batch
+    from lsmcheck.fastfindings import findings_batch
 
     rng = np.random.default_rng(8)
     b, m = 40, 9
