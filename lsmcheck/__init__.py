@@ -25,7 +25,8 @@ from lsmcheck.api import audit  # noqa: E402
 from lsmcheck.errors import InputError, LsmcheckError, UsageError  # noqa: E402
 from lsmcheck.gate import Limits, Rule, Thresholds  # noqa: E402
 from lsmcheck.options import Options  # noqa: E402
-from lsmcheck.results import Breach, Element, Finding, Group, Report, Result, Status  # noqa: E402
+from lsmcheck.report import Group, Report  # noqa: E402
+from lsmcheck.results import Breach, Element, Finding, Result, Status  # noqa: E402
 from lsmcheck.vectors import Vector  # noqa: E402
 
 __all__ = [

@@ -2,7 +2,7 @@
 
 It takes logits as :class:`~lsmcheck.vectors.Vector` objects or as plain numbers (a list, a list
 of lists, a numpy array with classes on the last axis), implementations as names, callables
-or ``"KIND=module:function"`` strings, and returns a :class:`~lsmcheck.results.Report`
+or ``"KIND=module:function"`` strings, and returns a :class:`~lsmcheck.report.Report`
 (``.results``, ``.passed``, ``.exit_code``, ``.to_json()``).
 
 Example (your own function is a black box: lsmcheck sees its outputs only, so the overflow
@@ -40,7 +40,7 @@ from lsmcheck.dtypes import ALL_FORMATS, with_all
 from lsmcheck.errors import UsageError
 from lsmcheck.gate import DEFAULT_TOLERANCE, Thresholds, compare, parse_fail_on
 from lsmcheck.options import Options
-from lsmcheck.results import Report
+from lsmcheck.report import Report
 from lsmcheck.sandbox import Limits
 from lsmcheck.userimpl import load, wrap
 from lsmcheck.vectors import Vector

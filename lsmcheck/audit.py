@@ -32,14 +32,8 @@ from lsmcheck.fastref import DD_TIER, FLOAT64_TIER
 from lsmcheck.gate import judge
 from lsmcheck.measure import _measure_batch, _skipped
 from lsmcheck.options import Options
-from lsmcheck.results import (
-    ReferenceInfo,
-    Report,
-    Result,
-    Status,
-    result_fields,
-    result_from_fields,
-)
+from lsmcheck.report import ReferenceInfo, Report
+from lsmcheck.results import Result, Status, result_fields, result_from_fields
 from lsmcheck.userimpl import ImplementationError, SandboxFailure
 from lsmcheck.vectors import Vector
 

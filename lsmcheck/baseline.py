@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from lsmcheck.errors import InputError, UsageError
-from lsmcheck.results import Recorded, Report, Result, Status, recorded_to_dict
+from lsmcheck.report import Recorded, Report, recorded_to_dict
+from lsmcheck.results import Result, Status
 
 __all__ = ["SCHEMA", "Baseline", "dumps", "load", "loads", "record"]
 

@@ -14,7 +14,8 @@ import numpy as np
 from lsmcheck.audit import audit
 from lsmcheck.dtypes import Format, get_format
 from lsmcheck.options import Options
-from lsmcheck.results import Report, Result, Status
+from lsmcheck.report import Report
+from lsmcheck.results import Result, Status
 from lsmcheck.vectors import Vector
 
 

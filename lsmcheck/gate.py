@@ -25,16 +25,8 @@ from dataclasses import dataclass, field
 
 from lsmcheck.baseline import Baseline
 from lsmcheck.errors import UsageError
-from lsmcheck.results import (
-    BaselineSummary,
-    Breach,
-    Recorded,
-    Report,
-    Result,
-    Status,
-    source_key,
-    summarise,
-)
+from lsmcheck.report import BaselineSummary, Recorded, Report, source_key, summarise
+from lsmcheck.results import Breach, Result, Status
 
 #: The event counts ``--fail-on`` may name.
 FAIL_ON_CHOICES: tuple[str, ...] = ("overflow", "underflow", "nan")

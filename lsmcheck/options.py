@@ -35,7 +35,7 @@ class Options:
             ``"mpmath"`` (mpmath for every element).
         keep: aggregate the results as they stream, keeping per implementation and dtype
             only the ``keep`` worst vectors and the first ``keep`` failing and skipped ones
-            (the groups and :class:`~lsmcheck.results.Aggregate` totals cover every vector).
+            (the groups and :class:`~lsmcheck.report.Aggregate` totals cover every vector).
             ``None``: keep every result up to 100,000 results, then aggregate keeping 10.
         aggregate: ``False`` keeps every result however many there are, as comparing with a
             baseline or recording one needs (``keep`` must then be ``None``).

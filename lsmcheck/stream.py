@@ -18,14 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lsmcheck.exactsum import ExactSum
-from lsmcheck.results import (
-    ULP_BINS,
-    Aggregate,
-    FindingTotal,
-    Group,
-    Result,
-    Status,
-)
+from lsmcheck.report import ULP_BINS, Aggregate, FindingTotal, Group
+from lsmcheck.results import Result, Status
 from lsmcheck.vectors import Vector
 
 #: Logits per chunk: large enough to amortise the per-batch work, small enough to spread a
@@ -128,13 +122,13 @@ class Accumulator:
     Args:
         keep: keep only, per implementation and dtype, the ``keep`` worst results (by max ULP
             error), the first ``keep`` failing ones and the first ``keep`` skipped ones, and
-            report totals in :class:`~lsmcheck.results.Aggregate`.  ``None``: keep every result
+            report totals in :class:`~lsmcheck.report.Aggregate`.  ``None``: keep every result
             while there are at most :data:`AUTO_AGGREGATE`, then aggregate with
             :data:`AUTO_KEEP`.
         aggregate: ``False`` keeps every result however many there are (with ``keep=None``).
 
     Results must arrive in input order (by vector, then dtype, then implementation); the
-    groups are then exactly those of :func:`lsmcheck.results.summarise`.
+    groups are then exactly those of :func:`lsmcheck.report.summarise`.
     """
 
     def __init__(self, keep: int | None = None, aggregate: bool = True) -> None:

@@ -21,7 +21,8 @@ from typing import Any
 from lsmcheck.api import _names, as_vectors, audit
 from lsmcheck.dtypes import DEFAULT_FORMATS
 from lsmcheck.gate import FAIL_ON_CHOICES, UNAUDITED
-from lsmcheck.results import Report, Result, Status
+from lsmcheck.report import Report
+from lsmcheck.results import Result, Status
 from lsmcheck.vectors import Vector
 
 __all__ = ["assert_stable", "failure_table"]

@@ -22,7 +22,8 @@ from lsmcheck.ddkernels import REL_EXP_DD, exp_dd, log1p_dd
 from lsmcheck.dtypes import FORMATS
 from lsmcheck.fastref import FAST_FORMATS, REL_LIBM, fast_reference
 from lsmcheck.reference import exact
-from lsmcheck.results import Report, Result
+from lsmcheck.report import Report
+from lsmcheck.results import Result
 
 INF = math.inf
 

@@ -28,7 +28,8 @@ from lsmcheck.gate import (
     judge,
     parse_fail_on,
 )
-from lsmcheck.results import ReferenceInfo, Report, Result, Status, summarise
+from lsmcheck.report import ReferenceInfo, Report, summarise
+from lsmcheck.results import Result, Status
 from tests import oracle
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from lsmcheck import Options, Status, Thresholds, Vector, audit, stream
-from lsmcheck.results import summarise
+from lsmcheck.report import summarise
 
 
 def vectors(n: int = 40) -> list[Vector]:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from lsmcheck.errors import UsageError
 from lsmcheck.formats.style import Style
-from lsmcheck.results import Report
+from lsmcheck.report import Report
 
 __all__ = ["FORMAT_MODULES", "Formatter", "Style", "formatter", "render"]
 

@@ -6,7 +6,8 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from lsmcheck.results import Group, Recorded, Report, Result, Status
+from lsmcheck.report import Group, Recorded, Report
+from lsmcheck.results import Result, Status
 
 #: Sources that are not files (an annotation cannot point at them).
 NOT_FILES = ("-", "--logits")

@@ -10,7 +10,8 @@ import csv
 import io
 
 from lsmcheck.formats.style import Style
-from lsmcheck.results import Report, Result
+from lsmcheck.report import Report
+from lsmcheck.results import Result
 
 COLUMNS: tuple[str, ...] = (
     "source",

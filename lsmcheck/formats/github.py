@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from lsmcheck.formats.cases import NOT_FILES, cases, summary, vanished, verdict
 from lsmcheck.formats.style import Style
-from lsmcheck.results import Report
+from lsmcheck.report import Report
 
 
 def escape_data(text: str) -> str:

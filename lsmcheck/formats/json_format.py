@@ -1,9 +1,9 @@
-"""``--format json``: the ``lsmcheck.report/1`` document (see :mod:`lsmcheck.results`)."""
+"""``--format json``: the ``lsmcheck.report/1`` document (see :mod:`lsmcheck.report`)."""
 
 from __future__ import annotations
 
 from lsmcheck.formats.style import Style
-from lsmcheck.results import Report
+from lsmcheck.report import Report
 
 
 def render(report: Report, style: Style) -> str:

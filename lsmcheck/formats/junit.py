@@ -16,7 +16,7 @@ import xml.etree.ElementTree as ET
 
 from lsmcheck.formats.cases import NOT_FILES, Case, cases, more, summary, vanished, why
 from lsmcheck.formats.style import Style, fmt_ulp
-from lsmcheck.results import Report
+from lsmcheck.report import Report
 
 #: Failing vectors listed in a failure's text before the rest is counted.
 MAX_LISTED = 100

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from lsmcheck.formats.cases import more, verdict, why
 from lsmcheck.formats.style import Style, fmt_ulp, reference_text
-from lsmcheck.results import Report, Status
+from lsmcheck.report import Report
+from lsmcheck.results import Status
 
 #: Failing results listed before the rest is counted.
 MAX_LISTED = 20

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from lsmcheck.results import Report
+    from lsmcheck.report import Report
 
 
 @dataclass(frozen=True)

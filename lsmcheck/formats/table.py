@@ -13,7 +13,8 @@ from rich.text import Text
 
 from lsmcheck.formats.cases import more
 from lsmcheck.formats.style import Style, fmt_ulp, reference_text
-from lsmcheck.results import Group, Headroom, Report, Result, Status
+from lsmcheck.report import Group, Report
+from lsmcheck.results import Headroom, Result, Status
 
 
 def to_text(renderables: Iterable[RenderableType], style: Style) -> str:
