@@ -78,12 +78,12 @@ def calls() -> None:
 
 
 def startup() -> None:
-    from lsmcheck import sandbox
+    from lsmcheck import impllimits, sandbox
 
     def start() -> None:
         box = sandbox.Sandbox(
             sandbox.Target("misbehaving", "plain", Kind.LOG_SOFTMAX, tuple(sys.path)),
-            sandbox.Limits.make(),
+            impllimits.Limits.make(),
         )
         box.start()
         box._state.stop()

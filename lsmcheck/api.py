@@ -39,9 +39,9 @@ from lsmcheck.baseline import Baseline
 from lsmcheck.dtypes import ALL_FORMATS, with_all
 from lsmcheck.errors import UsageError
 from lsmcheck.gate import DEFAULT_TOLERANCE, Thresholds, compare, parse_fail_on
+from lsmcheck.impllimits import Limits
 from lsmcheck.options import Options
 from lsmcheck.report import Report
-from lsmcheck.sandbox import Limits
 from lsmcheck.userimpl import load, wrap
 from lsmcheck.vectors import Vector
 

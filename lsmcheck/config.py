@@ -52,7 +52,7 @@ from typing import Any
 from lsmcheck.dtypes import get_format
 from lsmcheck.errors import UsageError
 from lsmcheck.gate import FAIL_ON_CHOICES, FAIL_ON_NAMES, UNAUDITED, Limits, Rule, nonnegative
-from lsmcheck.sandbox import parse_size
+from lsmcheck.impllimits import parse_size
 from lsmcheck.tomlpos import locate
 from lsmcheck.userimpl import parse_spec
 

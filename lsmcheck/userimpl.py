@@ -34,7 +34,8 @@ from lsmcheck._usercode import MAX_MESSAGE, ImplementationError, SpecError, call
 from lsmcheck._usercode import describe as _describe
 from lsmcheck.algorithms import Algorithm, Array, Kind, Trace, untraced
 from lsmcheck.errors import UsageError
-from lsmcheck.sandbox import Limits, SandboxFailure
+from lsmcheck.impllimits import Limits
+from lsmcheck.sandbox import SandboxFailure
 
 __all__ = [
     "MAX_MESSAGE",
@@ -132,7 +133,7 @@ def load(
     The current directory, then each directory of ``search`` (e.g. the config file's), is put
     on ``sys.path`` first if it is not there, as ``python -m`` does; the sandbox child imports
     the module with that ``sys.path``.  The child is started here (and its import checked),
-    with ``limits`` (default: :meth:`lsmcheck.sandbox.Limits.make` with no settings);
+    with ``limits`` (default: :meth:`lsmcheck.impllimits.Limits.make` with no settings);
     ``in_process`` (or a platform without the sandbox) imports and calls it in this process
     instead.  A module that cannot be imported, a missing attribute, a non-callable, or an
     import that hangs, crashes or runs out of memory is a :class:`UsageError` (exit 2).

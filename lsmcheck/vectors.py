@@ -27,7 +27,7 @@ def beyond_memory(logits: int, per_logit: int = BYTES_PER_LOGIT) -> tuple[str, s
     The estimate (:data:`BYTES_PER_LOGIT`) leaves out what the caller holds besides, so half
     the physical memory is the most allowed.
     """
-    from lsmcheck.sandbox import physical_memory
+    from lsmcheck.impllimits import physical_memory
 
     memory = physical_memory()
     if memory is None or logits * per_logit <= memory // 2:

@@ -219,9 +219,9 @@ def test_exploring_an_implementation_that_needs_targets_says_where_to_go(args: l
 
 def test_a_hunt_too_long_for_memory_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     # each round audits 32 candidates together: 32 x 200,000 logits (3 GiB) > half of 2 GiB
-    from lsmcheck import sandbox
+    from lsmcheck import impllimits
 
-    monkeypatch.setattr(sandbox, "physical_memory", lambda: 2 << 30)
+    monkeypatch.setattr(impllimits, "physical_memory", lambda: 2 << 30)
     args = ["hunt", "-a", "softmax_naive", "-d", "float16", "--length", "200000"]
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 2

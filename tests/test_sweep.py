@@ -235,9 +235,9 @@ def test_a_sweep_too_long_for_memory_is_refused_before_any_work(
 ) -> None:
     # a vector is audited whole at about 500 bytes per logit: with 2 GiB of memory, 3 million
     # logits (1.4 GiB) are more than half of it; the draw is never made
-    from lsmcheck import sandbox
+    from lsmcheck import impllimits
 
-    monkeypatch.setattr(sandbox, "physical_memory", lambda: 2 << 30)
+    monkeypatch.setattr(impllimits, "physical_memory", lambda: 2 << 30)
     res = CliRunner().invoke(main, ["sweep", *args])
     assert res.exit_code == 2
     assert res.output.startswith(f"lsmcheck: error: {flag} need about ")
@@ -268,9 +268,9 @@ def test_a_sweep_holding_too_many_logits_is_refused_before_the_draw(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # each vector fits, but 41 steps x 1000 samples x 100,000 logits (33 GB) do not
-    from lsmcheck import sandbox
+    from lsmcheck import impllimits
 
-    monkeypatch.setattr(sandbox, "physical_memory", lambda: 2 << 30)
+    monkeypatch.setattr(impllimits, "physical_memory", lambda: 2 << 30)
     res = CliRunner().invoke(main, ["sweep", "scale", "--length", "100000", "--samples", "1000"])
     assert res.exit_code == 2
     assert res.output == (

@@ -19,7 +19,7 @@ from lsmcheck.algorithms import ALL_BUILTINS, DEFAULT_ALGORITHMS, DEFAULT_BLOCK,
 from lsmcheck.dtypes import ALL_FORMATS, DEFAULT_FORMATS, FORMATS, Format, with_all
 from lsmcheck.errors import LsmcheckError, UsageError
 from lsmcheck.formats import Style
-from lsmcheck.sandbox import DEFAULT_TIMEOUT
+from lsmcheck.impllimits import DEFAULT_TIMEOUT
 
 #: Exit code for a bug in lsmcheck (never 1, which means "the gate failed").
 EXIT_BUG = 3

@@ -35,7 +35,7 @@ from lsmcheck.explore.sweep import run_sweep, to_csv, to_json
 from lsmcheck.formats import Style
 from lsmcheck.formats import explore as fmt_explore
 from lsmcheck.formats.plot import figure, render_sweep
-from lsmcheck.sandbox import Limits
+from lsmcheck.impllimits import Limits
 from lsmcheck.userimpl import load, spec_file
 
 #: A progress bar appears once work has taken this long (and only on a terminal).

@@ -59,9 +59,9 @@ from lsmcheck.gate import (
     check_tolerance,
     parse_fail_on,
 )
+from lsmcheck.impllimits import Limits
 from lsmcheck.options import Options
 from lsmcheck.parallel import default_jobs, tune_malloc
-from lsmcheck.sandbox import Limits
 from lsmcheck.sources import count_elements, iter_sources, longest_vectors
 from lsmcheck.userimpl import load, same_code, spec_file
 from lsmcheck.vectors import BYTES_PER_LOGIT, MAX_LENGTH, Vector, audit_size
