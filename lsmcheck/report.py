@@ -21,6 +21,7 @@ from typing import Any
 
 from lsmcheck.exactsum import ExactSum
 from lsmcheck.results import Result, Status, _where, json_number, result_to_dict
+from lsmcheck.vectors import vector_label
 
 SCHEMA = "lsmcheck.report/1"
 
@@ -191,11 +192,8 @@ class Recorded:
 
     @property
     def label(self) -> str:
-        return (
-            f"{self.source}:{self.line}"
-            if self.line is not None
-            else f"{self.source}[{self.vector}]"
-        )
+        """``source:line`` for text sources, ``source[vector]`` otherwise."""
+        return vector_label(self.source, self.line, self.vector)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 from lsmcheck.dtypes import get_format
+from lsmcheck.vectors import vector_label
 
 
 class Status(StrEnum):
@@ -234,11 +235,7 @@ class Result:
     @property
     def label(self) -> str:
         """``source:line`` for text sources, ``source[vector]`` otherwise."""
-        return (
-            f"{self.source}:{self.line}"
-            if self.line is not None
-            else f"{self.source}[{self.vector}]"
-        )
+        return vector_label(self.source, self.line, self.vector)
 
     @property
     def audited(self) -> bool:

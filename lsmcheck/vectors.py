@@ -62,6 +62,10 @@ class Vector:
     @property
     def label(self) -> str:
         """A short human name: ``file:line`` for text sources, ``file[index]`` otherwise."""
-        if self.line is not None:
-            return f"{self.source}:{self.line}"
-        return f"{self.source}[{self.index}]"
+        return vector_label(self.source, self.line, self.index)
+
+
+def vector_label(source: str, line: int | None, index: int) -> str:
+    """How a vector is named everywhere (its results and baseline entries too): ``file:line``
+    for text sources, ``file[index]`` otherwise."""
+    return f"{source}:{line}" if line is not None else f"{source}[{index}]"
