@@ -102,7 +102,8 @@ def _max(x: Array) -> Array:
     """``np.max(x, axis=-1, keepdims=True)``, faster for float16, whose max numpy takes one
     converted element at a time (some 4 times slower than converting them all to float32 and
     taking the max there, which is exact).  Where the maximum is a zero the rows are taken
-    again in float16: which of ``-0`` and ``+0`` numpy returns differs between the dtypes."""
+    again in float16: which of ``-0`` and ``+0`` numpy returns differs between the dtypes.  A
+    NaN maximum may come back with the other sign bit (NaN all the same)."""
     if x.dtype != _HALF:
         return np.asarray(np.max(x, axis=-1, keepdims=True))
     m = np.max(x.astype(np.float32), axis=-1, keepdims=True).astype(_HALF)
