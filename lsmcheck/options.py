@@ -7,8 +7,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from lsmcheck import targets
-from lsmcheck.algorithms import DEFAULT_ALGORITHMS, DEFAULT_BLOCK, Algorithm, get_algorithm
-from lsmcheck.dtypes import DEFAULT_FORMATS, Format, accumulate_all, get_format
+from lsmcheck.algorithms import (
+    ALL_BUILTINS,
+    DEFAULT_ALGORITHMS,
+    DEFAULT_BLOCK,
+    Algorithm,
+    get_algorithm,
+)
+from lsmcheck.dtypes import (
+    ALL_FORMATS,
+    DEFAULT_FORMATS,
+    Format,
+    accumulate_all,
+    get_format,
+    with_all,
+)
 from lsmcheck.errors import UsageError
 from lsmcheck.gate import Thresholds, nonnegative
 
@@ -24,10 +37,10 @@ class Options:
     """What to audit and how.
 
     Attributes:
-        dtypes: format names (see :mod:`lsmcheck.dtypes`).
+        dtypes: format names (see :mod:`lsmcheck.dtypes`); ``"all"`` stands for every one.
         algorithms: implementation names (see :mod:`lsmcheck.algorithms`) or
             :class:`~lsmcheck.algorithms.Algorithm` objects (e.g. the user's own, from
-            :func:`lsmcheck.userimpl.wrap`).
+            :func:`lsmcheck.userimpl.wrap`); ``"all"`` stands for every built-in, as ``-a all``.
         precision_bits: the first mpmath working precision of the reference.
         per_element: whether results carry per-element detail.
         thresholds: the gate.
@@ -65,6 +78,9 @@ class Options:
     bounds: bool = False
 
     def __post_init__(self) -> None:
+        # "all" as on the command line and in audit(): every dtype, every built-in
+        object.__setattr__(self, "dtypes", with_all(self.dtypes, ALL_FORMATS))
+        object.__setattr__(self, "algorithms", with_all(self.algorithms, ALL_BUILTINS))
         if self.block < 1:
             raise UsageError(f"--block: expected a block size >= 1, got {self.block}")
         if self.keep is not None and self.keep < 0:

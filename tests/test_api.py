@@ -274,3 +274,18 @@ def test_all_selects_every_built_in_and_every_dtype() -> None:
     report = lsmcheck.audit([[1.0, 2.0]], algorithms=["all"], dtypes="all")
     assert {r.algorithm for r in report.results} == set(BUILTINS)
     assert {r.dtype for r in report.results} == set(FORMATS)
+
+
+def test_options_take_all_as_audit_does() -> None:
+    """``Options(algorithms=("all",), dtypes=("all",))``, as in the README's Python API, means
+    what ``-a all -d all`` and ``audit(algorithms="all")`` mean (it was an unknown name)."""
+    from lsmcheck import Options, Vector
+    from lsmcheck.algorithms import BUILTINS
+    from lsmcheck.dtypes import FORMATS
+
+    options = Options(algorithms=("all",), dtypes=("all", "float32"))
+    assert set(options.algorithms) == set(BUILTINS) and set(options.dtypes) == set(FORMATS)
+    report = lsmcheck.audit([Vector("t", 0, None, np.array([1.0, 2.0]))], options)
+    assert {(r.algorithm, r.dtype) for r in report.results} == {
+        (a, d) for a in BUILTINS for d in FORMATS
+    }
