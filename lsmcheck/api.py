@@ -32,11 +32,10 @@ from typing import Any
 import numpy as np
 
 from lsmcheck import baseline as baseline_file
-from lsmcheck.algorithms import ALL_BUILTINS, DEFAULT_ALGORITHMS, Algorithm, Kind
+from lsmcheck.algorithms import DEFAULT_ALGORITHMS, Algorithm, Kind
 from lsmcheck.audit import Progress
 from lsmcheck.audit import audit as run_audit
 from lsmcheck.baseline import Baseline
-from lsmcheck.dtypes import ALL_FORMATS, with_all
 from lsmcheck.errors import UsageError
 from lsmcheck.gate import DEFAULT_TOLERANCE, Thresholds, compare, parse_fail_on
 from lsmcheck.impllimits import Limits
@@ -104,9 +103,9 @@ def _stream(items: Iterator[Any], source: str) -> Iterator[Vector]:
         yield Vector(source, i, None, row)
 
 
-def _names(value: str | Iterable[Any], where: str, every: tuple[str, ...] = ()) -> tuple[Any, ...]:
-    """One name or several: ``"float32"`` is ``("float32",)``, not its letters; ``"all"``
-    stands for ``every`` one, where given."""
+def _names(value: str | Iterable[Any], where: str) -> tuple[Any, ...]:
+    """One name or several: ``"float32"`` is ``("float32",)``, not its letters (``"all"`` is
+    expanded by :class:`Options`)."""
     if isinstance(value, str):
         value = (value,)
     try:
@@ -118,7 +117,7 @@ def _names(value: str | Iterable[Any], where: str, every: tuple[str, ...] = ()) 
     for name in names:
         if not isinstance(name, str | Algorithm):
             raise UsageError(f"{where}: expected names, got {type(name).__name__} {name!r}")
-    return with_all(names, every) if every else names
+    return names
 
 
 def _floats(value: Any, where: str) -> np.ndarray[Any, np.dtype[np.float64]]:
@@ -228,19 +227,15 @@ def audit(
     changes: dict[str, Any] = {}
     if options is None:
         if algorithms is not None:
-            names: tuple[str | Algorithm, ...] = _names(algorithms, "algorithms", ALL_BUILTINS)
+            names: tuple[str | Algorithm, ...] = _names(algorithms, "algorithms")
         else:
             names = () if user else DEFAULT_ALGORITHMS
         changes["algorithms"] = (*names, *user)
     elif algorithms is not None or user:  # [] means none, as without options
-        names = (
-            _names(algorithms, "algorithms", ALL_BUILTINS)
-            if algorithms is not None
-            else base.algorithms
-        )
+        names = _names(algorithms, "algorithms") if algorithms is not None else base.algorithms
         changes["algorithms"] = (*names, *user)
     if dtypes is not None:
-        changes["dtypes"] = _names(dtypes, "dtypes", ALL_FORMATS)
+        changes["dtypes"] = _names(dtypes, "dtypes")
     if precision_bits is not None:
         changes["precision_bits"] = precision_bits
     if per_element is not None:
